@@ -1,0 +1,208 @@
+import { readFileSync } from "node:fs";
+import { extname } from "node:path";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { parseDuration } from "./core/duration.js";
+import { McpGateError } from "./core/errors.js";
+
+/**
+ * The configuration file (DESIGN.md §7): YAML or JSON by extension, `${VAR}` from the environment,
+ * validated with zod. Durations stay strings here and are parsed where they are used
+ * (`durationMs`), so error messages can name the field.
+ */
+
+const duration = z.union([z.string(), z.number()]).refine(
+  (v) => {
+    try {
+      parseDuration(v);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  { message: "invalid duration: use e.g. 500ms, 10s, 30m, 24h, 90d" },
+);
+
+// RFC 6749 §3.3 scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+export const SCOPE_PATTERN = /^[\x21\x23-\x5b\x5d-\x7e]+$/;
+const scope = z.string().regex(SCOPE_PATTERN, "invalid scope: printable ASCII, no spaces, quotes or backslashes");
+
+const issuerSchema = z.strictObject({
+  issuer: z.string().url(),
+  audience: z.union([z.string(), z.array(z.string())]).optional(),
+  jwksUri: z.string().url().optional(),
+  algorithms: z.array(z.string()).optional(),
+  clockTolerance: duration.optional(),
+  cacheTtl: duration.optional(),
+  jwksTimeout: duration.optional(),
+  jwksCooldown: duration.optional(),
+  jwksMaxAge: duration.optional(),
+  introspection: z
+    .strictObject({
+      endpoint: z.string().url(),
+      clientId: z.string().optional(),
+      clientSecret: z.string().optional(),
+      timeout: duration.optional(),
+    })
+    .optional(),
+});
+export type IssuerConfig = z.infer<typeof issuerSchema>;
+
+const ruleBase = {
+  match: z.string().min(1),
+  scopes: z.array(scope).default([]),
+  mode: z.enum(["all", "any"]).default("all"),
+};
+const policyRule = z.strictObject(ruleBase);
+
+const listenSchema = z.strictObject({
+  host: z.string().default("127.0.0.1"),
+  port: z.number().int().min(0).max(65535).default(8080),
+});
+
+export const configSchema = z.strictObject({
+  listen: listenSchema.default({ host: "127.0.0.1", port: 8080 }),
+  publicUrl: z.string().url().optional(),
+  mcpPath: z.string().startsWith("/").default("/mcp"),
+  upstream: z
+    .strictObject({
+      url: z.string().url().optional(),
+      command: z.array(z.string()).min(1).optional(),
+      env: z.record(z.string(), z.string()).optional(),
+      envAllow: z.array(z.string()).optional(),
+      headers: z.record(z.string(), z.string()).default({}),
+      timeout: duration.default("30s"),
+      maxChildren: z.number().int().positive().optional(),
+    })
+    .refine((u) => !(u.url && u.command), { message: "set either upstream.url or upstream.command, not both" })
+    .optional(),
+  auth: z
+    .strictObject({
+      staticKey: z
+        .strictObject({ env: z.string().default("MCP_API_KEY"), scopes: z.array(scope).optional() })
+        .optional(),
+      apiKeys: z
+        .strictObject({ store: z.string(), pepperEnv: z.string().optional(), cacheTtl: duration.optional() })
+        .optional(),
+      jwt: issuerSchema.optional(),
+      issuers: z.array(issuerSchema).optional(),
+      realm: z.string().default("mcp"),
+    })
+    .default({ realm: "mcp" }),
+  state: z.strictObject({ redis: z.string().optional(), prefix: z.string().default("mcpgate:") }).default({ prefix: "mcpgate:" }),
+  sessions: z
+    .strictObject({ idleTtl: duration.default("30m"), max: z.number().int().positive().default(100_000) })
+    .default({ idleTtl: "30m", max: 100_000 }),
+  policy: z
+    .strictObject({
+      default: z.enum(["allow", "deny"]).default("deny"),
+      onDenied: z.enum(["auto", "tool-error", "step-up"]).default("auto"),
+      tools: z.array(policyRule).default([]),
+      resources: z.array(policyRule).default([]),
+      prompts: z.array(policyRule).default([]),
+    })
+    .optional(),
+  rateLimit: z
+    .strictObject({
+      perPrincipal: z.strictObject({ limit: z.number().int().positive(), window: duration }).optional(),
+      tools: z
+        .array(z.strictObject({ match: z.string().min(1), limit: z.number().int().positive(), window: duration }))
+        .default([]),
+      failOpen: z.boolean().default(false),
+    })
+    .optional(),
+  guard: z
+    .strictObject({
+      failures: z.number().int().positive().default(20),
+      window: duration.default("1m"),
+      lockout: duration.default("15m"),
+      trustProxy: z.boolean().default(false),
+    })
+    .optional(),
+  alerts: z.strictObject({ webhook: z.string().url(), secret: z.string().optional() }).optional(),
+  metrics: z.strictObject({ listen: z.string().default("127.0.0.1:9464") }).optional(),
+  logging: z
+    .strictObject({
+      level: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+      audit: z.string().optional(),
+      redactHeaders: z.array(z.string()).default([]),
+    })
+    .default({ level: "info", redactHeaders: [] }),
+  origins: z.array(z.string()).optional(),
+  limits: z
+    .strictObject({
+      maxBody: z.number().int().positive().default(4 * 1024 * 1024),
+      headersTimeout: duration.default("10s"),
+      requestTimeout: duration.default("60s"),
+      shutdownGrace: duration.default("10s"),
+    })
+    .default({ maxBody: 4 * 1024 * 1024, headersTimeout: "10s", requestTimeout: "60s", shutdownGrace: "10s" }),
+});
+
+export type GatewayConfig = z.infer<typeof configSchema>;
+export type GatewayConfigInput = z.input<typeof configSchema>;
+
+/** Replace `${VAR}` with the environment's value; an unset variable is an error naming it. */
+export function interpolateEnv(value: unknown, env: NodeJS.ProcessEnv, path = ""): unknown {
+  if (typeof value === "string") {
+    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, name: string) => {
+      const v = env[name];
+      if (v === undefined) {
+        throw new McpGateError("ERR_CONFIG_INVALID", `${path || "config"}: environment variable ${name} is not set`);
+      }
+      return v;
+    });
+  }
+  if (Array.isArray(value)) return value.map((v, i) => interpolateEnv(v, env, `${path}[${i}]`));
+  if (value && typeof value === "object") {
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k, interpolateEnv(v, env, path ? `${path}.${k}` : k)]),
+    );
+  }
+  return value;
+}
+
+/** Validate a parsed object; throws ERR_CONFIG_INVALID naming the first bad field(s). */
+export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+  const interpolated = interpolateEnv(raw ?? {}, env);
+  const result = configSchema.safeParse(interpolated);
+  if (!result.success) {
+    const lines = result.error.issues.slice(0, 5).map((i) => {
+      const field = i.path.length ? i.path.join(".") : "(root)";
+      return `${field}: ${i.message}`;
+    });
+    throw new McpGateError("ERR_CONFIG_INVALID", `invalid configuration: ${lines.join("; ")}`);
+  }
+  return deepFreeze(result.data);
+}
+
+/** Read, interpolate and validate a YAML (.yaml/.yml) or JSON (.json) configuration file. */
+export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new McpGateError("ERR_CONFIG_NOT_FOUND", `cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? "error"}`);
+  }
+  let raw: unknown;
+  const ext = extname(file).toLowerCase();
+  try {
+    raw = ext === ".json" ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    throw new McpGateError("ERR_CONFIG_INVALID", `${file}: not valid ${ext === ".json" ? "JSON" : "YAML"}: ${(err as Error).message.split("\n")[0]}`);
+  }
+  return validateConfig(raw, env);
+}
+
+/** Duration field → milliseconds. */
+export function durationMs(value: string | number): number {
+  return parseDuration(value);
+}
+
+function deepFreeze<T>(obj: T): T {
+  if (obj && typeof obj === "object" && !Object.isFrozen(obj)) {
+    Object.freeze(obj);
+    for (const v of Object.values(obj)) deepFreeze(v);
+  }
+  return obj;
+}

@@ -1,0 +1,47 @@
+/**
+ * Every way a request can be refused, as a value. `core/challenge.ts` is the one place that turns
+ * these into HTTP status, headers and body (DESIGN.md §2 table).
+ */
+export type AuthFailureReason =
+  | "missing"
+  | "malformed"
+  | "invalid"
+  | "expired"
+  | "revoked"
+  | "unknown_key"
+  | "bad_checksum"
+  | "wrong_issuer"
+  | "wrong_audience"
+  | "bad_signature"
+  | "no_key"
+  | "inactive";
+
+export type JsonRpcId = string | number | null;
+
+export type Denial =
+  | { kind: "unauthenticated"; reason: AuthFailureReason; description?: string }
+  | { kind: "not_configured" }
+  | { kind: "origin_forbidden" }
+  | { kind: "insufficient_scope"; scopes: string[]; description?: string }
+  | { kind: "tool_denied"; id: JsonRpcId; message: string }
+  | { kind: "probe_denied"; id: JsonRpcId; method: string }
+  | { kind: "session_unknown" }
+  | { kind: "session_missing" }
+  | { kind: "parse_error"; message?: string }
+  | { kind: "invalid_request"; message: string }
+  | { kind: "header_mismatch"; message: string }
+  | { kind: "unsupported_media_type" }
+  | { kind: "method_not_allowed"; allow: string[] }
+  | { kind: "body_too_large"; limitBytes: number }
+  | { kind: "rate_limited"; retryAfterSec: number; limit?: number; windowSec?: number; policy?: string }
+  | { kind: "locked_out"; retryAfterSec: number }
+  | { kind: "store_unavailable" }
+  | { kind: "capacity"; message: string }
+  | { kind: "upstream_unavailable" }
+  | { kind: "upstream_timeout" }
+  | { kind: "not_found" };
+
+/** Reasons that mean "a credential was presented but is not acceptable" (RFC 6750 invalid_token). */
+export function isInvalidToken(reason: AuthFailureReason): boolean {
+  return reason !== "missing";
+}
