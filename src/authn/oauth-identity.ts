@@ -1,0 +1,67 @@
+import type { Identity } from "../core/identity.js";
+
+/**
+ * Scopes of an OAuth token: `scope` (RFC 8693 §4.2 / RFC 9068 §2.2.3, space-separated) and `scp`
+ * (an array, as Azure AD and Okta issue it, or a space-separated string). Duplicates dropped.
+ *
+ * @example scopesFromClaims({ scope: "a b", scp: ["b", "c"] }) // ["a", "b", "c"]
+ */
+export function scopesFromClaims(claims: Record<string, unknown>): string[] {
+  const out = new Set<string>();
+  const add = (v: unknown) => {
+    if (typeof v === "string") {
+      for (const s of v.split(" ")) if (s !== "") out.add(s);
+    } else if (Array.isArray(v)) {
+      for (const s of v) if (typeof s === "string" && s !== "" && !s.includes(" ")) out.add(s);
+    }
+  };
+  add(claims.scope);
+  add(claims.scp);
+  return [...out];
+}
+
+// Characters we let into a log line from a claim an issuer controls.
+const UNSAFE = /[^A-Za-z0-9._~@:+\-|/=]/g;
+
+/**
+ * A log-safe label for an OAuth identity: `oauth:<sub>@<issuer host>`, the subject trimmed to 64
+ * characters and stripped of anything outside a conservative set. Contains nothing of the token.
+ *
+ * @example oauthDisplay("https://auth.example.com", "user-42") // "oauth:user-42@auth.example.com"
+ */
+export function oauthDisplay(issuer: string, subject: string): string {
+  let host = issuer;
+  try {
+    host = new URL(issuer).host;
+  } catch {
+    // keep the raw issuer; it is configuration, not a secret
+  }
+  const sub = subject.replace(UNSAFE, "_").slice(0, 64);
+  return `oauth:${sub}@${host}`;
+}
+
+/**
+ * The Identity of a verified OAuth token (DESIGN.md §4): principal `oauth:<iss>#<sub>`, so a
+ * session stays bound to the same subject of the same issuer across token refreshes.
+ *
+ * @example
+ * oauthIdentity({ issuer: "https://auth.example.com", subject: "u1", scopes: ["tools:call"], expiresAt: 1_900_000_000 });
+ */
+export function oauthIdentity(input: {
+  issuer: string;
+  subject: string;
+  scopes: string[];
+  clientId?: string | undefined;
+  expiresAt?: number | undefined;
+}): Identity {
+  const identity: Identity = {
+    principal: `oauth:${input.issuer}#${input.subject}`,
+    kind: "oauth2",
+    subject: input.subject,
+    scopes: input.scopes,
+    displayPrefix: oauthDisplay(input.issuer, input.subject),
+  };
+  if (input.clientId !== undefined) identity.clientId = input.clientId;
+  if (input.expiresAt !== undefined) identity.expiresAt = input.expiresAt;
+  return identity;
+}
