@@ -1,0 +1,35 @@
+/**
+ * A security event (DESIGN.md §2 "audit"). Shared vocabulary between the gate, which emits them,
+ * and observe/, which writes them. Fields hold display prefixes only, never secrets.
+ */
+export type AuditEventType =
+  | "auth_success"
+  | "auth_failure"
+  | "session_bound"
+  | "session_mismatch"
+  | "session_closed"
+  | "denied"
+  | "rate_limited"
+  | "lockout"
+  | "key_created"
+  | "key_revoked"
+  | "key_rotated"
+  | "store_error";
+
+export interface AuditEvent {
+  type: AuditEventType;
+  /** ISO-8601 time. */
+  time: string;
+  /** Display prefix of the acting principal ("mcpg_7Hq2xK9a", "static:3f9a1c2e", "oauth:…"). */
+  actor?: string;
+  /** Source address as the guard sees it. */
+  ip?: string;
+  requestId?: string;
+  reason?: string;
+  method?: string;
+  tool?: string;
+  /** Other display prefix involved (e.g. the session's owner on a mismatch). */
+  other?: string;
+  sessionId?: string;
+  detail?: Record<string, string | number | boolean | undefined>;
+}

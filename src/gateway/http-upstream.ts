@@ -1,0 +1,186 @@
+import type { IncomingHttpHeaders } from "node:http";
+import { Agent, errors as undiciErrors } from "undici";
+import { listRequestIds } from "../mcp/list-filter.js";
+import { createSseRewriter, needsRewrite, type RewritePlan, rewriteJsonBody } from "../mcp/response-rewriter.js";
+import type { ForwardContext, ForwardOutcome, Upstream } from "./upstream.js";
+
+export interface HttpUpstreamOptions {
+  url: string;
+  /** The gateway's own upstream credential and other fixed headers (never the client's). */
+  headers?: Record<string, string>;
+  timeoutMs?: number;
+  /** Cap on a JSON response buffered for rewriting. */
+  maxResponseBytes?: number;
+  connections?: number;
+}
+
+/** Client request headers relayed upstream (allow-list: everything else, incl. Authorization and cookies, stays here). */
+const FORWARD_HEADERS = [
+  "accept",
+  "content-type",
+  "mcp-session-id",
+  "mcp-protocol-version",
+  "last-event-id",
+  "mcp-method",
+  "mcp-name",
+  "user-agent",
+];
+
+/** Response headers never relayed back (hop-by-hop, RFC 9110 §7.6.1, plus framing we recompute). */
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "transfer-encoding",
+  "te",
+  "trailer",
+  "upgrade",
+  "proxy-authenticate",
+  "content-length",
+]);
+
+function upstreamHeaders(incoming: IncomingHttpHeaders, fixed: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of FORWARD_HEADERS) {
+    const v = incoming[name];
+    if (typeof v === "string") out[name] = v;
+  }
+  for (const [name, v] of Object.entries(incoming)) {
+    // 2026-07-28: unrecognised Mcp-Param-* headers MUST be forwarded.
+    if (name.startsWith("mcp-param-") && typeof v === "string") out[name] = v;
+  }
+  for (const [name, v] of Object.entries(fixed)) out[name.toLowerCase()] = v;
+  return out;
+}
+
+/**
+ * Relay to an HTTP MCP server through a pooled keep-alive undici Agent. Responses stream through
+ * without buffering, except JSON bodies that must be filtered per caller.
+ *
+ * @example const up = createHttpUpstream({ url: "http://127.0.0.1:3000/mcp", timeoutMs: 30_000 });
+ */
+export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
+  const target = new URL(options.url);
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  const maxResponseBytes = options.maxResponseBytes ?? 32 * 1024 * 1024;
+  const fixed = options.headers ?? {};
+  const agent = new Agent({
+    connections: options.connections ?? 128,
+    keepAliveTimeout: 30_000,
+    headersTimeout: timeoutMs,
+    connectTimeout: Math.min(timeoutMs, 10_000),
+    pipelining: 1,
+  });
+  const path = `${target.pathname}${target.search}`;
+
+  async function forward(ctx: ForwardContext): Promise<ForwardOutcome> {
+    const { req, res, admission } = ctx;
+    const started = performance.now();
+    const abort = new AbortController();
+    const onClose = () => {
+      if (!res.writableFinished) abort.abort();
+    };
+    res.on("close", onClose);
+    const method = (req.method ?? "GET").toUpperCase();
+    let upstream: Awaited<ReturnType<Agent["request"]>>;
+    try {
+      upstream = await agent.request({
+        origin: target.origin,
+        path,
+        method: method as "GET" | "POST" | "DELETE",
+        headers: upstreamHeaders(req.headers, fixed),
+        ...(method === "POST" ? { body: ctx.body ?? "" } : {}),
+        signal: abort.signal,
+        headersTimeout: timeoutMs,
+        // SSE streams may idle for a long time; JSON bodies are bounded by the timeout.
+        bodyTimeout: 0,
+      });
+    } catch (err) {
+      res.off("close", onClose);
+      const upstreamMs = performance.now() - started;
+      if (abort.signal.aborted) return { status: 499, upstreamMs, result: "aborted" };
+      const timeout = err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.ConnectTimeoutError;
+      return { status: timeout ? 504 : 502, upstreamMs, result: timeout ? "timeout" : "unavailable" };
+    }
+    const upstreamMs = performance.now() - started;
+    const status = upstream.statusCode;
+    const sessionHeader = upstream.headers["mcp-session-id"];
+    const sessionId = typeof sessionHeader === "string" ? sessionHeader : undefined;
+    await ctx.onHead(status, sessionId);
+
+    const headers: Record<string, string | string[]> = {};
+    for (const [k, v] of Object.entries(upstream.headers)) {
+      if (v !== undefined && !HOP_BY_HOP.has(k.toLowerCase())) headers[k] = v;
+    }
+    const contentType = String(upstream.headers["content-type"] ?? "");
+    const plan: RewritePlan = {
+      listIds: listRequestIds(admission.messages),
+      era: admission.era,
+      localResponses: admission.localResponses,
+      ...(admission.listFilter ? { visible: admission.listFilter } : {}),
+    };
+    try {
+      if (contentType.startsWith("text/event-stream")) {
+        headers["x-accel-buffering"] = "no";
+        res.writeHead(status, headers);
+        res.flushHeaders();
+        const rewriter = needsRewrite(plan) ? createSseRewriter(plan) : undefined;
+        upstream.body.setEncoding("utf8");
+        for await (const chunk of upstream.body as AsyncIterable<string>) {
+          const out = rewriter ? rewriter.push(chunk) : chunk;
+          if (out) res.write(out);
+        }
+        if (rewriter) {
+          const rest = rewriter.end();
+          if (rest) res.write(rest);
+        }
+        res.end();
+      } else if (needsRewrite(plan) && (contentType.startsWith("application/json") || status === 202)) {
+        const text = await readAll(upstream.body, maxResponseBytes);
+        const rewritten = text === "" ? { ok: true as const, body: JSON.stringify(plan.localResponses) } : rewriteJsonBody(text, plan);
+        if (!rewritten.ok) {
+          res.writeHead(502, { "content-type": "application/json" });
+          res.end(JSON.stringify({ jsonrpc: "2.0", id: null, error: { code: -31004, message: "Bad Gateway: malformed upstream response" } }));
+          return { status: 502, upstreamMs, result: "error" };
+        }
+        const outStatus = status === 202 ? 200 : status;
+        headers["content-type"] = "application/json";
+        res.writeHead(outStatus, headers);
+        res.end(rewritten.body);
+      } else {
+        res.writeHead(status, headers);
+        for await (const chunk of upstream.body) res.write(chunk);
+        res.end();
+      }
+      return { status, upstreamMs, result: "ok" };
+    } catch {
+      // Mid-stream failure (upstream died, client left): end the client's response cleanly.
+      upstream.body.destroy();
+      if (!res.headersSent) {
+        res.writeHead(502, { "content-type": "application/json" });
+        res.end(JSON.stringify({ jsonrpc: "2.0", id: null, error: { code: -31004, message: "Bad Gateway: upstream failed" } }));
+      } else res.end();
+      return { status, upstreamMs, result: abort.signal.aborted ? "aborted" : "error" };
+    } finally {
+      res.off("close", onClose);
+    }
+  }
+
+  return {
+    forward,
+    async close() {
+      await agent.close();
+    },
+  };
+}
+
+async function readAll(body: AsyncIterable<Buffer>, limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.length;
+    if (size > limit) throw new RangeError("upstream response too large");
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}

@@ -1,0 +1,31 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Admission } from "../gate/gate.js";
+
+/**
+ * Where admitted requests go: an HTTP MCP server (undici) or a stdio child process. The gateway
+ * server does everything before this point (auth, session check, policy); an upstream only relays.
+ */
+export interface Upstream {
+  /**
+   * Relay one admitted request and stream the answer to `res`. Must call `hooks.onHead` before the
+   * first byte is written (session binding happens there) and must never throw after writing.
+   */
+  forward(ctx: ForwardContext): Promise<ForwardOutcome>;
+  close(): Promise<void>;
+}
+
+export interface ForwardContext {
+  admission: Admission;
+  req: IncomingMessage;
+  res: ServerResponse;
+  /** The body to send (may differ from the client's when batch elements were answered locally). */
+  body?: string;
+  onHead(status: number, sessionId: string | undefined): Promise<void>;
+}
+
+export interface ForwardOutcome {
+  status: number;
+  upstreamMs: number;
+  /** "ok" or the failure class, for logs and metrics. */
+  result: "ok" | "unavailable" | "timeout" | "aborted" | "error";
+}

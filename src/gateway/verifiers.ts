@@ -1,0 +1,39 @@
+import { createStaticKeyVerifier } from "../authn/static-key.js";
+import type { CredentialVerifier } from "../authn/verifier.js";
+import { McpGateError } from "../core/errors.js";
+import type { GatewayConfig } from "../config.js";
+
+export interface BuiltVerifiers {
+  verifiers: CredentialVerifier[];
+  /** Release stores, timers and connections held by the verifiers. */
+  close(): Promise<void>;
+}
+
+/**
+ * Build the credential verifiers a configuration asks for, in the order the gate tries them:
+ * stored API keys (recognised by their `mcpg_` prefix), the static key, then OAuth issuers.
+ */
+export async function buildVerifiers(
+  config: GatewayConfig,
+  ctx: { publicUrl: string; env: NodeJS.ProcessEnv },
+): Promise<BuiltVerifiers> {
+  const verifiers: CredentialVerifier[] = [];
+  const closers: Array<() => Promise<void>> = [];
+
+  // Static key: configured explicitly, or on by default when MCP_API_KEY is set (DESIGN.md §7).
+  const staticEnv = config.auth.staticKey?.env ?? "MCP_API_KEY";
+  const staticKey = ctx.env[staticEnv];
+  if (config.auth.staticKey && !staticKey) {
+    throw new McpGateError("ERR_CONFIG_INVALID", `auth.staticKey: environment variable ${staticEnv} is not set`);
+  }
+  if (staticKey) {
+    verifiers.push(createStaticKeyVerifier({ key: staticKey, ...(config.auth.staticKey?.scopes ? { scopes: [...config.auth.staticKey.scopes] } : {}) }));
+  }
+
+  return {
+    verifiers,
+    async close() {
+      await Promise.all(closers.map((c) => c()));
+    },
+  };
+}

@@ -1,0 +1,118 @@
+import type { JsonRpcId } from "../core/outcome.js";
+
+/** One JSON-RPC message as the gate sees it: what it is and what it names. */
+export interface InspectedMessage {
+  type: "request" | "notification" | "response";
+  id?: JsonRpcId;
+  method?: string;
+  /** `params.name` for tools/call and prompts/get, `params.uri` for resources/read. */
+  name?: string;
+  /** `params._meta["io.modelcontextprotocol/protocolVersion"]` (2026-07-28 per-request version). */
+  metaProtocolVersion?: string;
+  /** The message itself, as parsed. */
+  raw: Record<string, unknown>;
+}
+
+export type ParseResult =
+  | { ok: true; messages: InspectedMessage[]; batch: boolean }
+  | { ok: false; kind: "parse_error" | "invalid_request"; message: string };
+
+/** Maximum nesting we accept before JSON.parse even runs; deeper bodies are refused, not parsed. */
+export const MAX_JSON_DEPTH = 64;
+/** Maximum messages in one 2025-03-26 batch. */
+export const MAX_BATCH = 100;
+
+const META_VERSION_KEY = "io.modelcontextprotocol/protocolVersion";
+
+/**
+ * Cheap pre-scan that refuses absurd nesting before JSON.parse allocates it (a deeply nested
+ * array is a classic stack/CPU attack on naive inspectors).
+ */
+function depthExceeds(text: string, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92 /* \ */) i++;
+      else if (c === 34 /* " */) inString = false;
+      continue;
+    }
+    if (c === 34) inString = true;
+    else if (c === 123 || c === 91) {
+      if (++depth > max) return true;
+    } else if (c === 125 || c === 93) depth--;
+  }
+  return false;
+}
+
+function isId(v: unknown): v is JsonRpcId {
+  return typeof v === "string" || (typeof v === "number" && Number.isFinite(v)) || v === null;
+}
+
+/** Validate one element against JSON-RPC 2.0 §4/§5 and pull out what authorization needs. */
+export function inspectMessage(value: unknown): InspectedMessage | string {
+  if (!value || typeof value !== "object" || Array.isArray(value)) return "message is not a JSON object";
+  const msg = value as Record<string, unknown>;
+  if (msg.jsonrpc !== "2.0") return 'message lacks "jsonrpc": "2.0"';
+  const hasId = Object.hasOwn(msg, "id");
+  if (hasId && !isId(msg.id)) return "id must be a string, a number or null";
+  if (typeof msg.method === "string") {
+    if (msg.method.length === 0 || msg.method.length > 256) return "method must be a non-empty string";
+    if (msg.params !== undefined && (typeof msg.params !== "object" || msg.params === null)) {
+      return "params must be an object or an array";
+    }
+    const params = (msg.params ?? {}) as Record<string, unknown>;
+    const out: InspectedMessage = {
+      type: hasId ? "request" : "notification",
+      method: msg.method,
+      raw: msg,
+    };
+    if (hasId) out.id = msg.id as JsonRpcId;
+    if (msg.method === "tools/call" || msg.method === "prompts/get") {
+      if (typeof params.name !== "string") return `${msg.method} requires a string params.name`;
+      out.name = params.name;
+    } else if (msg.method === "resources/read" || msg.method === "resources/subscribe" || msg.method === "resources/unsubscribe") {
+      if (typeof params.uri !== "string") return `${msg.method} requires a string params.uri`;
+      out.name = params.uri;
+    }
+    const meta = params._meta;
+    if (meta && typeof meta === "object" && typeof (meta as Record<string, unknown>)[META_VERSION_KEY] === "string") {
+      out.metaProtocolVersion = (meta as Record<string, string>)[META_VERSION_KEY];
+    }
+    return out;
+  }
+  if (msg.method !== undefined) return "method must be a string";
+  if (hasId && (Object.hasOwn(msg, "result") || Object.hasOwn(msg, "error"))) {
+    return { type: "response", id: msg.id as JsonRpcId, raw: msg };
+  }
+  return "message is neither a request, a notification nor a response";
+}
+
+/**
+ * Parse a POST body as JSON-RPC: one message or (2025-03-26) a batch array. Never throws.
+ *
+ * @example parseJsonRpc('{"jsonrpc":"2.0","id":1,"method":"ping"}') // { ok: true, messages: [...] }
+ */
+export function parseJsonRpc(text: string): ParseResult {
+  if (depthExceeds(text, MAX_JSON_DEPTH)) {
+    return { ok: false, kind: "parse_error", message: "Parse error: JSON nested too deeply" };
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return { ok: false, kind: "parse_error", message: "Parse error: body is not valid JSON" };
+  }
+  const batch = Array.isArray(value);
+  const items = batch ? (value as unknown[]) : [value];
+  if (batch && items.length === 0) return { ok: false, kind: "invalid_request", message: "empty batch" };
+  if (items.length > MAX_BATCH) return { ok: false, kind: "invalid_request", message: `batch over ${MAX_BATCH} messages` };
+  const messages: InspectedMessage[] = [];
+  for (const item of items) {
+    const m = inspectMessage(item);
+    if (typeof m === "string") return { ok: false, kind: "invalid_request", message: m };
+    messages.push(m);
+  }
+  return { ok: true, messages, batch };
+}
