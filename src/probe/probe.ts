@@ -193,7 +193,12 @@ class ProbeRun {
     const www = ex.headers?.get("www-authenticate") ?? "";
     if (ex.httpStatus === 401) this.challenge = /(^|,)\s*bearer(\s|,|$)/i.test(www) ? "ok" : "missing";
     else if (ex.httpStatus === 403) this.challenge = "missing";
-    this.record("unauthenticated", ex, this.challenge === "ok" || (this.challenge === "none" && !this.key));
+    const answered = ex.httpStatus > 0;
+    this.record(
+      "unauthenticated",
+      ex,
+      answered && (this.challenge === "ok" || (this.challenge === "none" && !this.key)),
+    );
     if (ex.failure || ex.httpStatus >= 500 || ex.httpStatus === 429)
       return this.transportVerdict(ex, "the unauthenticated request");
     return undefined;

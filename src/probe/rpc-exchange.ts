@@ -122,10 +122,10 @@ function describeFetchError(err: unknown, aborted: boolean): { failure: Transpor
   if (code === "UND_ERR_CONNECT_TIMEOUT" || code === "UND_ERR_HEADERS_TIMEOUT") {
     return { failure: "timeout", detail: words[code]! };
   }
-  return {
-    failure: "unreachable",
-    detail: (code && words[code]) ?? (code ? `network error ${code}` : "network error"),
-  };
+  if (code) return { failure: "unreachable", detail: words[code] ?? `network error ${code}` };
+  // No code: undici's own refusals ("bad port", "invalid URL"); their messages carry no header value.
+  const cause = err instanceof Error && err.cause instanceof Error ? err.cause.message : "";
+  return { failure: "unreachable", detail: cause ? `network error: ${cause.slice(0, 80)}` : "network error" };
 }
 
 /** The `code` of an error or of its cause chain (undici wraps socket errors in `TypeError: fetch failed`). */
