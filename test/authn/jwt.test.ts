@@ -5,6 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createJwtVerifier, type JwtIssuerOptions, type JwtVerifierOptions } from "../../src/authn/jwt.js";
 import { isMcpGateError } from "../../src/core/errors.js";
 import { deadUrl, type JwksServer, makeKey, mint, startJwksServer, type TestKey } from "./jwks-fixture.js";
+import { startAuthServer } from "./oidc-fixture.js";
 
 const ISSUER = "https://as.test.example";
 const AUDIENCE = "https://mcp.test.example/mcp";
@@ -447,5 +448,34 @@ describe("construction refuses unsafe options", () => {
     verifier();
     createJwtVerifier({ publicUrl: AUDIENCE, issuers: [{ issuer: server.origin }] });
     expect(server.paths.length).toBe(before);
+  });
+});
+
+describe("tokens from a real authorization server (oidc-provider, client_credentials, RFC 8707 resource)", () => {
+  it("discovers the JWKS from the issuer metadata and verifies the issued JWT access token", async () => {
+    const as = await startAuthServer({ format: "jwt" });
+    try {
+      const resource = "http://127.0.0.1:9/mcp";
+      const v = createJwtVerifier({ publicUrl: resource, issuers: [{ issuer: as.issuer }] });
+      const token = await as.token(resource, "tools:call");
+      const r = await v.verify(token);
+      expect(r).toMatchObject({
+        ok: true,
+        identity: {
+          principal: `oauth:${as.issuer}#${as.client.id}`,
+          scopes: ["tools:call"],
+          clientId: as.client.id,
+        },
+      });
+      // RFC 8414 metadata is tried first (oidc-provider v9 serves it), then the JWKS it names.
+      expect(as.paths).toEqual(["/token", "/.well-known/oauth-authorization-server", "/jwks"]);
+      // The same AS, a token for another resource: refused (audience = this server only).
+      expect(await v.verify(await as.token("http://127.0.0.1:9/other"))).toEqual({
+        ok: false,
+        reason: "wrong_audience",
+      });
+    } finally {
+      await as.stop();
+    }
   });
 });
