@@ -1,7 +1,9 @@
+import { createJwtVerifier } from "../authn/jwt.js";
 import { createStaticKeyVerifier } from "../authn/static-key.js";
 import type { CredentialVerifier } from "../authn/verifier.js";
 import { McpGateError } from "../core/errors.js";
 import type { GatewayConfig } from "../config.js";
+import { configuredIssuers, jwtVerifierOptions } from "./oauth-options.js";
 
 export interface BuiltVerifiers {
   verifiers: CredentialVerifier[];
@@ -29,6 +31,10 @@ export async function buildVerifiers(
   if (staticKey) {
     verifiers.push(createStaticKeyVerifier({ key: staticKey, ...(config.auth.staticKey?.scopes ? { scopes: [...config.auth.staticKey.scopes] } : {}) }));
   }
+
+  // OAuth issuers (JWT via JWKS, opaque via introspection), tried last: `auth.jwt` and `auth.issuers`.
+  const issuers = configuredIssuers(config);
+  if (issuers.length > 0) verifiers.push(createJwtVerifier(jwtVerifierOptions(issuers, ctx.publicUrl)));
 
   return {
     verifiers,
