@@ -25,7 +25,9 @@ const duration = z.union([z.string(), z.number()]).refine(
 
 // RFC 6749 §3.3 scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 export const SCOPE_PATTERN = /^[\x21\x23-\x5b\x5d-\x7e]+$/;
-const scope = z.string().regex(SCOPE_PATTERN, "invalid scope: printable ASCII, no spaces, quotes or backslashes");
+const scope = z
+  .string()
+  .regex(SCOPE_PATTERN, "invalid scope: printable ASCII, no spaces, quotes or backslashes");
 
 const issuerSchema = z.strictObject({
   issuer: z.string().url(),
@@ -74,7 +76,9 @@ export const configSchema = z.strictObject({
       timeout: duration.default("30s"),
       maxChildren: z.number().int().positive().optional(),
     })
-    .refine((u) => !(u.url && u.command), { message: "set either upstream.url or upstream.command, not both" })
+    .refine((u) => !(u.url && u.command), {
+      message: "set either upstream.url or upstream.command, not both",
+    })
     .optional(),
   auth: z
     .strictObject({
@@ -89,7 +93,9 @@ export const configSchema = z.strictObject({
       realm: z.string().default("mcp"),
     })
     .default({ realm: "mcp" }),
-  state: z.strictObject({ redis: z.string().optional(), prefix: z.string().default("mcpgate:") }).default({ prefix: "mcpgate:" }),
+  state: z
+    .strictObject({ redis: z.string().optional(), prefix: z.string().default("mcpgate:") })
+    .default({ prefix: "mcpgate:" }),
   sessions: z
     .strictObject({ idleTtl: duration.default("30m"), max: z.number().int().positive().default(100_000) })
     .default({ idleTtl: "30m", max: 100_000 }),
@@ -106,7 +112,9 @@ export const configSchema = z.strictObject({
     .strictObject({
       perPrincipal: z.strictObject({ limit: z.number().int().positive(), window: duration }).optional(),
       tools: z
-        .array(z.strictObject({ match: z.string().min(1), limit: z.number().int().positive(), window: duration }))
+        .array(
+          z.strictObject({ match: z.string().min(1), limit: z.number().int().positive(), window: duration }),
+        )
         .default([]),
       failOpen: z.boolean().default(false),
     })
@@ -131,12 +139,21 @@ export const configSchema = z.strictObject({
   origins: z.array(z.string()).optional(),
   limits: z
     .strictObject({
-      maxBody: z.number().int().positive().default(4 * 1024 * 1024),
+      maxBody: z
+        .number()
+        .int()
+        .positive()
+        .default(4 * 1024 * 1024),
       headersTimeout: duration.default("10s"),
       requestTimeout: duration.default("60s"),
       shutdownGrace: duration.default("10s"),
     })
-    .default({ maxBody: 4 * 1024 * 1024, headersTimeout: "10s", requestTimeout: "60s", shutdownGrace: "10s" }),
+    .default({
+      maxBody: 4 * 1024 * 1024,
+      headersTimeout: "10s",
+      requestTimeout: "60s",
+      shutdownGrace: "10s",
+    }),
 });
 
 export type GatewayConfig = z.infer<typeof configSchema>;
@@ -148,7 +165,10 @@ export function interpolateEnv(value: unknown, env: NodeJS.ProcessEnv, path = ""
     return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, name: string) => {
       const v = env[name];
       if (v === undefined) {
-        throw new McpGateError("ERR_CONFIG_INVALID", `${path || "config"}: environment variable ${name} is not set`);
+        throw new McpGateError(
+          "ERR_CONFIG_INVALID",
+          `${path || "config"}: environment variable ${name} is not set`,
+        );
       }
       return v;
     });
@@ -163,8 +183,9 @@ export function interpolateEnv(value: unknown, env: NodeJS.ProcessEnv, path = ""
 }
 
 /** Validate a parsed object; throws ERR_CONFIG_INVALID naming the first bad field(s). */
-export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env): GatewayConfig {
-  const interpolated = interpolateEnv(raw ?? {}, env);
+export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv | null = process.env): GatewayConfig {
+  // env === null: the object was interpolated already (e.g. a loaded file merged with flags).
+  const interpolated = env === null ? (raw ?? {}) : interpolateEnv(raw ?? {}, env);
   const result = configSchema.safeParse(interpolated);
   if (!result.success) {
     const lines = result.error.issues.slice(0, 5).map((i) => {
@@ -182,14 +203,20 @@ export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.en
   try {
     text = readFileSync(file, "utf8");
   } catch (err) {
-    throw new McpGateError("ERR_CONFIG_NOT_FOUND", `cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? "error"}`);
+    throw new McpGateError(
+      "ERR_CONFIG_NOT_FOUND",
+      `cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? "error"}`,
+    );
   }
   let raw: unknown;
   const ext = extname(file).toLowerCase();
   try {
     raw = ext === ".json" ? JSON.parse(text) : parseYaml(text);
   } catch (err) {
-    throw new McpGateError("ERR_CONFIG_INVALID", `${file}: not valid ${ext === ".json" ? "JSON" : "YAML"}: ${(err as Error).message.split("\n")[0]}`);
+    throw new McpGateError(
+      "ERR_CONFIG_INVALID",
+      `${file}: not valid ${ext === ".json" ? "JSON" : "YAML"}: ${(err as Error).message.split("\n")[0]}`,
+    );
   }
   return validateConfig(raw, env);
 }

@@ -2,9 +2,7 @@
  * RFC 6750 §2.1 Authorization header parsing, strict: exactly one header, scheme "Bearer"
  * (case-insensitive, RFC 9110 §11.1), one space, a b64token, nothing else.
  */
-export type BearerResult =
-  | { ok: true; token: string }
-  | { ok: false; reason: "missing" | "malformed" };
+export type BearerResult = { ok: true; token: string } | { ok: false; reason: "missing" | "malformed" };
 
 // RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;

@@ -19,7 +19,10 @@ function sha256(value: string): Buffer {
  * the first 8 hex digits of SHA-256 over a domain-separated input.
  */
 export function staticKeyFingerprint(key: string): string {
-  return createHash("sha256").update(`mcpgate-static-key-fingerprint:${key}`, "utf8").digest("hex").slice(0, 8);
+  return createHash("sha256")
+    .update(`mcpgate-static-key-fingerprint:${key}`, "utf8")
+    .digest("hex")
+    .slice(0, 8);
 }
 
 /**
@@ -47,7 +50,8 @@ export function createStaticKeyVerifier(options: StaticKeyOptions): CredentialVe
     accepts: () => true,
     async verify(token: string): Promise<VerifyResult> {
       const presented = sha256(token);
-      if (timingSafeEqual(presented, expected)) return { ok: true, identity: { ...identity, scopes: [...identity.scopes] } };
+      if (timingSafeEqual(presented, expected))
+        return { ok: true, identity: { ...identity, scopes: [...identity.scopes] } };
       return { ok: false, reason: "invalid" };
     },
   };

@@ -84,7 +84,10 @@ export function renderDenial(denial: Denial, ctx: ChallengeContext = {}): HttpRe
       ]);
       return json(
         401,
-        { error: invalid ? "invalid_token" : "unauthorized", error_description: invalid ? "The access token is invalid" : "Authentication required" },
+        {
+          error: invalid ? "invalid_token" : "unauthorized",
+          error_description: invalid ? "The access token is invalid" : "Authentication required",
+        },
         { "www-authenticate": challenge },
       );
     }
@@ -129,11 +132,19 @@ export function renderDenial(denial: Denial, ctx: ChallengeContext = {}): HttpRe
     case "header_mismatch":
       return rpcError(400, JSONRPC.HEADER_MISMATCH, `Header mismatch: ${denial.message}`);
     case "unsupported_media_type":
-      return rpcError(415, JSONRPC.INVALID_REQUEST, "Unsupported Media Type: Content-Type must be application/json");
+      return rpcError(
+        415,
+        JSONRPC.INVALID_REQUEST,
+        "Unsupported Media Type: Content-Type must be application/json",
+      );
     case "method_not_allowed":
       return rpcError(405, JSONRPC.INVALID_REQUEST, "Method Not Allowed", { allow: denial.allow.join(", ") });
     case "body_too_large":
-      return rpcError(413, JSONRPC.INVALID_REQUEST, `Payload Too Large: the limit is ${denial.limitBytes} bytes`);
+      return rpcError(
+        413,
+        JSONRPC.INVALID_REQUEST,
+        `Payload Too Large: the limit is ${denial.limitBytes} bytes`,
+      );
     case "rate_limited": {
       const headers: Record<string, string> = { "retry-after": String(denial.retryAfterSec) };
       if (denial.limit !== undefined && denial.windowSec !== undefined) {
@@ -149,9 +160,13 @@ export function renderDenial(denial: Denial, ctx: ChallengeContext = {}): HttpRe
         "retry-after": String(denial.retryAfterSec),
       });
     case "store_unavailable":
-      return rpcError(503, JSONRPC.UPSTREAM, "Service Unavailable: state store unreachable", { "retry-after": "1" });
+      return rpcError(503, JSONRPC.UPSTREAM, "Service Unavailable: state store unreachable", {
+        "retry-after": "1",
+      });
     case "capacity":
-      return rpcError(503, JSONRPC.UPSTREAM, `Service Unavailable: ${denial.message}`, { "retry-after": "1" });
+      return rpcError(503, JSONRPC.UPSTREAM, `Service Unavailable: ${denial.message}`, {
+        "retry-after": "1",
+      });
     case "upstream_unavailable":
       return rpcError(502, JSONRPC.UPSTREAM, "Bad Gateway: upstream MCP server unavailable");
     case "upstream_timeout":

@@ -1,22 +1,15 @@
 import { randomUUID } from "node:crypto";
+import { parseBearer } from "../authn/bearer.js";
+import type { CredentialVerifier, VerifyResult } from "../authn/verifier.js";
+import { isProbeAllowedMethod } from "../authz/probe.js";
 import type { AuditEvent } from "../core/audit-event.js";
 import { type ChallengeContext, type HttpResponseSpec, renderDenial } from "../core/challenge.js";
 import { isMcpGateError, McpGateError } from "../core/errors.js";
 import { displayOf, type Identity } from "../core/identity.js";
 import type { Denial, JsonRpcId } from "../core/outcome.js";
-import { parseBearer } from "../authn/bearer.js";
-import type { CredentialVerifier, VerifyResult } from "../authn/verifier.js";
-import { isProbeAllowedMethod } from "../authz/probe.js";
 import { checkMetadataHeaders, detectEra, type Era } from "../mcp/era.js";
 import { type InspectedMessage, parseJsonRpc } from "../mcp/jsonrpc.js";
-import type {
-  Authorizer,
-  GateObserver,
-  GateRequest,
-  Guard,
-  RateLimitPlanner,
-  StateStore,
-} from "./types.js";
+import type { Authorizer, GateObserver, GateRequest, Guard, RateLimitPlanner, StateStore } from "./types.js";
 
 /** Options of {@link createGate}. Resolved once, frozen. */
 export interface GateOptions {
@@ -77,7 +70,10 @@ export interface Gate {
   readonly oauth: boolean;
   admit(req: GateRequest): Promise<GateDecision>;
   /** Report the upstream's response head: binds minted sessions, forgets ended ones. */
-  onResponse(admission: Admission, res: { status: number; sessionId?: string; method: string }): Promise<void>;
+  onResponse(
+    admission: Admission,
+    res: { status: number; sessionId?: string; method: string },
+  ): Promise<void>;
   /** Render a refusal (e.g. upstream failures) with this gate's challenge context. */
   render(denial: Denial): HttpResponseSpec;
 }
@@ -87,11 +83,6 @@ const DEFAULT_MAX_BODY = 4 * 1024 * 1024;
 function header(headers: GateRequest["headers"], name: string): string | undefined {
   const v = headers[name];
   return Array.isArray(v) ? v[0] : v;
-}
-
-/** The origin (scheme://host[:port]) of a URL, lower-cased. */
-function originOf(url: string): string {
-  return new URL(url).origin.toLowerCase();
 }
 
 /**
@@ -119,7 +110,9 @@ export function createGate(options: GateOptions): Gate {
     requireSession: "auto" as const,
     ...options,
   });
-  const allowedOrigins = new Set((options.origins ?? [publicUrl.origin]).map((o) => o.toLowerCase().replace(/\/$/, "")));
+  const allowedOrigins = new Set(
+    (options.origins ?? [publicUrl.origin]).map((o) => o.toLowerCase().replace(/\/$/, "")),
+  );
   const oauth = options.verifiers.some((v) => v.kind === "oauth2");
   const challenge: ChallengeContext = {
     realm: resolved.realm!,
@@ -136,7 +129,8 @@ export function createGate(options: GateOptions): Gate {
     response: render(denial),
     ...(admission ? { admission } : {}),
   });
-  const audit = (event: Omit<AuditEvent, "time">) => observer.audit?.({ time: new Date().toISOString(), ...event });
+  const audit = (event: Omit<AuditEvent, "time">) =>
+    observer.audit?.({ time: new Date().toISOString(), ...event });
 
   async function authenticate(token: string): Promise<VerifyResult> {
     let last: VerifyResult = { ok: false, reason: "invalid" };
@@ -152,7 +146,9 @@ export function createGate(options: GateOptions): Gate {
   async function admit(req: GateRequest): Promise<GateDecision> {
     const requestId = req.requestId ?? randomUUID();
     const method = req.method.toUpperCase();
-    const ip = resolved.guard ? resolved.guard.sourceOf(req.remoteAddress, req.headers) : (req.remoteAddress ?? "unknown");
+    const ip = resolved.guard
+      ? resolved.guard.sourceOf(req.remoteAddress, req.headers)
+      : (req.remoteAddress ?? "unknown");
 
     // 1. Origin (spec T-1125: present and invalid → 403; absent is allowed).
     const origin = header(req.headers, "origin");
@@ -160,33 +156,17 @@ export function createGate(options: GateOptions): Gate {
       return deny({ kind: "origin_forbidden" });
     }
 
-    // 2. Body: JSON-RPC parse (POST only).
-    let messages: InspectedMessage[] = [];
-    let batch = false;
-    if (method === "POST") {
-      const ct = header(req.headers, "content-type");
-      if (ct !== undefined && !/^application\/json\b/i.test(ct.trim())) return deny({ kind: "unsupported_media_type" });
-      let parsed: ReturnType<typeof parseJsonRpc>;
-      if (req.parsedBody !== undefined && typeof req.parsedBody !== "string") {
-        parsed = parseJsonRpc(JSON.stringify(req.parsedBody));
-      } else {
-        const text = typeof req.parsedBody === "string" ? req.parsedBody : (req.bodyText ?? "");
-        parsed = parseJsonRpc(text);
-      }
-      if (!parsed.ok) return deny(parsed.kind === "parse_error" ? { kind: "parse_error", message: parsed.message } : { kind: "invalid_request", message: parsed.message });
-      messages = parsed.messages;
-      batch = parsed.batch;
-    } else if (method !== "GET" && method !== "DELETE") {
+    if (method !== "POST" && method !== "GET" && method !== "DELETE") {
       return deny({ kind: "method_not_allowed", allow: ["GET", "POST", "DELETE"] });
     }
 
-    // 3. Guard: a locked-out source is refused before its credential is even looked at.
+    // 2. Guard: a locked-out source is refused before its credential is even looked at.
     if (resolved.guard) {
       const wait = await resolved.guard.lockedFor(ip);
       if (wait > 0) return deny({ kind: "locked_out", retryAfterSec: wait });
     }
 
-    // 4. Authenticate (fail closed when nothing is configured).
+    // 3. Authenticate (fail closed when nothing is configured).
     if (resolved.verifiers.length === 0) return deny({ kind: "not_configured" });
     const bearer = parseBearer(req.headers.authorization);
     let result: VerifyResult;
@@ -218,6 +198,31 @@ export function createGate(options: GateOptions): Gate {
     const identity = result.identity;
     const actor = displayOf(identity);
 
+    // 4. Body: JSON-RPC parse (POST only). After authentication, so that a caller without a valid
+    // credential learns nothing but 401 (the body size limit is enforced earlier, by the adapter).
+    let messages: InspectedMessage[] = [];
+    let batch = false;
+    if (method === "POST") {
+      const ct = header(req.headers, "content-type");
+      if (ct !== undefined && !/^application\/json\b/i.test(ct.trim()))
+        return deny({ kind: "unsupported_media_type" });
+      let parsed: ReturnType<typeof parseJsonRpc>;
+      if (req.parsedBody !== undefined && typeof req.parsedBody !== "string") {
+        parsed = parseJsonRpc(JSON.stringify(req.parsedBody));
+      } else {
+        const text = typeof req.parsedBody === "string" ? req.parsedBody : (req.bodyText ?? "");
+        parsed = parseJsonRpc(text);
+      }
+      if (!parsed.ok)
+        return deny(
+          parsed.kind === "parse_error"
+            ? { kind: "parse_error", message: parsed.message }
+            : { kind: "invalid_request", message: parsed.message },
+        );
+      messages = parsed.messages;
+      batch = parsed.batch;
+    }
+
     // 5. Era and request-metadata headers (2026-07-28: Mcp-Method / Mcp-Name must match the body).
     const protocolVersion = header(req.headers, "mcp-protocol-version");
     const era = detectEra(protocolVersion, messages);
@@ -247,7 +252,9 @@ export function createGate(options: GateOptions): Gate {
 
     // 6. Probe keys are read-only: refused methods are answered here, never forwarded.
     if (identity.probe) {
-      const refused = messages.find((m) => m.type !== "response" && m.method && !isProbeAllowedMethod(m.method));
+      const refused = messages.find(
+        (m) => m.type !== "response" && m.method && !isProbeAllowedMethod(m.method),
+      );
       if (refused) {
         audit({ type: "denied", actor, ip, requestId, method: refused.method, reason: "probe_key" });
         observer.decision?.({ method: refused.method, decision: "probe_denied" });
@@ -257,7 +264,8 @@ export function createGate(options: GateOptions): Gate {
 
     // 7. Session presence (2025 era, once the upstream is known to mint sessions).
     if (era === "2025" && sessionId === undefined && !initialize && method !== "GET") {
-      if (upstreamMintsSessions && messages.some((m) => m.type !== "response")) return deny({ kind: "session_missing" });
+      if (upstreamMintsSessions && messages.some((m) => m.type !== "response"))
+        return deny({ kind: "session_missing" });
     }
 
     // 8. Authorize every message.
@@ -271,7 +279,15 @@ export function createGate(options: GateOptions): Gate {
       }
       if (denied.length > 0) {
         for (const d of denied) {
-          audit({ type: "denied", actor, ip, requestId, method: d.m.method, tool: d.m.name, reason: d.reason });
+          audit({
+            type: "denied",
+            actor,
+            ip,
+            requestId,
+            method: d.m.method,
+            tool: d.m.name,
+            reason: d.reason,
+          });
           observer.decision?.({ method: d.m.method, tool: d.m.name, decision: "denied" });
         }
         if (authz.onDenied(identity) === "step-up") {
@@ -284,7 +300,8 @@ export function createGate(options: GateOptions): Gate {
         }
         const deniedSet = new Set(denied.map((d) => d.m));
         for (const d of denied) {
-          if (d.m.type === "request") admission.localResponses.push(toolErrorResult(d.m.id ?? null, d.reason));
+          if (d.m.type === "request")
+            admission.localResponses.push(toolErrorResult(d.m.id ?? null, d.reason));
         }
         const remaining = messages.filter((m) => !deniedSet.has(m));
         admission.messages = remaining;
@@ -302,7 +319,15 @@ export function createGate(options: GateOptions): Gate {
       let res: Awaited<ReturnType<StateStore["admit"]>>;
       try {
         res = await resolved.state.admit({
-          ...(checkSession ? { session: { id: sessionId!, principal: identity.principal, idleTtlMs: resolved.sessionIdleTtlMs! } } : {}),
+          ...(checkSession
+            ? {
+                session: {
+                  id: sessionId!,
+                  principal: identity.principal,
+                  idleTtlMs: resolved.sessionIdleTtlMs!,
+                },
+              }
+            : {}),
           buckets,
           nowMs: Date.now(),
         });
@@ -314,13 +339,27 @@ export function createGate(options: GateOptions): Gate {
       }
       if (res.session && res.session.status !== "ok") {
         if (res.session.status === "mismatch") {
-          audit({ type: "session_mismatch", actor, ip, requestId, other: res.session.ownerDisplay, sessionId: redactSessionId(sessionId!) });
+          audit({
+            type: "session_mismatch",
+            actor,
+            ip,
+            requestId,
+            other: res.session.ownerDisplay,
+            sessionId: redactSessionId(sessionId!),
+          });
         }
         return deny({ kind: "session_unknown" });
       }
       if (res.rate && !res.rate.ok) {
         const b = res.rate.bucket;
-        audit({ type: "rate_limited", actor, ip, requestId, reason: b.policy, tool: admission.messages.find((m) => m.name)?.name });
+        audit({
+          type: "rate_limited",
+          actor,
+          ip,
+          requestId,
+          reason: b.policy,
+          tool: admission.messages.find((m) => m.name)?.name,
+        });
         return deny({
           kind: "rate_limited",
           retryAfterSec: Math.max(1, Math.ceil(res.rate.retryAfterMs / 1000)),
@@ -338,7 +377,10 @@ export function createGate(options: GateOptions): Gate {
     return { ok: true, admission };
   }
 
-  async function onResponse(admission: Admission, res: { status: number; sessionId?: string; method: string }) {
+  async function onResponse(
+    admission: Admission,
+    res: { status: number; sessionId?: string; method: string },
+  ) {
     const state = resolved.state;
     if (admission.era !== "2025") return;
     if (admission.initialize && res.sessionId && res.status >= 200 && res.status < 300) {
@@ -349,7 +391,13 @@ export function createGate(options: GateOptions): Gate {
           { principal: admission.identity.principal, display: displayOf(admission.identity) },
           resolved.sessionIdleTtlMs!,
         );
-        audit({ type: "session_bound", actor: displayOf(admission.identity), ip: admission.ip, requestId: admission.requestId, sessionId: redactSessionId(res.sessionId) });
+        audit({
+          type: "session_bound",
+          actor: displayOf(admission.identity),
+          ip: admission.ip,
+          requestId: admission.requestId,
+          sessionId: redactSessionId(res.sessionId),
+        });
       }
       return;
     }
@@ -357,7 +405,13 @@ export function createGate(options: GateOptions): Gate {
     const ended = (res.method === "DELETE" && res.status >= 200 && res.status < 300) || res.status === 404;
     if (ended) {
       await state.removeSession(admission.sessionId);
-      audit({ type: "session_closed", actor: displayOf(admission.identity), ip: admission.ip, requestId: admission.requestId, sessionId: redactSessionId(admission.sessionId) });
+      audit({
+        type: "session_closed",
+        actor: displayOf(admission.identity),
+        ip: admission.ip,
+        requestId: admission.requestId,
+        sessionId: redactSessionId(admission.sessionId),
+      });
     }
   }
 

@@ -1,6 +1,6 @@
 import type { AddressInfo } from "node:net";
-import { McpGateError } from "../core/errors.js";
 import { durationMs, type GatewayConfig } from "../config.js";
+import { McpGateError } from "../core/errors.js";
 import { createGate, type Gate } from "../gate/gate.js";
 import { createLogger, type Logger } from "../observe/logger.js";
 import { findFreePort } from "./free-port.js";
@@ -42,7 +42,9 @@ function createUpstream(config: GatewayConfig): Upstream {
 export async function startGateway(options: StartGatewayOptions): Promise<RunningGateway> {
   const { config } = options;
   const env = options.env ?? process.env;
-  const logger = options.logger ?? createLogger({ level: config.logging.level, redactHeaders: [...config.logging.redactHeaders] });
+  const logger =
+    options.logger ??
+    createLogger({ level: config.logging.level, redactHeaders: [...config.logging.redactHeaders] });
   const host = config.listen.host;
   const port = config.listen.port === 0 ? await findFreePort(host) : config.listen.port;
   const urlHost = host.includes(":") ? `[${host}]` : host;
@@ -58,7 +60,9 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     ...(config.origins ? { origins: [...config.origins] } : {}),
   });
   if (built.verifiers.length === 0) {
-    logger.error("no credential is configured (MCP_API_KEY, auth.apiKeys or auth.jwt): every request will be refused with 500");
+    logger.error(
+      "no credential is configured (MCP_API_KEY, auth.apiKeys or auth.jwt): every request will be refused with 500",
+    );
   }
   const server = createGatewayServer({
     gate,

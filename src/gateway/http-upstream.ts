@@ -1,7 +1,12 @@
 import type { IncomingHttpHeaders } from "node:http";
 import { Agent, errors as undiciErrors } from "undici";
 import { listRequestIds } from "../mcp/list-filter.js";
-import { createSseRewriter, needsRewrite, type RewritePlan, rewriteJsonBody } from "../mcp/response-rewriter.js";
+import {
+  createSseRewriter,
+  needsRewrite,
+  type RewritePlan,
+  rewriteJsonBody,
+} from "../mcp/response-rewriter.js";
 import type { ForwardContext, ForwardOutcome, Upstream } from "./upstream.js";
 
 export interface HttpUpstreamOptions {
@@ -39,7 +44,10 @@ const HOP_BY_HOP = new Set([
   "content-length",
 ]);
 
-function upstreamHeaders(incoming: IncomingHttpHeaders, fixed: Record<string, string>): Record<string, string> {
+function upstreamHeaders(
+  incoming: IncomingHttpHeaders,
+  fixed: Record<string, string>,
+): Record<string, string> {
   const out: Record<string, string> = {};
   for (const name of FORWARD_HEADERS) {
     const v = incoming[name];
@@ -99,7 +107,8 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
       res.off("close", onClose);
       const upstreamMs = performance.now() - started;
       if (abort.signal.aborted) return { status: 499, upstreamMs, result: "aborted" };
-      const timeout = err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.ConnectTimeoutError;
+      const timeout =
+        err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.ConnectTimeoutError;
       return { status: timeout ? 504 : 502, upstreamMs, result: timeout ? "timeout" : "unavailable" };
     }
     const upstreamMs = performance.now() - started;
@@ -137,10 +146,19 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
         res.end();
       } else if (needsRewrite(plan) && (contentType.startsWith("application/json") || status === 202)) {
         const text = await readAll(upstream.body, maxResponseBytes);
-        const rewritten = text === "" ? { ok: true as const, body: JSON.stringify(plan.localResponses) } : rewriteJsonBody(text, plan);
+        const rewritten =
+          text === ""
+            ? { ok: true as const, body: JSON.stringify(plan.localResponses) }
+            : rewriteJsonBody(text, plan);
         if (!rewritten.ok) {
           res.writeHead(502, { "content-type": "application/json" });
-          res.end(JSON.stringify({ jsonrpc: "2.0", id: null, error: { code: -31004, message: "Bad Gateway: malformed upstream response" } }));
+          res.end(
+            JSON.stringify({
+              jsonrpc: "2.0",
+              id: null,
+              error: { code: -31004, message: "Bad Gateway: malformed upstream response" },
+            }),
+          );
           return { status: 502, upstreamMs, result: "error" };
         }
         const outStatus = status === 202 ? 200 : status;
@@ -158,7 +176,13 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
       upstream.body.destroy();
       if (!res.headersSent) {
         res.writeHead(502, { "content-type": "application/json" });
-        res.end(JSON.stringify({ jsonrpc: "2.0", id: null, error: { code: -31004, message: "Bad Gateway: upstream failed" } }));
+        res.end(
+          JSON.stringify({
+            jsonrpc: "2.0",
+            id: null,
+            error: { code: -31004, message: "Bad Gateway: upstream failed" },
+          }),
+        );
       } else res.end();
       return { status, upstreamMs, result: abort.signal.aborted ? "aborted" : "error" };
     } finally {

@@ -61,12 +61,22 @@ export function createGatewayServer(options: GatewayServerOptions): GatewayServe
   let closing = false;
 
   async function handleMcp(req: IncomingMessage, res: ServerResponse, requestId: string, started: number) {
-    const summary: RequestSummary = { requestId, httpMethod: req.method ?? "", status: 0, decision: "allow", latencyMs: 0 };
+    const summary: RequestSummary = {
+      requestId,
+      httpMethod: req.method ?? "",
+      status: 0,
+      decision: "allow",
+      latencyMs: 0,
+    };
     let bodyText: string | undefined;
     if (req.method === "POST") {
       const body = await readBody(req, gate.options.maxBodyBytes!);
       if (!body.ok) {
-        const spec = gate.render(body.tooLarge ? { kind: "body_too_large", limitBytes: gate.options.maxBodyBytes! } : { kind: "parse_error" });
+        const spec = gate.render(
+          body.tooLarge
+            ? { kind: "body_too_large", limitBytes: gate.options.maxBodyBytes! }
+            : { kind: "parse_error" },
+        );
         send(res, spec);
         if (body.tooLarge) res.once("finish", () => req.socket.destroySoon?.());
         return finish(summary, spec.status, body.tooLarge ? "body_too_large" : "read_error");
@@ -88,12 +98,19 @@ export function createGatewayServer(options: GatewayServerOptions): GatewayServe
     }
     if (!decision.ok) {
       send(res, decision.response);
-      return finish(summary, decision.response.status, decision.denial.kind, a ? displayOf(a.identity) : undefined);
+      return finish(
+        summary,
+        decision.response.status,
+        decision.denial.kind,
+        a ? displayOf(a.identity) : undefined,
+      );
     }
     const admission = decision.admission;
     if (admission.forwardBody === "") {
       // Every message of the batch was answered by the gate.
-      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(admission.localResponses));
+      res
+        .writeHead(200, { "content-type": "application/json" })
+        .end(JSON.stringify(admission.localResponses));
       return finish(summary, 200, "denied", displayOf(admission.identity));
     }
     const outcome = await upstream.forward({
@@ -102,16 +119,35 @@ export function createGatewayServer(options: GatewayServerOptions): GatewayServe
       res,
       body: admission.forwardBody ?? bodyText,
       onHead: (status, sessionId) =>
-        gate.onResponse(admission, { status, method: req.method ?? "POST", ...(sessionId ? { sessionId } : {}) }).catch((err) => {
-          logger.error({ requestId, err: (err as Error).message }, "session binding failed");
-        }),
+        gate
+          .onResponse(admission, {
+            status,
+            method: req.method ?? "POST",
+            ...(sessionId ? { sessionId } : {}),
+          })
+          .catch((err) => {
+            logger.error({ requestId, err: (err as Error).message }, "session binding failed");
+          }),
     });
     summary.upstreamMs = Math.round(outcome.upstreamMs * 100) / 100;
     if (outcome.result === "unavailable" || outcome.result === "timeout") {
-      send(res, gate.render({ kind: outcome.result === "timeout" ? "upstream_timeout" : "upstream_unavailable" }));
-      return finish(summary, outcome.result === "timeout" ? 504 : 502, `upstream_${outcome.result}`, displayOf(admission.identity));
+      send(
+        res,
+        gate.render({ kind: outcome.result === "timeout" ? "upstream_timeout" : "upstream_unavailable" }),
+      );
+      return finish(
+        summary,
+        outcome.result === "timeout" ? 504 : 502,
+        `upstream_${outcome.result}`,
+        displayOf(admission.identity),
+      );
     }
-    return finish(summary, outcome.status, outcome.result === "ok" ? "allow" : `upstream_${outcome.result}`, displayOf(admission.identity));
+    return finish(
+      summary,
+      outcome.status,
+      outcome.result === "ok" ? "allow" : `upstream_${outcome.result}`,
+      displayOf(admission.identity),
+    );
 
     function finish(s: RequestSummary, status: number, decisionName: string, principal?: string) {
       s.status = status;
@@ -136,33 +172,42 @@ export function createGatewayServer(options: GatewayServerOptions): GatewayServe
     }
   }
 
-  const server = createServer({ requestTimeout: options.requestTimeoutMs ?? 60_000, headersTimeout: options.headersTimeoutMs ?? 10_000 }, (req, res) => {
-    const started = performance.now();
-    const requestId = randomUUID();
-    res.setHeader("x-request-id", requestId);
-    const path = (req.url ?? "/").split("?")[0]!;
-    if (closing) res.setHeader("connection", "close");
-    if (path === "/healthz") {
-      res.writeHead(200, { "content-type": "application/json", "cache-control": "no-store" }).end('{"status":"ok"}');
-      return;
-    }
-    if (handleProtectedResourceMetadata(gate, req, res)) return;
-    if (path !== mcpPath) {
-      send(res, gate.render({ kind: "not_found" }));
-      return;
-    }
-    active++;
-    handleMcp(req, res, requestId, started)
-      .catch((err) => {
-        // Never crash the process on a request; answer 500 without detail.
-        logger.error({ requestId, err: (err as Error)?.message }, "request failed");
-        if (!res.headersSent) res.writeHead(500, { "content-type": "application/json" }).end('{"error":"internal error"}');
-        else res.end();
-      })
-      .finally(() => {
-        active--;
-      });
-  });
+  const server = createServer(
+    {
+      requestTimeout: options.requestTimeoutMs ?? 60_000,
+      headersTimeout: options.headersTimeoutMs ?? 10_000,
+    },
+    (req, res) => {
+      const started = performance.now();
+      const requestId = randomUUID();
+      res.setHeader("x-request-id", requestId);
+      const path = (req.url ?? "/").split("?")[0]!;
+      if (closing) res.setHeader("connection", "close");
+      if (path === "/healthz") {
+        res
+          .writeHead(200, { "content-type": "application/json", "cache-control": "no-store" })
+          .end('{"status":"ok"}');
+        return;
+      }
+      if (handleProtectedResourceMetadata(gate, req, res)) return;
+      if (path !== mcpPath) {
+        send(res, gate.render({ kind: "not_found" }));
+        return;
+      }
+      active++;
+      handleMcp(req, res, requestId, started)
+        .catch((err) => {
+          // Never crash the process on a request; answer 500 without detail.
+          logger.error({ requestId, err: (err as Error)?.message }, "request failed");
+          if (!res.headersSent)
+            res.writeHead(500, { "content-type": "application/json" }).end('{"error":"internal error"}');
+          else res.end();
+        })
+        .finally(() => {
+          active--;
+        });
+    },
+  );
   server.on("clientError", (_err, socket) => {
     if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
     else socket.destroy();

@@ -1,8 +1,11 @@
 import { createJwtVerifier } from "../authn/jwt.js";
 import { createStaticKeyVerifier } from "../authn/static-key.js";
+import { createApiKeyVerifier } from "../authn/stored-key.js";
 import type { CredentialVerifier } from "../authn/verifier.js";
-import { McpGateError } from "../core/errors.js";
 import type { GatewayConfig } from "../config.js";
+import { durationMs } from "../config.js";
+import { McpGateError } from "../core/errors.js";
+import { openKeyStore } from "../stores/open-key-store.js";
 import { configuredIssuers, jwtVerifierOptions } from "./oauth-options.js";
 
 export interface BuiltVerifiers {
@@ -22,14 +25,47 @@ export async function buildVerifiers(
   const verifiers: CredentialVerifier[] = [];
   const closers: Array<() => Promise<void>> = [];
 
+  // Stored API keys (mcpg_…), tried first: their prefix makes them cheap to recognise.
+  if (config.auth.apiKeys) {
+    const store = await openKeyStore(config.auth.apiKeys.store);
+    const pepperEnv = config.auth.apiKeys.pepperEnv;
+    const pepper = pepperEnv ? ctx.env[pepperEnv] : undefined;
+    if (pepperEnv && !pepper) {
+      throw new McpGateError(
+        "ERR_CONFIG_INVALID",
+        `auth.apiKeys.pepperEnv: environment variable ${pepperEnv} is not set`,
+      );
+    }
+    const verifier = createApiKeyVerifier({
+      store,
+      ...(pepper ? { pepper } : {}),
+      ...(config.auth.apiKeys.cacheTtl !== undefined
+        ? { cacheTtlMs: durationMs(config.auth.apiKeys.cacheTtl) }
+        : {}),
+    });
+    verifiers.push(verifier);
+    closers.push(async () => {
+      await verifier.close();
+      await store.close();
+    });
+  }
+
   // Static key: configured explicitly, or on by default when MCP_API_KEY is set (DESIGN.md §7).
   const staticEnv = config.auth.staticKey?.env ?? "MCP_API_KEY";
   const staticKey = ctx.env[staticEnv];
   if (config.auth.staticKey && !staticKey) {
-    throw new McpGateError("ERR_CONFIG_INVALID", `auth.staticKey: environment variable ${staticEnv} is not set`);
+    throw new McpGateError(
+      "ERR_CONFIG_INVALID",
+      `auth.staticKey: environment variable ${staticEnv} is not set`,
+    );
   }
   if (staticKey) {
-    verifiers.push(createStaticKeyVerifier({ key: staticKey, ...(config.auth.staticKey?.scopes ? { scopes: [...config.auth.staticKey.scopes] } : {}) }));
+    verifiers.push(
+      createStaticKeyVerifier({
+        key: staticKey,
+        ...(config.auth.staticKey?.scopes ? { scopes: [...config.auth.staticKey.scopes] } : {}),
+      }),
+    );
   }
 
   // OAuth issuers (JWT via JWKS, opaque via introspection), tried last: `auth.jwt` and `auth.issuers`.

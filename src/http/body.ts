@@ -1,6 +1,9 @@
 import type { IncomingMessage } from "node:http";
 
-export type BodyResult = { ok: true; text: string } | { ok: false; tooLarge: true } | { ok: false; tooLarge: false };
+export type BodyResult =
+  | { ok: true; text: string }
+  | { ok: false; tooLarge: true }
+  | { ok: false; tooLarge: false };
 
 /**
  * Read a request body up to `limit` bytes. Stops reading (and reports tooLarge) as soon as the

@@ -3,7 +3,11 @@ import type { Gate, GateOptions } from "../gate/gate.js";
 import { createNodeMcpAuth } from "./node.js";
 
 /** Express-compatible middleware signature (kept structural so Express is not a runtime dependency). */
-export type ExpressMiddleware = ((req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void) & {
+export type ExpressMiddleware = ((
+  req: IncomingMessage,
+  res: ServerResponse,
+  next: (err?: unknown) => void,
+) => void) & {
   gate: Gate;
 };
 

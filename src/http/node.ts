@@ -6,7 +6,11 @@ import { readBody } from "./body.js";
 import { handleProtectedResourceMetadata } from "./protected-resource-metadata.js";
 
 /** The request after the middleware: `auth` in the SDK's AuthInfo shape, `body` parsed. */
-export type AuthenticatedRequest = IncomingMessage & { auth?: SdkAuthInfo; body?: unknown; mcpgate?: Admission };
+export type AuthenticatedRequest = IncomingMessage & {
+  auth?: SdkAuthInfo;
+  body?: unknown;
+  mcpgate?: Admission;
+};
 
 /**
  * `(req, res) => Promise<boolean>`: true when the request may proceed (req.auth and req.body set),
@@ -45,7 +49,14 @@ export function createNodeMcpAuth(gateOrOptions: Gate | GateOptions): NodeMcpAut
     if (req.method === "POST" && r.body === undefined) {
       const body = await readBody(req, gate.options.maxBodyBytes!);
       if (!body.ok) {
-        send(res, gate.render(body.tooLarge ? { kind: "body_too_large", limitBytes: gate.options.maxBodyBytes! } : { kind: "parse_error" }));
+        send(
+          res,
+          gate.render(
+            body.tooLarge
+              ? { kind: "body_too_large", limitBytes: gate.options.maxBodyBytes! }
+              : { kind: "parse_error" },
+          ),
+        );
         return false;
       }
       bodyText = body.text;
@@ -74,15 +85,32 @@ export function createNodeMcpAuth(gateOrOptions: Gate | GateOptions): NodeMcpAut
  * Bind the session the in-process SDK transport mints: capture `Mcp-Session-Id` as the response
  * head is written (before any byte reaches the client).
  */
-function watchSessionHeader(gate: Gate, admission: Admission, req: IncomingMessage, res: ServerResponse): void {
+function watchSessionHeader(
+  gate: Gate,
+  admission: Admission,
+  req: IncomingMessage,
+  res: ServerResponse,
+): void {
   if (!admission.initialize && !admission.sessionId) return;
   const original = res.writeHead.bind(res) as (...args: unknown[]) => ServerResponse;
-  (res as unknown as { writeHead: (...args: unknown[]) => ServerResponse }).writeHead = (...args: unknown[]) => {
+  (res as unknown as { writeHead: (...args: unknown[]) => ServerResponse }).writeHead = (
+    ...args: unknown[]
+  ) => {
     const status = args[0] as number;
-    const headerArg = args.find((a, i) => i > 0 && a && typeof a === "object") as Record<string, unknown> | undefined;
-    const fromArg = headerArg ? Object.entries(headerArg).find(([k]) => k.toLowerCase() === "mcp-session-id")?.[1] : undefined;
+    const headerArg = args.find((a, i) => i > 0 && a && typeof a === "object") as
+      | Record<string, unknown>
+      | undefined;
+    const fromArg = headerArg
+      ? Object.entries(headerArg).find(([k]) => k.toLowerCase() === "mcp-session-id")?.[1]
+      : undefined;
     const sessionId = (fromArg ?? res.getHeader("mcp-session-id")) as string | undefined;
-    void gate.onResponse(admission, { status, method: req.method ?? "POST", ...(sessionId ? { sessionId: String(sessionId) } : {}) }).catch(() => {});
+    void gate
+      .onResponse(admission, {
+        status,
+        method: req.method ?? "POST",
+        ...(sessionId ? { sessionId: String(sessionId) } : {}),
+      })
+      .catch(() => {});
     return original(...args);
   };
 }

@@ -18,7 +18,9 @@ export interface ProtectedResourceMetadata {
  * @example buildProtectedResourceMetadata(gate)?.authorization_servers // ["https://auth.example.com"]
  */
 export function buildProtectedResourceMetadata(gate: Gate): ProtectedResourceMetadata | undefined {
-  const servers = gate.options.verifiers.flatMap((v: CredentialVerifier) => (v.kind === "oauth2" ? [...(v.issuers ?? [])] : []));
+  const servers = gate.options.verifiers.flatMap((v: CredentialVerifier) =>
+    v.kind === "oauth2" ? [...(v.issuers ?? [])] : [],
+  );
   if (!gate.oauth || servers.length === 0) return undefined;
   // MCP A-0728: SHOULD NOT advertise offline_access.
   const scopes = (gate.options.authorizer?.scopesSupported() ?? []).filter((s) => s !== "offline_access");
@@ -44,7 +46,11 @@ export function protectedResourceMetadataPaths(publicUrl: string): string[] {
  *
  * @example if (handleProtectedResourceMetadata(gate, req, res)) return;
  */
-export function handleProtectedResourceMetadata(gate: Gate, req: IncomingMessage, res: ServerResponse): boolean {
+export function handleProtectedResourceMetadata(
+  gate: Gate,
+  req: IncomingMessage,
+  res: ServerResponse,
+): boolean {
   const path = (req.url ?? "/").split("?")[0]!;
   if (!protectedResourceMetadataPaths(gate.options.publicUrl).includes(path)) return false;
   const doc = buildProtectedResourceMetadata(gate);

@@ -2,7 +2,12 @@ import type { InspectedMessage } from "./jsonrpc.js";
 
 /** The 2026-07-28 revision is stateless: no sessions, per-request `_meta` version, Mcp-Method headers. */
 export const STATELESS_VERSIONS: ReadonlySet<string> = new Set(["2026-07-28"]);
-export const SESSION_VERSIONS: ReadonlySet<string> = new Set(["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"]);
+export const SESSION_VERSIONS: ReadonlySet<string> = new Set([
+  "2024-11-05",
+  "2025-03-26",
+  "2025-06-18",
+  "2025-11-25",
+]);
 
 export type Era = "2025" | "2026";
 
@@ -14,7 +19,8 @@ export type Era = "2025" | "2026";
  */
 export function detectEra(protocolHeader: string | undefined, messages: readonly InspectedMessage[]): Era {
   if (protocolHeader && STATELESS_VERSIONS.has(protocolHeader)) return "2026";
-  if (messages.some((m) => m.metaProtocolVersion && STATELESS_VERSIONS.has(m.metaProtocolVersion))) return "2026";
+  if (messages.some((m) => m.metaProtocolVersion && STATELESS_VERSIONS.has(m.metaProtocolVersion)))
+    return "2026";
   return "2025";
 }
 
@@ -45,7 +51,11 @@ export function checkMetadataHeaders(
   if (!message || message.type === "response") return undefined;
   if (era === "2026") {
     if (headers.method === undefined) return "Mcp-Method header is required";
-    if (message.metaProtocolVersion && headers.protocolVersion && message.metaProtocolVersion !== headers.protocolVersion) {
+    if (
+      message.metaProtocolVersion &&
+      headers.protocolVersion &&
+      message.metaProtocolVersion !== headers.protocolVersion
+    ) {
       return "MCP-Protocol-Version header does not match _meta protocolVersion";
     }
   }

@@ -72,12 +72,20 @@ export function inspectMessage(value: unknown): InspectedMessage | string {
     if (msg.method === "tools/call" || msg.method === "prompts/get") {
       if (typeof params.name !== "string") return `${msg.method} requires a string params.name`;
       out.name = params.name;
-    } else if (msg.method === "resources/read" || msg.method === "resources/subscribe" || msg.method === "resources/unsubscribe") {
+    } else if (
+      msg.method === "resources/read" ||
+      msg.method === "resources/subscribe" ||
+      msg.method === "resources/unsubscribe"
+    ) {
       if (typeof params.uri !== "string") return `${msg.method} requires a string params.uri`;
       out.name = params.uri;
     }
     const meta = params._meta;
-    if (meta && typeof meta === "object" && typeof (meta as Record<string, unknown>)[META_VERSION_KEY] === "string") {
+    if (
+      meta &&
+      typeof meta === "object" &&
+      typeof (meta as Record<string, unknown>)[META_VERSION_KEY] === "string"
+    ) {
       out.metaProtocolVersion = (meta as Record<string, string>)[META_VERSION_KEY];
     }
     return out;
@@ -107,7 +115,8 @@ export function parseJsonRpc(text: string): ParseResult {
   const batch = Array.isArray(value);
   const items = batch ? (value as unknown[]) : [value];
   if (batch && items.length === 0) return { ok: false, kind: "invalid_request", message: "empty batch" };
-  if (items.length > MAX_BATCH) return { ok: false, kind: "invalid_request", message: `batch over ${MAX_BATCH} messages` };
+  if (items.length > MAX_BATCH)
+    return { ok: false, kind: "invalid_request", message: `batch over ${MAX_BATCH} messages` };
   const messages: InspectedMessage[] = [];
   for (const item of items) {
     const m = inspectMessage(item);

@@ -47,7 +47,9 @@ export function filterListResponse(
 }
 
 /** Map request id → list method for the list requests in one HTTP request. */
-export function listRequestIds(messages: ReadonlyArray<{ id?: JsonRpcId; method?: string; type: string }>): Map<string, string> {
+export function listRequestIds(
+  messages: ReadonlyArray<{ id?: JsonRpcId; method?: string; type: string }>,
+): Map<string, string> {
   const ids = new Map<string, string>();
   for (const m of messages) {
     if (m.type === "request" && isListMethod(m.method)) ids.set(JSON.stringify(m.id ?? null), m.method!);

@@ -42,7 +42,8 @@ export function rewriteJsonBody(text: string, plan: RewritePlan): { ok: true; bo
     return { ok: true, body: JSON.stringify([...out, ...plan.localResponses]) };
   }
   const out = rewriteMessage(value, plan);
-  if (plan.localResponses.length > 0) return { ok: true, body: JSON.stringify([out, ...plan.localResponses]) };
+  if (plan.localResponses.length > 0)
+    return { ok: true, body: JSON.stringify([out, ...plan.localResponses]) };
   return { ok: true, body: out === value ? text : JSON.stringify(out) };
 }
 
@@ -69,9 +70,18 @@ export function createSseRewriter(plan: RewritePlan): { push(chunk: string): str
           out += ev.raw;
           continue;
         }
-        const next = Array.isArray(value) ? value.map((v) => rewriteMessage(v, plan)) : rewriteMessage(value, plan);
-        const changed = Array.isArray(value) ? (next as unknown[]).some((v, i) => v !== value[i]) : next !== value;
-        out += changed ? formatSseEvent(JSON.stringify(next), { ...(ev.id !== undefined ? { id: ev.id } : {}), ...(ev.event !== undefined ? { event: ev.event } : {}) }) : ev.raw;
+        const next = Array.isArray(value)
+          ? value.map((v) => rewriteMessage(v, plan))
+          : rewriteMessage(value, plan);
+        const changed = Array.isArray(value)
+          ? (next as unknown[]).some((v, i) => v !== value[i])
+          : next !== value;
+        out += changed
+          ? formatSseEvent(JSON.stringify(next), {
+              ...(ev.id !== undefined ? { id: ev.id } : {}),
+              ...(ev.event !== undefined ? { event: ev.event } : {}),
+            })
+          : ev.raw;
       }
       return out;
     },

@@ -1,0 +1,21 @@
+import type { Command } from "commander";
+import { loadConfigFile } from "../config.js";
+
+export function registerConfigCommand(program: Command): void {
+  const config = program.command("config").description("Configuration tools");
+  config
+    .command("check <file>")
+    .description("Validate a configuration file and print the resolved configuration")
+    .option("--json", "print the resolved configuration as JSON")
+    .action((file: string, flags: { json?: boolean }) => {
+      const resolved = loadConfigFile(file, process.env);
+      if (flags.json) process.stdout.write(`${JSON.stringify(resolved, redactSecrets, 2)}\n`);
+      else process.stdout.write(`${file}: ok\n`);
+    });
+}
+
+/** Never print a header value or a secret from the resolved configuration. */
+function redactSecrets(key: string, value: unknown): unknown {
+  if (typeof value === "string" && /secret|password|token|authorization/i.test(key)) return "[redacted]";
+  return value;
+}

@@ -1,0 +1,85 @@
+import type { Command } from "commander";
+import { issueApiKey } from "../authn/key-lifecycle.js";
+import { validateConfig } from "../config.js";
+import { startGateway } from "../gateway/assemble.js";
+import { firstFreePort } from "../gateway/free-port.js";
+import { openKeyStore } from "../stores/open-key-store.js";
+import { startDemoHttpServer } from "./demo-server.js";
+import { installShutdown } from "./serve.js";
+
+export interface DemoOptions {
+  store?: string;
+  port?: number;
+}
+
+/**
+ * `mcpgate demo` (what `npm start` runs): the bundled demo MCP server on a free loopback port, the
+ * gateway in front of it on 127.0.0.1:8080 (or the next free port), a fresh key printed once.
+ */
+export async function runDemo(options: DemoOptions = {}): Promise<void> {
+  const upstream = await startDemoHttpServer(0, "127.0.0.1");
+  const storeLocation = options.store ?? process.env.MCPGATE_STORE ?? "sqlite:./mcpgate.db";
+  const store = await openKeyStore(storeLocation);
+  const { key, record } = await issueApiKey(store, {
+    name: `demo-${new Date().toISOString().slice(0, 19)}`,
+    scopes: ["tools:call"],
+    expiresInMs: 24 * 3_600_000,
+  });
+  await store.close();
+  const port = await firstFreePort("127.0.0.1", options.port ?? 8080);
+  const config = validateConfig(
+    {
+      listen: { host: "127.0.0.1", port },
+      upstream: { url: upstream.url },
+      auth: { apiKeys: { store: storeLocation } },
+      logging: { level: process.env.MCPGATE_LOG_LEVEL ?? "warn" },
+    },
+    null,
+  );
+  const gw = await startGateway({ config });
+  const url = gw.url;
+  const out = [
+    "",
+    "mcpgate demo is running",
+    `  gateway        ${url}   (auth required)`,
+    `  demo server    ${upstream.url}   (loopback only, no auth: what mcpgate protects)`,
+    `  key store      ${storeLocation}`,
+    "",
+    `Your API key (shown once; id ${record.id}, scopes: ${record.scopes.join(" ")}, expires in 24h):`,
+    "",
+    `  ${key}`,
+    "",
+    "Try it:",
+    "",
+    `  curl -sS -X POST ${url} \\`,
+    `    -H 'Authorization: Bearer ${key}' \\`,
+    "    -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \\",
+    `    -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}'`,
+    "",
+    `  npx -y @modelcontextprotocol/inspector --cli ${url} --transport http \\`,
+    `    --header 'Authorization: Bearer ${key}' --method tools/call --tool-name add --tool-arg a=2 --tool-arg b=3`,
+    "",
+    `Without the header you get a 401. Manage keys with: npx mcpgate keys list --store ${storeLocation}`,
+    "Press Ctrl+C to stop.",
+    "",
+  ];
+  process.stdout.write(out.join("\n"));
+  installShutdown(async () => {
+    await gw.close();
+    await upstream.close();
+  }, gw.logger);
+}
+
+export function registerDemoCommand(program: Command): void {
+  program
+    .command("demo")
+    .description("Run a demo MCP server behind the gateway and print a key to try it (what `npm start` runs)")
+    .option("--store <location>", "key store (default sqlite:./mcpgate.db)")
+    .option("--port <port>", "first port to try for the gateway (default 8080)")
+    .action(async (flags: { store?: string; port?: string }) => {
+      await runDemo({
+        ...(flags.store ? { store: flags.store } : {}),
+        ...(flags.port ? { port: Number(flags.port) } : {}),
+      });
+    });
+}
