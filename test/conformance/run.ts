@@ -8,7 +8,8 @@
  * package (installed here with `npm ci` when missing); the gateway and the fixture run on the
  * project's Node. The suite sends no credentials: `auth-preload.mjs` adds the gateway's key.
  *
- * Env: MCPGATE_CONFORMANCE_DIRECT_ONLY=1 skips the gateway run (fixture development only; exits 1
+ * Env: MCPGATE_CONFORMANCE_CLI=<file> runs another CLI entry (e.g. dist/cli/main.js) as the gateway;
+ * MCPGATE_CONFORMANCE_DIRECT_ONLY=1 skips the gateway run (fixture development only; exits 1
  * so it can never pass CI by accident). Everything binds 127.0.0.1; every child is killed on exit.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
@@ -152,7 +153,7 @@ async function startGateway(upstream: string, key: string): Promise<{ child: Chi
     [
       "--import",
       "tsx",
-      join(ROOT, "src", "cli", "main.ts"),
+      process.env.MCPGATE_CONFORMANCE_CLI ?? join(ROOT, "src", "cli", "main.ts"),
       "serve",
       "--upstream",
       upstream,
@@ -210,12 +211,13 @@ async function runSuite(
   url: string,
   env: NodeJS.ProcessEnv,
   nodeArgs: string[],
+  selection: string[] = ["--suite", "all"],
 ): Promise<Map<string, ScenarioResult>> {
   const outDir = join(workDir, `${name}-results`);
   const child = start(
     name,
     NODE22,
-    [...nodeArgs, SUITE, "server", "--url", url, "--suite", "all", "-o", outDir],
+    [...nodeArgs, SUITE, "server", "--url", url, ...selection, "-o", outDir],
     {
       ...env,
       // The suite must not pick up a proxy from the environment: everything stays on loopback.
@@ -332,6 +334,19 @@ async function main(): Promise<number> {
   const key = `conformance-${randomBytes(24).toString("hex")}`;
   const gateway = await startGateway(fixture.url, key);
   console.log(`conformance: gateway at ${gateway.url}`);
+  // Control: without the preload's key the suite must fail through the gateway, or the comparison
+  // below would prove nothing about an authenticating gateway.
+  const unauthenticated = await runSuite(
+    "gateway-control",
+    gateway.url,
+    {},
+    [],
+    ["--scenario", "server-initialize"],
+  );
+  if (passes(unauthenticated.get("server-initialize"))) {
+    throw new Error("control failed: server-initialize passed through the gateway without credentials");
+  }
+  console.log("conformance: control ok (without the key, server-initialize fails through the gateway)");
   const viaGateway = await runSuite(
     "gateway-suite",
     gateway.url,
