@@ -1,0 +1,60 @@
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+
+/** Connect the official SDK 1.x client to `url` with a Bearer credential. */
+export async function connectClient(
+  url: string,
+  token?: string,
+): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> {
+  const transport = new StreamableHTTPClientTransport(new URL(url), {
+    requestInit: token ? { headers: { Authorization: `Bearer ${token}` } } : {},
+  });
+  const client = new Client({ name: "mcpgate-test", version: "1.0.0" });
+  await client.connect(transport);
+  return { client, transport };
+}
+
+/** A raw MCP POST (for the cases the SDK client cannot produce). */
+export async function rawPost(
+  url: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: Headers; text: string; json(): unknown }> {
+  const res = await fetch(url, {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      accept: "application/json, text/event-stream",
+      ...headers,
+    },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, text, json: () => JSON.parse(text) };
+}
+
+export const INIT = {
+  jsonrpc: "2.0",
+  id: 1,
+  method: "initialize",
+  params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "1" } },
+};
+
+/** Parse the JSON-RPC messages out of an SSE or JSON response body. */
+export function messagesOf(text: string): Array<Record<string, unknown>> {
+  const t = text.trim();
+  if (t.startsWith("{") || t.startsWith("[")) {
+    const v = JSON.parse(t);
+    return Array.isArray(v) ? v : [v];
+  }
+  return t
+    .split(/\n\n/)
+    .flatMap((ev) =>
+      ev
+        .split("\n")
+        .filter((l) => l.startsWith("data:"))
+        .map((l) => l.slice(5).trim()),
+    )
+    .filter((d) => d.length > 0)
+    .map((d) => JSON.parse(d));
+}
