@@ -45,6 +45,12 @@ export interface RateBucket {
   windowMs: number;
   /** Name for the RateLimit-Policy header. */
   policy: string;
+  /**
+   * Units this request takes from the bucket (default 1). A 2025-03-26 batch of five `tools/call`
+   * costs 5, so batching cannot bypass a limit. A request whose cost exceeds what is left is refused
+   * whole and takes nothing.
+   */
+  cost?: number;
 }
 
 export interface AdmitInput {
