@@ -20,6 +20,9 @@ export function scopesFromClaims(claims: Record<string, unknown>): string[] {
   return [...out];
 }
 
+// Issuers are configuration (a handful): remember their host instead of parsing a URL per token.
+const hostCache = new Map<string, string>();
+
 // Characters we let into a log line from a claim an issuer controls.
 const UNSAFE = /[^A-Za-z0-9._~@:+\-|/=]/g;
 
@@ -30,11 +33,14 @@ const UNSAFE = /[^A-Za-z0-9._~@:+\-|/=]/g;
  * @example oauthDisplay("https://auth.example.com", "user-42") // "oauth:user-42@auth.example.com"
  */
 export function oauthDisplay(issuer: string, subject: string): string {
-  let host = issuer;
-  try {
-    host = new URL(issuer).host;
-  } catch {
-    // keep the raw issuer; it is configuration, not a secret
+  let host = hostCache.get(issuer);
+  if (host === undefined) {
+    try {
+      host = new URL(issuer).host;
+    } catch {
+      host = issuer; // not a URL: keep it raw; it is configuration, not a secret
+    }
+    if (hostCache.size < 1000) hostCache.set(issuer, host);
   }
   const sub = subject.replace(UNSAFE, "_").slice(0, 64);
   return `oauth:${sub}@${host}`;
