@@ -5,6 +5,30 @@
  * import { probeEndpoint } from "mcpgate/probe";
  * const r = await probeEndpoint("https://mcp.example.com/mcp", { key: process.env.MCPGATE_PROBE_KEY });
  */
+
+export {
+  createMemoryHistory,
+  type HistoryStore,
+  type MonitorEvent,
+  openHistoryStore,
+  type ProbeRecord,
+} from "./history.js";
+export {
+  createMonitor,
+  type Monitor,
+  type MonitorOptions,
+  type MonitorSnapshot,
+  type TargetStatus,
+} from "./monitor.js";
+export {
+  loadMonitorConfig,
+  type MonitorConfig,
+  type MonitorConfigInput,
+  type MonitorTarget,
+  monitorConfigSchema,
+  resolveMonitorConfig,
+} from "./monitor-config.js";
+export { createMonitorMetrics, type MonitorMetrics } from "./monitor-metrics.js";
 export {
   type ChallengeState,
   LEGACY_PROTOCOL_VERSION,
@@ -17,3 +41,14 @@ export {
 } from "./probe.js";
 export type { FetchLike } from "./rpc-exchange.js";
 export { hashToolSchemas, stableStringify, type ToolShape } from "./schema-hash.js";
+export { renderLatencyChart, renderStatusPage, type StatusServer, startStatusServer } from "./status-page.js";
+export { type CertificateExpiry, readCertificateExpiry } from "./tls-expiry.js";
+export {
+  createWebhookSender,
+  SIGNATURE_HEADER,
+  signWebhookBody,
+  TIMESTAMP_HEADER,
+  verifyWebhookSignature,
+  type WebhookSender,
+  type WebhookSenderOptions,
+} from "./webhook.js";
