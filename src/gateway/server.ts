@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import type { HttpResponseSpec } from "../core/challenge.js";
 import { displayOf } from "../core/identity.js";
 import type { Gate } from "../gate/gate.js";
-import { readBody } from "../http/body.js";
+import { gateHeaders, readBody } from "../http/body.js";
 import { handleProtectedResourceMetadata } from "../http/protected-resource-metadata.js";
 import type { Logger } from "../observe/logger.js";
 import type { Upstream } from "./upstream.js";
@@ -85,7 +85,7 @@ export function createGatewayServer(options: GatewayServerOptions): GatewayServe
     }
     const decision = await gate.admit({
       method: req.method ?? "GET",
-      headers: req.headers,
+      headers: gateHeaders(req),
       remoteAddress: req.socket.remoteAddress,
       requestId,
       ...(bodyText !== undefined ? { bodyText } : {}),

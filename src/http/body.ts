@@ -43,3 +43,13 @@ export function readBody(req: IncomingMessage, limit: number): Promise<BodyResul
     req.on("error", onError);
   });
 }
+
+/**
+ * Headers as the gate needs them. Node keeps only the first of repeated Authorization headers in
+ * `req.headers`; the gate must see all of them to refuse the ambiguous case (RFC 6750 §2.1 allows one).
+ */
+export function gateHeaders(req: IncomingMessage): Record<string, string | string[] | undefined> {
+  const all = req.headersDistinct?.authorization;
+  if (all && all.length > 1) return { ...req.headers, authorization: all };
+  return req.headers;
+}

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { HttpResponseSpec } from "../core/challenge.js";
 import { type SdkAuthInfo, toAuthInfo } from "../core/identity.js";
 import { type Admission, createGate, type Gate, type GateOptions } from "../gate/gate.js";
-import { readBody } from "./body.js";
+import { gateHeaders, readBody } from "./body.js";
 import { handleProtectedResourceMetadata } from "./protected-resource-metadata.js";
 
 /** The request after the middleware: `auth` in the SDK's AuthInfo shape, `body` parsed. */
@@ -63,7 +63,7 @@ export function createNodeMcpAuth(gateOrOptions: Gate | GateOptions): NodeMcpAut
     }
     const decision = await gate.admit({
       method: req.method ?? "GET",
-      headers: req.headers,
+      headers: gateHeaders(req),
       remoteAddress: req.socket.remoteAddress,
       ...(bodyText !== undefined ? { bodyText } : { parsedBody: r.body }),
     });
