@@ -3,6 +3,7 @@ import { Command } from "commander";
 import { registerConfigCommand } from "./config-check.js";
 import { registerDemoCommand } from "./demo.js";
 import { registerKeysCommand } from "./keys.js";
+import { registerMonitorCommand } from "./monitor.js";
 import { registerProbeCommand } from "./probe.js";
 import { registerServeCommand } from "./serve.js";
 import { reportAndExit } from "./util.js";
@@ -23,6 +24,7 @@ registerDemoCommand(program);
 registerConfigCommand(program);
 registerKeysCommand(program);
 registerProbeCommand(program);
+registerMonitorCommand(program);
 
 try {
   await program.parseAsync(process.argv);
