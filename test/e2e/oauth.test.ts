@@ -25,6 +25,9 @@ async function startUpstream(): Promise<{ url: string; seen: IncomingHttpHeaders
         content: [{ type: "text", text: `echo: ${text}` }],
       }),
     );
+    mcp.registerTool("admin_reset", { description: "Needs the admin scope" }, async () => ({
+      content: [{ type: "text", text: "reset done" }],
+    }));
     const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
     res.on("close", () => {
       void transport.close();
@@ -175,5 +178,100 @@ describe("OAuth end to end: oidc-provider → official SDK client → mcpgate �
     const token = provider.tokens()?.access_token;
     expect(token).toBeTruthy();
     expect(JSON.stringify(upstream.seen)).not.toContain(token!.split(".")[2]);
+  });
+});
+
+describe("step-up: a tool needing a scope the token lacks answers 403 insufficient_scope", () => {
+  let as: AuthServer;
+  let upstream: Awaited<ReturnType<typeof startUpstream>>;
+  let gw: RunningGateway;
+
+  beforeAll(async () => {
+    as = await startAuthServer({ format: "jwt", scopes: ["tools:call", "admin"] });
+    upstream = await startUpstream();
+    const config = validateConfig(
+      {
+        listen: { host: "127.0.0.1", port: 0 },
+        upstream: { url: upstream.url },
+        auth: { jwt: { issuer: as.issuer } },
+        policy: {
+          default: "deny",
+          tools: [
+            { match: "admin_*", scopes: ["admin", "tools:call"] },
+            { match: "*", scopes: ["tools:call"] },
+          ],
+        },
+        logging: { level: "silent" },
+      },
+      {},
+    );
+    gw = await startGateway({ config, env: {} });
+  });
+
+  afterAll(async () => {
+    await gw?.close();
+    await upstream?.stop();
+    await as?.stop();
+  });
+
+  async function connect(
+    token: string,
+  ): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> {
+    const client = new Client({ name: "step-up", version: "1.0.0" });
+    const transport = new StreamableHTTPClientTransport(new URL(gw.url), {
+      requestInit: { headers: { authorization: `Bearer ${token}` } },
+    });
+    await client.connect(transport);
+    return { client, transport };
+  }
+
+  it("challenges with every scope the call needs and the PRM, then accepts the stepped-up token", async () => {
+    const narrow = await as.token(gw.publicUrl, "tools:call");
+    const { client, transport } = await connect(narrow);
+    expect((await client.callTool({ name: "echo", arguments: { text: "ok" } })).isError).toBeFalsy();
+    const before = upstream.seen.length;
+
+    const headers: Record<string, string> = {
+      "content-type": "application/json",
+      accept: "application/json, text/event-stream",
+      authorization: `Bearer ${narrow}`,
+      "mcp-protocol-version": transport.protocolVersion ?? "2025-11-25",
+    };
+    if (transport.sessionId) headers["mcp-session-id"] = transport.sessionId;
+    const res = await fetch(gw.url, {
+      method: "POST",
+      headers,
+      body: JSON.stringify({
+        jsonrpc: "2.0",
+        id: 7,
+        method: "tools/call",
+        params: { name: "admin_reset", arguments: {} },
+      }),
+    });
+    expect(res.status).toBe(403);
+    const challenge = res.headers.get("www-authenticate") ?? "";
+    expect(challenge).toContain('error="insufficient_scope"');
+    expect(challenge).toMatch(/scope="(admin tools:call|tools:call admin)"/);
+    expect(challenge).toContain(
+      `resource_metadata="${new URL("/.well-known/oauth-protected-resource/mcp", gw.url).href}"`,
+    );
+    // Refused before the upstream: nothing was forwarded for the denied call.
+    expect(upstream.seen.length).toBe(before);
+    await client.close();
+
+    const wide = await as.token(gw.publicUrl, "tools:call admin");
+    const stepped = await connect(wide);
+    const r = await stepped.client.callTool({ name: "admin_reset", arguments: {} });
+    expect(r.content).toEqual([{ type: "text", text: "reset done" }]);
+    await stepped.client.close();
+  });
+
+  it("advertises the policy's scopes in the PRM scopes_supported", async () => {
+    const prm = (await (
+      await fetch(new URL("/.well-known/oauth-protected-resource/mcp", gw.url))
+    ).json()) as {
+      scopes_supported?: string[];
+    };
+    expect([...(prm.scopes_supported ?? [])].sort()).toEqual(["admin", "tools:call"]);
   });
 });
