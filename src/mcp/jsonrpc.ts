@@ -1,17 +1,7 @@
+import type { InspectedMessage } from "../core/message.js";
 import type { JsonRpcId } from "../core/outcome.js";
 
-/** One JSON-RPC message as the gate sees it: what it is and what it names. */
-export interface InspectedMessage {
-  type: "request" | "notification" | "response";
-  id?: JsonRpcId;
-  method?: string;
-  /** `params.name` for tools/call and prompts/get, `params.uri` for resources/read. */
-  name?: string;
-  /** `params._meta["io.modelcontextprotocol/protocolVersion"]` (2026-07-28 per-request version). */
-  metaProtocolVersion?: string;
-  /** The message itself, as parsed. */
-  raw: Record<string, unknown>;
-}
+export type { InspectedMessage };
 
 export type ParseResult =
   | { ok: true; messages: InspectedMessage[]; batch: boolean }
