@@ -26,7 +26,7 @@ function ago(ms: number, now: number): string {
 }
 
 function pct(v: number | null): string {
-  return v === null ? "–" : `${v.toFixed(v === 100 ? 0 : 2)} %`;
+  return v === null ? "–" : `${v === 100 || v === 0 ? v : v.toFixed(2)} %`;
 }
 
 /**
@@ -37,10 +37,13 @@ export function renderLatencyChart(t: TargetStatus, now: number): string {
   const W = 600;
   const H = 120;
   const pad = 4;
-  const from = now - 86_400_000;
-  const points = t.latency.filter((p) => p.at >= from);
+  const dayAgo = now - 86_400_000;
+  const points = t.latency.filter((p) => p.at >= dayAgo);
+  // A young history is spread over the width (with a margin of one interval) instead of a sliver at the right edge.
+  const from = Math.max(dayAgo, (points[0]?.at ?? dayAgo) - t.intervalMs);
+  const span = Math.max(1, now - from);
   const max = Math.max(50, ...points.filter((p) => p.status === "up").map((p) => p.latencyMs));
-  const x = (at: number) => (pad + ((at - from) / 86_400_000) * (W - 2 * pad)).toFixed(1);
+  const x = (at: number) => (pad + ((at - from) / span) * (W - 2 * pad)).toFixed(1);
   const y = (ms: number) => (H - pad - (ms / max) * (H - 2 * pad)).toFixed(1);
   const up = points.filter((p) => p.status === "up");
   const line = up.map((p) => `${x(p.at)},${y(p.latencyMs)}`).join(" ");
@@ -50,13 +53,13 @@ export function renderLatencyChart(t: TargetStatus, now: number): string {
     .join("");
   const dots =
     up.length === 1 ? `<circle cx="${x(up[0]!.at)}" cy="${y(up[0]!.latencyMs)}" r="3" class="dot"/>` : "";
-  const label = `Latency of ${t.name} over 24 hours: ${points.length} checks, ${points.length - up.length} failed, highest ${Math.round(max)} ms`;
+  const label = `Latency of ${t.name} over the last ${from === dayAgo ? "24 hours" : ago(from, now).replace(" ago", "")}: ${points.length} checks, ${points.length - up.length} failed, highest ${Math.round(max)} ms`;
   return `<svg class="chart" viewBox="0 0 ${W} ${H}" preserveAspectRatio="none" role="img" aria-label="${esc(label)}">
 <title>${esc(label)}</title>
 <line x1="${pad}" x2="${W - pad}" y1="${H - pad}" y2="${H - pad}" class="axis"/>
 ${downs}${line ? `<polyline points="${line}" class="line"/>` : ""}${dots}
 </svg>
-<div class="scale"><span>24 h ago</span><span>max ${Math.round(max)} ms</span><span>now</span></div>`;
+<div class="scale"><span>${from === dayAgo ? "24 h ago" : esc(ago(from, now))}</span><span>max ${Math.round(max)} ms</span><span>now</span></div>`;
 }
 
 function renderTarget(t: TargetStatus, now: number): string {
@@ -67,7 +70,7 @@ function renderTarget(t: TargetStatus, now: number): string {
     ["Latency", t.latencyMs === null ? "–" : `${Math.round(t.latencyMs)} ms`],
     ["Checked", t.lastCheckedAt === null ? "never" : ago(t.lastCheckedAt, now)],
     ["Tools", t.tools === null ? "–" : `${t.tools} (schema ${t.schemaHash?.slice(0, 8) ?? "–"})`],
-    ["Challenge", t.challenge ?? "–"],
+    ["Challenge", (t.steps[0]?.httpStatus ?? 0) > 0 ? (t.challenge ?? "–") : "–"],
   ];
   if (t.certExpiresAt !== null) {
     facts.push(["TLS certificate", `expires ${new Date(t.certExpiresAt).toISOString().slice(0, 10)}`]);
