@@ -110,6 +110,13 @@ export function renderDenial(denial: Denial, ctx: ChallengeContext = {}): HttpRe
       );
     }
     case "tool_denied":
+      if (denial.asError) {
+        return json(200, {
+          jsonrpc: "2.0",
+          id: denial.id,
+          error: { code: JSONRPC.FORBIDDEN, message: denial.message },
+        });
+      }
       return json(200, {
         jsonrpc: "2.0",
         id: denial.id,
@@ -149,7 +156,8 @@ export function renderDenial(denial: Denial, ctx: ChallengeContext = {}): HttpRe
       const headers: Record<string, string> = { "retry-after": String(denial.retryAfterSec) };
       if (denial.limit !== undefined && denial.windowSec !== undefined) {
         // draft-ietf-httpapi-ratelimit-headers: RateLimit-Policy and RateLimit.
-        const name = denial.policy ?? "default";
+        // A structured-field string (RFC 8941 §3.3.3): printable ASCII, `"` and `\` escaped.
+        const name = (denial.policy ?? "default").replace(/[^\x20-\x7e]/g, "").replace(/[\\"]/g, "\\$&");
         headers["ratelimit-policy"] = `"${name}";q=${denial.limit};w=${denial.windowSec}`;
         headers.ratelimit = `"${name}";r=0;t=${denial.retryAfterSec}`;
       }

@@ -23,7 +23,8 @@ export type Denial =
   | { kind: "not_configured" }
   | { kind: "origin_forbidden" }
   | { kind: "insufficient_scope"; scopes: string[]; description?: string }
-  | { kind: "tool_denied"; id: JsonRpcId; message: string }
+  /** `asError`: answer with a JSON-RPC error (denied resources/read, prompts/get, …: only tools/call has isError). */
+  | { kind: "tool_denied"; id: JsonRpcId; message: string; asError?: boolean }
   | { kind: "probe_denied"; id: JsonRpcId; method: string }
   | { kind: "session_unknown" }
   | { kind: "session_missing" }

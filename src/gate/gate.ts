@@ -9,6 +9,7 @@ import { displayOf, type Identity } from "../core/identity.js";
 import type { Denial, JsonRpcId } from "../core/outcome.js";
 import { checkMetadataHeaders, detectEra, type Era } from "../mcp/era.js";
 import { type InspectedMessage, parseJsonRpc } from "../mcp/jsonrpc.js";
+import { createMemoryStateStore } from "../stores/memory-state.js";
 import type { Authorizer, GateObserver, GateRequest, Guard, RateLimitPlanner, StateStore } from "./types.js";
 
 /** Options of {@link createGate}. Resolved once, frozen. */
@@ -22,6 +23,10 @@ export interface GateOptions {
   /** Body limit in bytes (default 4 MiB), enforced by the adapters that read the body. */
   maxBodyBytes?: number;
   realm?: string;
+  /**
+   * Session bindings and rate-limit buckets. Default: an in-memory store (100 000 sessions, least
+   * recently used evicted), so sessions are identity-bound even when nothing is configured.
+   */
   state?: StateStore;
   sessionIdleTtlMs?: number;
   authorizer?: Authorizer;
@@ -109,6 +114,7 @@ export function createGate(options: GateOptions): Gate {
     sessionIdleTtlMs: 30 * 60_000,
     requireSession: "auto" as const,
     ...options,
+    state: options.state ?? createMemoryStateStore(),
   });
   const allowedOrigins = new Set(
     (options.origins ?? [publicUrl.origin]).map((o) => o.toLowerCase().replace(/\/$/, "")),
@@ -197,6 +203,9 @@ export function createGate(options: GateOptions): Gate {
     }
     const identity = result.identity;
     const actor = displayOf(identity);
+    // Every success is reported; the audit trail keeps one per (actor, source) per minute
+    // (observe/audit.ts successIntervalMs), so the trail shows who came from where without a line per request.
+    audit({ type: "auth_success", actor, ip, requestId, detail: { kind: identity.kind } });
 
     // 4. Body: JSON-RPC parse (POST only). After authentication, so that a caller without a valid
     // credential learns nothing but 401 (the body size limit is enforced earlier, by the adapter).
@@ -296,12 +305,24 @@ export function createGate(options: GateOptions): Gate {
         }
         if (!batch) {
           const d = denied[0]!;
-          return deny({ kind: "tool_denied", id: d.m.id ?? null, message: d.reason }, admission);
+          return deny(
+            {
+              kind: "tool_denied",
+              id: d.m.id ?? null,
+              message: d.reason,
+              ...(d.m.method !== "tools/call" ? { asError: true } : {}),
+            },
+            admission,
+          );
         }
         const deniedSet = new Set(denied.map((d) => d.m));
         for (const d of denied) {
           if (d.m.type === "request")
-            admission.localResponses.push(toolErrorResult(d.m.id ?? null, d.reason));
+            admission.localResponses.push(
+              d.m.method === "tools/call"
+                ? toolErrorResult(d.m.id ?? null, d.reason)
+                : forbiddenError(d.m.id ?? null, d.reason),
+            );
         }
         const remaining = messages.filter((m) => !deniedSet.has(m));
         admission.messages = remaining;
@@ -314,7 +335,9 @@ export function createGate(options: GateOptions): Gate {
 
     // 9. Session check + rate limit: one call (one Redis round trip).
     const buckets = resolved.rateLimits?.bucketsFor(identity, admission.messages) ?? [];
-    const checkSession = era === "2025" && sessionId !== undefined && !initialize;
+    // Any 2025-era request naming a session is checked, an `initialize` too: otherwise a 2025-03-26
+    // batch [initialize, tools/call] could ride someone else's session past the check.
+    const checkSession = era === "2025" && sessionId !== undefined;
     if (resolved.state && (checkSession || buckets.length > 0)) {
       let res: Awaited<ReturnType<StateStore["admit"]>>;
       try {
@@ -421,6 +444,11 @@ export function createGate(options: GateOptions): Gate {
 /** JSON-RPC result for a tool call the policy refused (DESIGN.md §2: API-key identity → isError). */
 export function toolErrorResult(id: JsonRpcId, text: string): Record<string, unknown> {
   return { jsonrpc: "2.0", id, result: { content: [{ type: "text", text }], isError: true } };
+}
+
+/** JSON-RPC error for a refused non-tool message (resources/read, prompts/get, …) in a batch. */
+export function forbiddenError(id: JsonRpcId, message: string): Record<string, unknown> {
+  return { jsonrpc: "2.0", id, error: { code: -31001, message } };
 }
 
 /** RFC 9728 §3.1: the metadata URL inserts the well-known path before the resource's path. */

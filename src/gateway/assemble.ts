@@ -1,11 +1,15 @@
 import type { AddressInfo } from "node:net";
+import { compilePolicy } from "../authz/policy.js";
+import { createRateLimitPlanner } from "../authz/rate-limit-plan.js";
 import { durationMs, type GatewayConfig } from "../config.js";
 import { McpGateError } from "../core/errors.js";
 import { createGate, type Gate } from "../gate/gate.js";
 import { createLogger, type Logger } from "../observe/logger.js";
 import { findFreePort } from "./free-port.js";
+import { buildState } from "./shared-state.js";
 import { createHttpUpstream } from "./http-upstream.js";
 import { createGatewayServer, type GatewayServer } from "./server.js";
+import { createStdioUpstream } from "./stdio-upstream.js";
 import type { Upstream } from "./upstream.js";
 import { buildVerifiers } from "./verifiers.js";
 
@@ -22,16 +26,36 @@ export interface RunningGateway {
   address: AddressInfo;
   gate: Gate;
   server: GatewayServer;
+  /** The upstream relay (a `StdioUpstream` for `upstream.command`: tests read child PIDs from it). */
+  upstream: Upstream;
   logger: Logger;
   close(): Promise<void>;
 }
 
-function createUpstream(config: GatewayConfig): Upstream {
+function createUpstream(config: GatewayConfig, logger: Logger, env: NodeJS.ProcessEnv): Upstream {
   const up = config.upstream;
   if (up?.url) {
     return createHttpUpstream({ url: up.url, headers: { ...up.headers }, timeoutMs: durationMs(up.timeout) });
   }
-  throw new McpGateError("ERR_CONFIG_INVALID", "upstream: set upstream.url (or --upstream URL)");
+  if (up?.command) {
+    // docs/stdio.md: one child per session; only allow-listed variables reach it.
+    return createStdioUpstream({
+      command: [...up.command],
+      logger,
+      parentEnv: env,
+      ...(up.env ? { env: { ...up.env } } : {}),
+      ...(up.envAllow ? { envAllow: [...up.envAllow] } : {}),
+      ...(up.maxChildren ? { maxChildren: up.maxChildren } : {}),
+      ...(up.poolSize ? { poolSize: up.poolSize } : {}),
+      ...(up.killGrace !== undefined ? { killGraceMs: durationMs(up.killGrace) } : {}),
+      idleTtlMs: durationMs(config.sessions.idleTtl),
+      initTimeoutMs: durationMs(up.timeout),
+    });
+  }
+  throw new McpGateError(
+    "ERR_CONFIG_INVALID",
+    'upstream: set upstream.url (or --upstream URL) or upstream.command (or --stdio "CMD ARGS")',
+  );
 }
 
 /**
@@ -50,15 +74,48 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
   const urlHost = host.includes(":") ? `[${host}]` : host;
   const publicUrl = config.publicUrl ?? `http://${urlHost}:${port}${config.mcpPath}`;
   const built = await buildVerifiers(config, { publicUrl, env });
-  const upstream = createUpstream(config);
+  // Session bindings and rate-limit buckets: memory, or Redis when `state.redis` is set.
+  const shared = await buildState(config, { verifiers: built.verifiers, logger }).catch(async (err) => {
+    await built.close();
+    throw err;
+  });
+  const upstream = createUpstream(config, logger, env);
   const gate = createGate({
     verifiers: built.verifiers,
     publicUrl,
     maxBodyBytes: config.limits.maxBody,
     realm: config.auth.realm,
     sessionIdleTtlMs: durationMs(config.sessions.idleTtl),
+    state: shared.state,
     ...(config.origins ? { origins: [...config.origins] } : {}),
+    ...(config.policy ? { authorizer: compilePolicy(config.policy) } : {}),
+    rateLimits: createRateLimitPlanner({
+      ...(config.rateLimit?.perPrincipal
+        ? {
+            perPrincipal: {
+              limit: config.rateLimit.perPrincipal.limit,
+              windowMs: durationMs(config.rateLimit.perPrincipal.window),
+            },
+          }
+        : {}),
+      tools: (config.rateLimit?.tools ?? []).map((t) => ({
+        match: t.match,
+        limit: t.limit,
+        windowMs: durationMs(t.window),
+      })),
+      failOpen: config.rateLimit?.failOpen === true,
+    }),
   });
+  if (config.policy && config.policy.default === "deny") {
+    // Fail closed, but say so: the silent empty list is the bug class operators hit most.
+    const empty = (["tools", "resources", "prompts"] as const).filter((k) => config.policy![k].length === 0);
+    if (empty.length > 0) {
+      logger.warn(
+        { kinds: empty },
+        "policy: no rules for these kinds and default is deny, so callers see none of them (mcpgate policy explain shows why)",
+      );
+    }
+  }
   if (built.verifiers.length === 0) {
     logger.error(
       "no credential is configured (MCP_API_KEY, auth.apiKeys or auth.jwt): every request will be refused with 500",
@@ -80,9 +137,11 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     address,
     gate,
     server,
+    upstream,
     logger,
     async close() {
       await server.close();
+      await shared.close();
       await built.close();
     },
   };

@@ -47,6 +47,7 @@ const HOP_BY_HOP = new Set([
 function upstreamHeaders(
   incoming: IncomingHttpHeaders,
   fixed: Record<string, string>,
+  era: "2025" | "2026",
 ): Record<string, string> {
   const out: Record<string, string> = {};
   for (const name of FORWARD_HEADERS) {
@@ -57,6 +58,10 @@ function upstreamHeaders(
     // 2026-07-28: unrecognised Mcp-Param-* headers MUST be forwarded.
     if (name.startsWith("mcp-param-") && typeof v === "string") out[name] = v;
   }
+  // 2026-07-28 has no sessions (servers ignore Mcp-Session-Id), and the gate checks bindings only
+  // for 2025-era requests: a 2026-era request must not carry a session id past the gate to a
+  // dual-era upstream that would honour it.
+  if (era === "2026") delete out["mcp-session-id"];
   for (const [name, v] of Object.entries(fixed)) out[name.toLowerCase()] = v;
   return out;
 }
@@ -96,7 +101,7 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
         origin: target.origin,
         path,
         method: method as "GET" | "POST" | "DELETE",
-        headers: upstreamHeaders(req.headers, fixed),
+        headers: upstreamHeaders(req.headers, fixed, admission.era),
         ...(method === "POST" ? { body: ctx.body ?? "" } : {}),
         signal: abort.signal,
         headersTimeout: timeoutMs,
@@ -121,9 +126,10 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
     for (const [k, v] of Object.entries(upstream.headers)) {
       if (v !== undefined && !HOP_BY_HOP.has(k.toLowerCase())) headers[k] = v;
     }
-    const contentType = String(upstream.headers["content-type"] ?? "");
+    const contentType = String(upstream.headers["content-type"] ?? "").toLowerCase();
     const plan: RewritePlan = {
-      listIds: listRequestIds(admission.messages),
+      // A GET stream may replay (Last-Event-ID) a list response: filter any response on it.
+      listIds: listRequestIds(admission.messages, method === "GET" && admission.listFilter !== undefined),
       era: admission.era,
       localResponses: admission.localResponses,
       ...(admission.listFilter ? { visible: admission.listFilter } : {}),
@@ -165,6 +171,18 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
         headers["content-type"] = "application/json";
         res.writeHead(outStatus, headers);
         res.end(rewritten.body);
+      } else if (plan.visible && plan.listIds.size > 0 && status >= 200 && status < 300) {
+        // A success we cannot parse may carry an unfiltered list: never relay it (fail closed).
+        upstream.body.destroy();
+        res.writeHead(502, { "content-type": "application/json" });
+        res.end(
+          JSON.stringify({
+            jsonrpc: "2.0",
+            id: null,
+            error: { code: -31004, message: "Bad Gateway: unexpected upstream content type" },
+          }),
+        );
+        return { status: 502, upstreamMs, result: "error" };
       } else {
         res.writeHead(status, headers);
         for await (const chunk of upstream.body) res.write(chunk);

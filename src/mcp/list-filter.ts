@@ -30,29 +30,57 @@ export function filterListResponse(
   visible: VisibilityPredicate,
   era: Era,
 ): Record<string, unknown> {
-  const spec = LISTS[method];
+  const specs = method === ANY_LIST ? Object.values(LISTS) : LISTS[method] ? [LISTS[method]] : [];
   const result = message.result as Record<string, unknown> | undefined;
-  if (!spec || !result || typeof result !== "object") return message;
-  const items = result[spec.field];
-  if (!Array.isArray(items)) return message;
-  const kept = items.filter((item) => {
-    const name = item && typeof item === "object" ? (item as Record<string, unknown>)[spec.key] : undefined;
-    // An item we cannot name is an item we cannot authorize: drop it (fail closed).
-    return typeof name === "string" && visible(spec.kind, name);
-  });
-  if (kept.length === items.length && !(era === "2026" && result.cacheScope === "public")) return message;
-  const next: Record<string, unknown> = { ...result, [spec.field]: kept };
-  if (era === "2026") next.cacheScope = "private";
-  return { ...message, result: next };
+  if (specs.length === 0 || !result || typeof result !== "object" || Array.isArray(result)) return message;
+  let next: Record<string, unknown> | undefined;
+  for (const spec of specs) {
+    const items = result[spec.field];
+    if (!Array.isArray(items)) continue;
+    const kept = items.filter((item) => {
+      const name = item && typeof item === "object" ? (item as Record<string, unknown>)[spec.key] : undefined;
+      // An item we cannot name is an item we cannot authorize: drop it (fail closed).
+      return typeof name === "string" && visible(spec.kind, name);
+    });
+    if (kept.length === items.length && !(era === "2026" && result.cacheScope === "public")) continue;
+    next ??= { ...result };
+    next[spec.field] = kept;
+    if (era === "2026") next.cacheScope = "private";
+  }
+  return next ? { ...message, result: next } : message;
 }
 
-/** Map request id → list method for the list requests in one HTTP request. */
+/**
+ * Method marker meaning "this response may answer any list request": used when two list requests
+ * of one batch share an id, and for GET streams (a resumed stream may replay a list response whose
+ * request this HTTP request does not carry). Every list field present in the result is filtered.
+ */
+export const ANY_LIST = "*";
+
+/**
+ * Map request id (JSON-stringified) → list method for the list requests in one HTTP request. Two
+ * requests sharing an id map to {@link ANY_LIST}, so neither response can slip through unfiltered.
+ * `anyResponse` (GET streams) adds the {@link ANY_LIST} key: every response is treated as a list.
+ */
 export function listRequestIds(
   messages: ReadonlyArray<{ id?: JsonRpcId; method?: string; type: string }>,
+  anyResponse = false,
 ): Map<string, string> {
   const ids = new Map<string, string>();
+  const seen = new Set<string>();
   for (const m of messages) {
-    if (m.type === "request" && isListMethod(m.method)) ids.set(JSON.stringify(m.id ?? null), m.method!);
+    if (m.type !== "request") continue;
+    const key = JSON.stringify(m.id ?? null);
+    const dup = seen.has(key);
+    seen.add(key);
+    if (isListMethod(m.method)) ids.set(key, dup || ids.has(key) ? ANY_LIST : m.method!);
+    else if (ids.has(key)) ids.set(key, ANY_LIST);
   }
+  if (anyResponse) ids.set(ANY_LIST, ANY_LIST);
   return ids;
+}
+
+/** The list method a response answers, per {@link listRequestIds}; undefined when it is not a list. */
+export function listMethodFor(ids: ReadonlyMap<string, string>, id: unknown): string | undefined {
+  return ids.get(JSON.stringify(id ?? null)) ?? ids.get(ANY_LIST);
 }

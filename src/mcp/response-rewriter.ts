@@ -1,5 +1,5 @@
 import type { Era } from "./era.js";
-import { filterListResponse, type VisibilityPredicate } from "./list-filter.js";
+import { filterListResponse, listMethodFor, type VisibilityPredicate } from "./list-filter.js";
 import { formatSseEvent, SseParser } from "./sse.js";
 
 /** What a rewriter needs to know about the request whose response it rewrites. */
@@ -21,7 +21,7 @@ function rewriteMessage(msg: unknown, plan: RewritePlan): unknown {
   if (!plan.visible || !msg || typeof msg !== "object" || Array.isArray(msg)) return msg;
   const m = msg as Record<string, unknown>;
   if (!Object.hasOwn(m, "result")) return msg;
-  const method = plan.listIds.get(JSON.stringify(m.id ?? null));
+  const method = listMethodFor(plan.listIds, m.id);
   return method ? filterListResponse(m, method, plan.visible, plan.era) : msg;
 }
 
@@ -86,11 +86,11 @@ export function createSseRewriter(plan: RewritePlan): { push(chunk: string): str
       return out;
     },
     end(): string {
-      const rest = parser.flush();
-      // An unterminated event is discarded by SSE clients anyway; when filtering applies we drop it
-      // rather than pass an unfiltered list through.
-      const filtering = plan.visible !== undefined && plan.listIds.size > 0;
-      return prefix + (rest && !filtering ? `${rest}\n\n` : "");
+      // WHATWG HTML §9.2.6: an event not ended by a blank line at end of stream is discarded by the
+      // client. Drop it here too: terminating it would dispatch a truncated message (the upstream
+      // died mid-event), and while filtering it could hold an unfiltered list.
+      parser.flush();
+      return prefix;
     },
   };
 }
