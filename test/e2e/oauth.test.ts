@@ -10,6 +10,7 @@ import * as z from "zod";
 import { validateConfig } from "../../src/config.js";
 import { type RunningGateway, startGateway } from "../../src/gateway/assemble.js";
 import { createLogger } from "../../src/observe/logger.js";
+import { deadUrl, makeKey, mint } from "../authn/jwks-fixture.js";
 import { type AuthServer, startAuthServer } from "../authn/oidc-fixture.js";
 
 /** A stateless MCP server (official 1.x SDK) that records the headers of every request it receives. */
@@ -273,5 +274,46 @@ describe("step-up: a tool needing a scope the token lacks answers 403 insufficie
       scopes_supported?: string[];
     };
     expect([...(prm.scopes_supported ?? [])].sort()).toEqual(["admin", "tools:call"]);
+  });
+});
+
+describe("an unreachable JWKS through the gateway", () => {
+  it("answers 401 invalid_token (never 500) and keeps serving", async () => {
+    const upstream = await startUpstream();
+    const issuer = "https://as.unreachable.example";
+    const config = validateConfig(
+      {
+        listen: { host: "127.0.0.1", port: 0 },
+        upstream: { url: upstream.url },
+        auth: { jwt: { issuer, jwksUri: await deadUrl(), jwksTimeout: "1s" } },
+        logging: { level: "silent" },
+      },
+      {},
+    );
+    const gw = await startGateway({ config, env: {} });
+    try {
+      const key = await makeKey("RS256", "k1");
+      const now = Math.floor(Date.now() / 1000);
+      const token = await mint(key, { iss: issuer, aud: gw.publicUrl, sub: "u", exp: now + 60 });
+      for (let i = 0; i < 3; i++) {
+        const res = await fetch(gw.url, {
+          method: "POST",
+          headers: {
+            "content-type": "application/json",
+            accept: "application/json, text/event-stream",
+            authorization: `Bearer ${token}`,
+          },
+          body: JSON.stringify({ jsonrpc: "2.0", id: i, method: "tools/list" }),
+        });
+        expect(res.status).toBe(401);
+        expect(res.headers.get("www-authenticate")).toContain('error="invalid_token"');
+      }
+      const prm = await fetch(new URL("/.well-known/oauth-protected-resource", gw.url));
+      expect(prm.status).toBe(200);
+      expect(upstream.seen.length).toBe(0);
+    } finally {
+      await gw.close();
+      await upstream.stop();
+    }
   });
 });
