@@ -159,8 +159,39 @@ export const configSchema = z.strictObject({
 export type GatewayConfig = z.infer<typeof configSchema>;
 export type GatewayConfigInput = z.input<typeof configSchema>;
 
-/** Replace `${VAR}` with the environment's value; an unset variable is an error naming it. */
-export function interpolateEnv(value: unknown, env: NodeJS.ProcessEnv, path = ""): unknown {
+/** Deepest nesting a configuration may have; real ones need a handful of levels. */
+const MAX_CONFIG_DEPTH = 32;
+
+/**
+ * Replace `${VAR}` with the environment's value; an unset variable is an error naming it.
+ * YAML aliases can make a value contain itself (`a: &a [*a]`) and a file can nest absurdly deep:
+ * both are refused with ERR_CONFIG_INVALID rather than overflowing the stack.
+ */
+export function interpolateEnv(
+  value: unknown,
+  env: NodeJS.ProcessEnv,
+  path = "",
+  ancestors: object[] = [],
+): unknown {
+  if (value && typeof value === "object") {
+    if (ancestors.includes(value)) {
+      throw new McpGateError(
+        "ERR_CONFIG_INVALID",
+        `${path || "config"}: a value contains itself (YAML alias cycle)`,
+      );
+    }
+    if (ancestors.length >= MAX_CONFIG_DEPTH) {
+      throw new McpGateError(
+        "ERR_CONFIG_INVALID",
+        `${path || "config"}: nested more than ${MAX_CONFIG_DEPTH} levels`,
+      );
+    }
+    const inner = [...ancestors, value];
+    if (Array.isArray(value)) return value.map((v, i) => interpolateEnv(v, env, `${path}[${i}]`, inner));
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k, interpolateEnv(v, env, path ? `${path}.${k}` : k, inner)]),
+    );
+  }
   if (typeof value === "string") {
     return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, name: string) => {
       const v = env[name];
@@ -172,12 +203,6 @@ export function interpolateEnv(value: unknown, env: NodeJS.ProcessEnv, path = ""
       }
       return v;
     });
-  }
-  if (Array.isArray(value)) return value.map((v, i) => interpolateEnv(v, env, `${path}[${i}]`));
-  if (value && typeof value === "object") {
-    return Object.fromEntries(
-      Object.entries(value).map(([k, v]) => [k, interpolateEnv(v, env, path ? `${path}.${k}` : k)]),
-    );
   }
   return value;
 }

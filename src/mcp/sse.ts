@@ -22,7 +22,9 @@ export class SseParser {
   /** Feed a chunk; returns the events completed by it. Throws RangeError past MAX_SSE_EVENT_BYTES. */
   push(chunk: string): SseEvent[] {
     let text = chunk;
-    if (this.#pendingCr) {
+    // A CR ended the previous chunk: an LF opening the next non-empty chunk belongs to that CRLF.
+    // (An empty chunk must not clear this, or the LF would be read as a blank line and end the event early.)
+    if (this.#pendingCr && text.length > 0) {
       if (text.startsWith("\n")) text = text.slice(1);
       this.#pendingCr = false;
     }
