@@ -361,7 +361,8 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
     kind: "oauth2",
     issuers: Object.freeze([...byIssuer.keys()]),
     cache,
-    accepts: (token) => JWT_SHAPE.test(token) || introspectors.length > 0,
+    // An mcpgate API key (`mcpg_…`, DESIGN.md §5) is never sent to an introspection endpoint.
+    accepts: (token) => JWT_SHAPE.test(token) || (introspectors.length > 0 && !token.startsWith("mcpg_")),
     async verify(token: string): Promise<VerifyResult> {
       if (typeof token !== "string" || token.length === 0 || token.length > MAX_TOKEN_LENGTH) {
         return { ok: false, reason: "malformed" };

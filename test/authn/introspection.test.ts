@@ -109,6 +109,7 @@ describe("introspection against a real authorization server (oidc-provider, opaq
     });
     const token = await as.token(RESOURCE, "admin");
     expect(v.accepts(token)).toBe(true);
+    expect(v.accepts("mcpg_AbCdEf12_secretsecretsecretsecretsecret12")).toBe(false);
     const r = await v.verify(token);
     expect(r.ok && r.identity.scopes).toEqual(["admin"]);
     expect(await v.verify("unknown-opaque-token-abcdef")).toEqual({ ok: false, reason: "inactive" });
