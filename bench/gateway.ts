@@ -1,0 +1,56 @@
+/**
+ * tools/call through the gateway vs the same upstream direct, same run, alternating rounds.
+ * Prints requests/s, p50/p99 and the ratios. Loopback only, bounded (~rounds × 2 × roundMs).
+ *   npx tsx bench/gateway.ts [--rounds 4] [--round-ms 3000] [--concurrency 16]
+ */
+import { parseArgs } from "node:util";
+import { startDemoHttpServer } from "../src/cli/demo-server.js";
+import { validateConfig } from "../src/config.js";
+import { startGateway } from "../src/gateway/assemble.js";
+import { createLogger } from "../src/observe/logger.js";
+import { load, openSession, summarize } from "./lib.js";
+
+const { values } = parseArgs({
+  options: { rounds: { type: "string", default: "4" }, "round-ms": { type: "string", default: "3000" }, concurrency: { type: "string", default: "16" } },
+});
+const rounds = Number(values.rounds);
+const roundMs = Number(values["round-ms"]);
+const concurrency = Number(values.concurrency);
+const KEY = "bench-static-key-0123456789abcdef";
+
+const upstream = await startDemoHttpServer(0);
+const gw = await startGateway({
+  config: validateConfig({ listen: { port: 0 }, upstream: { url: upstream.url } }, {}),
+  env: { MCP_API_KEY: KEY },
+  logger: createLogger({ level: "silent" }),
+});
+const direct = await openSession(upstream.url);
+const gated = await openSession(gw.url, { authorization: `Bearer ${KEY}` });
+const call = (s: typeof direct) => () => s.call("add", { a: 1, b: 2 });
+
+// Warm-up both paths.
+await load(call(direct), concurrency, 1000);
+await load(call(gated), concurrency, 1000);
+
+const results = { direct: [] as number[], gateway: [] as number[] };
+let secs = { direct: 0, gateway: 0 };
+for (let r = 0; r < rounds; r++) {
+  const order = r % 2 === 0 ? (["direct", "gateway"] as const) : (["gateway", "direct"] as const);
+  for (const which of order) {
+    const res = await load(call(which === "direct" ? direct : gated), concurrency, roundMs);
+    results[which].push(...res.latencies);
+    secs = { ...secs, [which]: secs[which] + res.seconds };
+  }
+}
+const d = summarize(results.direct, secs.direct);
+const g = summarize(results.gateway, secs.gateway);
+const f = (x: number) => x.toFixed(2);
+console.log(`tools/call, concurrency ${concurrency}, ${rounds} alternating rounds of ${roundMs} ms each`);
+console.log(`direct   ${f(d.rps)} req/s  p50 ${f(d.p50)} ms  p99 ${f(d.p99)} ms  (n=${d.n})`);
+console.log(`gateway  ${f(g.rps)} req/s  p50 ${f(g.p50)} ms  p99 ${f(g.p99)} ms  (n=${g.n})`);
+console.log(`throughput ratio gateway/direct: ${f(g.rps / d.rps)}   (target ≥ 0.70)`);
+console.log(`added p50 latency: ${f(g.p50 - d.p50)} ms   (target ≤ 0.50 ms)`);
+await direct.close();
+await gated.close();
+await gw.close();
+await upstream.close();
