@@ -12,7 +12,7 @@ export {
   type MonitorEvent,
   openHistoryStore,
   type ProbeRecord,
-} from "./history.js";
+} from "../stores/probe-history.js";
 export {
   createMonitor,
   type Monitor,

@@ -1,4 +1,4 @@
-import type { HistoryStore, MonitorEvent, ProbeRecord } from "./history.js";
+import type { HistoryStore, MonitorEvent, ProbeRecord } from "../stores/probe-history.js";
 import type { MonitorConfig, MonitorTarget } from "./monitor-config.js";
 import { createMonitorMetrics, type MonitorMetrics } from "./monitor-metrics.js";
 import { type ProbeResult, type ProbeStatus, probeEndpoint } from "./probe.js";

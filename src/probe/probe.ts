@@ -1,31 +1,9 @@
 import { Agent, fetch as undiciFetch } from "undici";
+import type { ChallengeState, ProbeStatus, ProbeStep } from "../stores/probe-history.js";
 import { type Exchange, exchange, type FetchLike, type JsonRpcReply } from "./rpc-exchange.js";
 import { hashToolSchemas, type ToolShape } from "./schema-hash.js";
 
-/** DESIGN.md §6: what one check concluded. */
-export type ProbeStatus =
-  | "up"
-  | "auth_rejected"
-  | "server_error"
-  | "timeout"
-  | "unreachable"
-  | "protocol_error";
-
-/**
- * How the endpoint answered a request without credentials: `ok` = 401 with a Bearer
- * `WWW-Authenticate` challenge; `missing` = refused (401/403) without one, so OAuth clients cannot
- * discover where to get a token; `none` = not refused at all (the endpoint is not protected).
- */
-export type ChallengeState = "ok" | "missing" | "none";
-
-/** One timed HTTP request of the probe. */
-export interface ProbeStep {
-  name: "unauthenticated" | "discover" | "initialize" | "tools/list" | "ping" | "delete";
-  /** 0 when no response arrived. */
-  httpStatus: number;
-  latencyMs: number;
-  ok: boolean;
-}
+export type { ChallengeState, ProbeStatus, ProbeStep };
 
 /** The DESIGN.md §6 `probe --json` shape, plus what a monitor needs to explain a failure. */
 export interface ProbeResult {

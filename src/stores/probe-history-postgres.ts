@@ -8,7 +8,7 @@ import {
   recordValues,
   rowToEvent,
   rowToRecord,
-} from "./history.js";
+} from "./probe-history.js";
 
 const SCHEMA_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 

@@ -10,7 +10,7 @@ import {
   recordValues,
   rowToEvent,
   rowToRecord,
-} from "./history.js";
+} from "./probe-history.js";
 
 /**
  * Probe history in a SQLite file of its own (not the key store's): the monitor writes often and

@@ -1,5 +1,35 @@
-import { parseKeyStoreLocation } from "../stores/open-key-store.js";
-import type { ChallengeState, ProbeStatus, ProbeStep } from "./probe.js";
+import { parseKeyStoreLocation } from "./open-key-store.js";
+
+/**
+ * History of `mcpgate monitor` (probe results and alert events). The probe vocabulary is defined here,
+ * at the bottom, because the SQL stores that keep it must live in `stores/` (the only layer that loads
+ * database drivers); `probe/` re-exports it.
+ */
+
+/** DESIGN.md §6: what one check concluded. */
+export type ProbeStatus =
+  | "up"
+  | "auth_rejected"
+  | "server_error"
+  | "timeout"
+  | "unreachable"
+  | "protocol_error";
+
+/**
+ * How the endpoint answered a request without credentials: `ok` = 401 with a Bearer
+ * `WWW-Authenticate` challenge; `missing` = refused (401/403) without one, so OAuth clients cannot
+ * discover where to get a token; `none` = not refused at all (the endpoint is not protected).
+ */
+export type ChallengeState = "ok" | "missing" | "none";
+
+/** One timed HTTP request of the probe. */
+export interface ProbeStep {
+  name: "unauthenticated" | "discover" | "initialize" | "tools/list" | "ping" | "delete";
+  /** 0 when no response arrived. */
+  httpStatus: number;
+  latencyMs: number;
+  ok: boolean;
+}
 
 /** One stored probe result. */
 export interface ProbeRecord {
@@ -57,10 +87,10 @@ export async function openHistoryStore(location: string): Promise<HistoryStore> 
   let store: HistoryStore;
   if (loc.kind === "memory") store = createMemoryHistory();
   else if (loc.kind === "sqlite") {
-    const { createSqliteHistory } = await import("./history-sqlite.js");
+    const { createSqliteHistory } = await import("./probe-history-sqlite.js");
     store = createSqliteHistory({ path: loc.path });
   } else {
-    const { createPostgresHistory } = await import("./history-postgres.js");
+    const { createPostgresHistory } = await import("./probe-history-postgres.js");
     store = createPostgresHistory({
       connectionString: loc.connectionString,
       ...(loc.schema ? { schema: loc.schema } : {}),

@@ -1,19 +1,18 @@
 import { execFileSync } from "node:child_process";
-import { createHmac, randomBytes } from "node:crypto";
+import { createHmac } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { isMcpGateError } from "../../src/core/errors.js";
-import { openHistoryStore, type ProbeRecord } from "../../src/probe/history.js";
 import { createMonitor } from "../../src/probe/monitor.js";
 import { resolveMonitorConfig } from "../../src/probe/monitor-config.js";
 import { startStatusServer } from "../../src/probe/status-page.js";
 import { createWebhookSender, verifyWebhookSignature } from "../../src/probe/webhook.js";
+import { openHistoryStore } from "../../src/stores/probe-history.js";
 import { DEFAULT_TOOLS, type SdkTestServer, startSdkServer } from "./helpers/servers.js";
 
 const KEY = "mcpg_M0nitor1_monitorSecretValueNeverShown000000";
@@ -296,61 +295,5 @@ describe("monitor configuration", () => {
     });
     expect(c.listen).toEqual({ host: "127.0.0.1", port: 0 });
     expect(Object.isFrozen(c.targets[0])).toBe(true);
-  });
-});
-
-describe("PostgreSQL history", () => {
-  const url = process.env.MCPGATE_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
-  const schema = `probe_hist_${randomBytes(4).toString("hex")}`;
-
-  afterAll(async () => {
-    const client = new pg.Client({ connectionString: url });
-    await client.connect();
-    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    await client.end();
-  });
-
-  it("stores results and events and computes uptime", async () => {
-    const history = await openHistoryStore(`${url}?schema=${schema}`);
-    try {
-      const base: ProbeRecord = {
-        target: "pg",
-        at: 1_000,
-        status: "up",
-        httpStatus: 200,
-        latencyMs: 12.5,
-        tools: 2,
-        schemaHash: "ab",
-        challenge: "ok",
-        error: null,
-        steps: [{ name: "tools/list", httpStatus: 200, latencyMs: 3, ok: true }],
-      };
-      await history.record(base);
-      await history.record({
-        ...base,
-        at: 2_000,
-        status: "timeout",
-        error: "slow",
-        tools: null,
-        schemaHash: null,
-      });
-      await history.recordEvent({
-        target: "pg",
-        at: 2_000,
-        kind: "state_change",
-        message: "pg is timeout",
-        detail: { from: "up" },
-      });
-      expect(await history.uptime("pg", 0)).toEqual({ checks: 2, up: 1 });
-      expect((await history.last("pg"))?.status).toBe("timeout");
-      const rows = await history.results("pg", 0);
-      expect(rows.map((r) => r.at)).toEqual([1000, 2000]);
-      expect(rows[0]!.steps[0]!.name).toBe("tools/list");
-      expect((await history.events("pg", 5))[0]!.detail).toEqual({ from: "up" });
-      await history.prune(1_500);
-      expect(await history.uptime("pg", 0)).toEqual({ checks: 1, up: 0 });
-    } finally {
-      await history.close();
-    }
   });
 });

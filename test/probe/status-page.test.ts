@@ -2,10 +2,10 @@ import { existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { type Browser, chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openHistoryStore } from "../../src/probe/history.js";
 import { createMonitor, type MonitorSnapshot, type TargetStatus } from "../../src/probe/monitor.js";
 import { resolveMonitorConfig } from "../../src/probe/monitor-config.js";
 import { renderStatusPage, type StatusServer, startStatusServer } from "../../src/probe/status-page.js";
+import { openHistoryStore } from "../../src/stores/probe-history.js";
 import { closedPortUrl, type SdkTestServer, startSdkServer } from "./helpers/servers.js";
 
 const CHROMIUM = "/usr/bin/chromium";
