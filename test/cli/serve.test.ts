@@ -1,0 +1,93 @@
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { findFreePort } from "../../src/gateway/free-port.js";
+import { connectClient } from "../helpers/client.js";
+import { startRecordingUpstream } from "../helpers/upstream.js";
+
+const CLI = ["--import", "tsx", "src/cli/main.ts"];
+const KEY = "cli-serve-test-key-0123456789abcdef";
+const dir = mkdtempSync(join(tmpdir(), "mcpgate-cli-"));
+
+function run(args: string[], env: NodeJS.ProcessEnv = {}) {
+  return spawnSync(process.execPath, [...CLI, ...args], {
+    encoding: "utf8",
+    env: { ...process.env, ...env },
+    timeout: 20_000,
+  });
+}
+
+describe("mcpgate config check", () => {
+  it("accepts a valid file (exit 0)", () => {
+    const f = join(dir, "ok.yaml");
+    writeFileSync(f, "upstream:\n  url: http://127.0.0.1:3000/mcp\n");
+    const r = run(["config", "check", f]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain("ok");
+  });
+
+  it("rejects an invalid file with a one-line message naming the field (exit 2, no stack)", () => {
+    const f = join(dir, "bad.yaml");
+    writeFileSync(f, "listen:\n  port: -1\n");
+    const r = run(["config", "check", f]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/listen\.port/);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it("never prints a secret header value with --json", () => {
+    const f = join(dir, "secret.yaml");
+    writeFileSync(
+      f,
+      'upstream:\n  url: http://127.0.0.1:3000/mcp\n  headers: { Authorization: "Bearer ${UP_SECRET}" }\n',
+    );
+    const r = run(["config", "check", "--json", f], { UP_SECRET: "very-secret-upstream-token" });
+    expect(r.status).toBe(0);
+    expect(r.stdout).not.toContain("very-secret-upstream-token");
+  });
+});
+
+describe("mcpgate serve", () => {
+  it("exits 2 on bad flags and on a missing upstream", () => {
+    expect(run(["serve", "--bogus"]).status).toBe(2);
+    const r = run(["serve"]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/no upstream/);
+  });
+
+  it("serves an SDK client through the gateway and exits 0 on SIGTERM", async () => {
+    const upstream = await startRecordingUpstream();
+    const port = await findFreePort("127.0.0.1");
+    const child = spawn(
+      process.execPath,
+      [...CLI, "serve", "--upstream", upstream.url, "--port", String(port)],
+      {
+        env: { ...process.env, MCP_API_KEY: KEY },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    let out = "";
+    child.stdout.on("data", (d) => {
+      out += d;
+    });
+    try {
+      const url = `http://127.0.0.1:${port}/mcp`;
+      for (let i = 0; i < 100 && !out.includes("mcpgate listening"); i++)
+        await new Promise((r) => setTimeout(r, 100));
+      expect(out).toContain("mcpgate listening");
+      const { client } = await connectClient(url, KEY);
+      const r = await client.callTool({ name: "echo", arguments: { message: "hi" } });
+      expect(r.content).toEqual([{ type: "text", text: "hi" }]);
+      await client.close();
+      const exit = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+      child.kill("SIGTERM");
+      expect(await exit).toBe(0);
+      expect(out).not.toContain(KEY);
+    } finally {
+      child.kill("SIGKILL");
+      await upstream.close();
+    }
+  });
+});
