@@ -28,9 +28,10 @@ export async function buildVerifiers(
   // Stored API keys (mcpg_…), tried first: their prefix makes them cheap to recognise.
   if (config.auth.apiKeys) {
     const store = await openKeyStore(config.auth.apiKeys.store);
-    const pepperEnv = config.auth.apiKeys.pepperEnv;
-    const pepper = pepperEnv ? ctx.env[pepperEnv] : undefined;
-    if (pepperEnv && !pepper) {
+    // Same default as `mcpgate keys` (src/cli/keys.ts): the CLI and the gateway must hash alike.
+    const pepperEnv = config.auth.apiKeys.pepperEnv ?? "MCPGATE_KEY_PEPPER";
+    const pepper = ctx.env[pepperEnv] || undefined;
+    if (config.auth.apiKeys.pepperEnv && !pepper) {
       throw new McpGateError(
         "ERR_CONFIG_INVALID",
         `auth.apiKeys.pepperEnv: environment variable ${pepperEnv} is not set`,
