@@ -75,6 +75,10 @@ export const configSchema = z.strictObject({
       headers: z.record(z.string(), z.string()).default({}),
       timeout: duration.default("30s"),
       maxChildren: z.number().int().positive().optional(),
+      /** stdio: children kept for 2026-era stateless requests (docs/stdio.md). */
+      poolSize: z.number().int().positive().optional(),
+      /** stdio: time between SIGTERM and SIGKILL when a child is ended. */
+      killGrace: duration.optional(),
     })
     .refine((u) => !(u.url && u.command), {
       message: "set either upstream.url or upstream.command, not both",

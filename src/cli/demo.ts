@@ -1,10 +1,10 @@
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import { issueApiKey } from "../authn/key-lifecycle.js";
 import { validateConfig } from "../config.js";
 import { startGateway } from "../gateway/assemble.js";
 import { firstFreePort } from "../gateway/free-port.js";
 import { openKeyStore } from "../stores/open-key-store.js";
-import { startDemoHttpServer } from "./demo-server.js";
+import { runDemoStdioServer, startDemoHttpServer } from "./demo-server.js";
 import { installShutdown } from "./serve.js";
 
 export interface DemoOptions {
@@ -76,7 +76,13 @@ export function registerDemoCommand(program: Command): void {
     .description("Run a demo MCP server behind the gateway and print a key to try it (what `npm start` runs)")
     .option("--store <location>", "key store (default sqlite:./mcpgate.db)")
     .option("--port <port>", "first port to try for the gateway (default 8080)")
-    .action(async (flags: { store?: string; port?: string }) => {
+    // Hidden: serve the demo on stdin/stdout, for `mcpgate serve --stdio "mcpgate demo --stdio-server"`.
+    .addOption(new Option("--stdio-server", "serve the demo MCP server over stdio").hideHelp())
+    .action(async (flags: { store?: string; port?: string; stdioServer?: boolean }) => {
+      if (flags.stdioServer) {
+        await runDemoStdioServer();
+        return;
+      }
       await runDemo({
         ...(flags.store ? { store: flags.store } : {}),
         ...(flags.port ? { port: Number(flags.port) } : {}),

@@ -1,0 +1,321 @@
+import type { ServerResponse } from "node:http";
+import type { JsonRpcId } from "../core/outcome.js";
+import type { Era } from "../mcp/era.js";
+import { filterListResponse, isListMethod, type VisibilityPredicate } from "../mcp/list-filter.js";
+import type { StdioChild } from "./child-process.js";
+
+/** One HTTP response that carries messages from the child back to the client. */
+export interface Channel {
+  readonly sse: boolean;
+  readonly open: boolean;
+  send(text: string): void;
+  close(): void;
+}
+
+/** SSE framing as the SDK's server writes it (`event: message` + one data line per message). */
+export function createSseChannel(res: ServerResponse, headers: Record<string, string>): Channel {
+  res.writeHead(200, {
+    "content-type": "text/event-stream",
+    "cache-control": "no-cache, no-transform",
+    "x-accel-buffering": "no",
+    ...headers,
+  });
+  res.flushHeaders();
+  return {
+    sse: true,
+    get open() {
+      return !res.writableEnded && !res.destroyed;
+    },
+    send(text) {
+      if (!res.writableEnded && !res.destroyed) res.write(`event: message\ndata: ${text}\n\n`);
+    },
+    close() {
+      if (!res.writableEnded) res.end();
+    },
+  };
+}
+
+/** A JSON answer: responses are collected and written as one object (or an array) at the end. */
+export function createJsonChannel(res: ServerResponse, headers: Record<string, string>): Channel {
+  const texts: string[] = [];
+  let done = false;
+  return {
+    sse: false,
+    get open() {
+      return !done && !res.destroyed;
+    },
+    send(text) {
+      if (!done) texts.push(text);
+    },
+    close() {
+      if (done) return;
+      done = true;
+      if (res.destroyed || res.headersSent) return;
+      const body = texts.length === 1 ? texts[0]! : `[${texts.join(",")}]`;
+      res.writeHead(200, { "content-type": "application/json", ...headers }).end(body);
+    },
+  };
+}
+
+/** What the relay needs to know about the requests of one HTTP POST. */
+export interface ExchangePlan {
+  era: Era;
+  visible?: VisibilityPredicate;
+  /** Answers the gate produced itself (denied batch elements), sent first. */
+  localResponses?: ReadonlyArray<Record<string, unknown>>;
+  /** Pool mode: give requests gateway-unique ids (and progress tokens) and restore them. */
+  rewriteIds?: boolean;
+}
+
+export interface Exchange {
+  readonly channel: Channel;
+  /** Resolves when every request was answered, the child failed, or the client left. */
+  readonly done: Promise<void>;
+}
+
+interface ExchangeState extends Exchange {
+  waiting: Set<string>;
+  lists: Map<string, string>;
+  plan: ExchangePlan;
+  /** Gateway id key → the client's id (pool mode). */
+  clientIds: Map<string, JsonRpcId>;
+  tokens: string[];
+  finish(): void;
+}
+
+const idKey = (id: unknown): string => (typeof id === "string" ? `s${id}` : `n${String(id)}`);
+const MAX_BACKLOG = 256;
+
+function errorText(id: JsonRpcId, message: string): string {
+  return JSON.stringify({ jsonrpc: "2.0", id, error: { code: -31004, message } });
+}
+
+/**
+ * Routes the messages of one child process to the HTTP responses waiting for them: a response to
+ * the stream of its request, `notifications/progress` to the stream whose request carried the
+ * token, anything else the child says on its own (logging, server→client requests) to the oldest
+ * open request stream, else the standalone GET stream, else a small backlog delivered when one
+ * opens. Messages are relayed verbatim unless a list must be filtered or (pool) an id restored.
+ */
+export class ChildRelay {
+  readonly #child: StdioChild;
+  readonly #pending = new Map<string, ExchangeState>();
+  readonly #progress = new Map<string, { ex: ExchangeState; token: unknown }>();
+  readonly #exchanges = new Set<ExchangeState>();
+  #standalone: Channel | undefined;
+  #backlog: string[] = [];
+  #seq = 0;
+  #lastActive = Date.now();
+  /** Pool mode: answer server→client requests here (there is no session to carry them). */
+  onServerRequest: ((message: Record<string, unknown>) => void) | undefined;
+
+  constructor(child: StdioChild) {
+    this.#child = child;
+  }
+
+  get child(): StdioChild {
+    return this.#child;
+  }
+
+  /** Requests in flight (a child with none and no recent use may be ended for idleness). */
+  get busy(): number {
+    return this.#exchanges.size;
+  }
+
+  get lastActive(): number {
+    return this.#lastActive;
+  }
+
+  get hasStandalone(): boolean {
+    return this.#standalone?.open === true;
+  }
+
+  /** Send client messages that need no answer (notifications, responses to the child's requests). */
+  post(messages: ReadonlyArray<Record<string, unknown>>): boolean {
+    this.#lastActive = Date.now();
+    for (const m of messages) if (!this.#child.send(m)) return false;
+    return true;
+  }
+
+  /**
+   * Start an exchange: register the requests among `messages`, then write every message to the
+   * child. `verbatim` is the client's body when it may be written to the child unchanged.
+   */
+  begin(
+    channel: Channel,
+    messages: ReadonlyArray<Record<string, unknown>>,
+    plan: ExchangePlan,
+    verbatim?: string,
+  ): Exchange {
+    this.#lastActive = Date.now();
+    let resolve!: () => void;
+    const done = new Promise<void>((r) => {
+      resolve = r;
+    });
+    const ex: ExchangeState = {
+      channel,
+      done,
+      waiting: new Set(),
+      lists: new Map(),
+      plan,
+      clientIds: new Map(),
+      tokens: [],
+      finish: () => {
+        if (!this.#exchanges.delete(ex)) return;
+        for (const k of ex.waiting) if (this.#pending.get(k) === ex) this.#pending.delete(k);
+        for (const t of ex.tokens) this.#progress.delete(t);
+        this.#lastActive = Date.now();
+        channel.close();
+        resolve();
+      },
+    };
+    this.#exchanges.add(ex);
+    for (const r of plan.localResponses ?? []) channel.send(JSON.stringify(r));
+    const out: Array<Record<string, unknown>> = [];
+    for (const m of messages) {
+      const isRequest = typeof m.method === "string" && Object.hasOwn(m, "id");
+      if (!isRequest) {
+        out.push(m);
+        continue;
+      }
+      let msg = m;
+      let key = idKey(m.id);
+      if (plan.rewriteIds) {
+        const gid = `mcpgate-${++this.#seq}`;
+        key = idKey(gid);
+        ex.clientIds.set(key, m.id as JsonRpcId);
+        msg = { ...m, id: gid };
+      }
+      const params = msg.params as Record<string, unknown> | undefined;
+      const meta = params?._meta as Record<string, unknown> | undefined;
+      if (meta && Object.hasOwn(meta, "progressToken")) {
+        let token = meta.progressToken;
+        if (plan.rewriteIds) {
+          token = `mcpgate-p${this.#seq}`;
+          msg = { ...msg, params: { ...params, _meta: { ...meta, progressToken: token } } };
+        }
+        const tk = idKey(token);
+        this.#progress.set(tk, { ex, token: meta.progressToken });
+        ex.tokens.push(tk);
+      }
+      ex.waiting.add(key);
+      this.#pending.set(key, ex);
+      if (plan.visible && isListMethod(m.method as string)) ex.lists.set(key, m.method as string);
+      out.push(msg);
+    }
+    if (ex.waiting.size === 0) ex.finish();
+    const sent =
+      verbatim !== undefined && !plan.rewriteIds && out.length === 1 && !/[\r\n]/.test(verbatim)
+        ? this.#child.send(verbatim)
+        : out.every((m) => this.#child.send(m));
+    if (!sent) this.#failExchange(ex, "Bad Gateway: upstream process is not running");
+    return ex;
+  }
+
+  /** The client went away: forget its exchange (pool mode also cancels the child's work). */
+  abandon(exchange: Exchange): void {
+    const ex = exchange as ExchangeState;
+    if (!this.#exchanges.has(ex)) return;
+    if (ex.plan.rewriteIds) {
+      for (const k of ex.waiting) {
+        // The child's ids are "mcpgate-N" strings; spec: cancelled carries the request id.
+        this.#child.send({
+          jsonrpc: "2.0",
+          method: "notifications/cancelled",
+          params: { requestId: k.slice(1), reason: "client disconnected" },
+        });
+      }
+    }
+    ex.finish();
+  }
+
+  /** Attach the standalone GET stream; the backlog is flushed into it. */
+  attachStandalone(channel: Channel): void {
+    this.#standalone = channel;
+    for (const text of this.#backlog) channel.send(text);
+    this.#backlog = [];
+  }
+
+  detachStandalone(channel: Channel): void {
+    if (this.#standalone === channel) this.#standalone = undefined;
+  }
+
+  /** The child is gone: every waiting request gets a JSON-RPC error, every stream ends. */
+  failAll(message: string): void {
+    for (const ex of [...this.#exchanges]) this.#failExchange(ex, message);
+    this.#standalone?.close();
+    this.#standalone = undefined;
+    this.#backlog = [];
+  }
+
+  #failExchange(ex: ExchangeState, message: string) {
+    for (const k of ex.waiting) {
+      const id = ex.clientIds.get(k) ?? parseKey(k);
+      ex.channel.send(errorText(id, message));
+    }
+    ex.finish();
+  }
+
+  /** Feed one message the child wrote on stdout. */
+  receive(value: unknown, text: string): void {
+    if (Array.isArray(value)) {
+      for (const v of value) this.receive(v, JSON.stringify(v));
+      return;
+    }
+    if (!value || typeof value !== "object") return;
+    const msg = value as Record<string, unknown>;
+    if (typeof msg.method === "string") {
+      if (msg.method === "notifications/progress") {
+        const params = msg.params as Record<string, unknown> | undefined;
+        const route = this.#progress.get(idKey(params?.progressToken));
+        if (route) {
+          const out = route.ex.plan.rewriteIds
+            ? JSON.stringify({ ...msg, params: { ...params, progressToken: route.token } })
+            : text;
+          route.ex.channel.send(out);
+          return;
+        }
+      }
+      if (Object.hasOwn(msg, "id") && this.onServerRequest) {
+        this.onServerRequest(msg);
+        return;
+      }
+      this.#sendUnrelated(text);
+      return;
+    }
+    if (!Object.hasOwn(msg, "id")) return;
+    const key = idKey(msg.id);
+    const ex = this.#pending.get(key);
+    if (!ex) return; // late answer to a request whose client left
+    this.#pending.delete(key);
+    ex.waiting.delete(key);
+    let out = msg;
+    const clientId = ex.clientIds.get(key);
+    if (clientId !== undefined || ex.clientIds.has(key)) out = { ...out, id: clientId };
+    const list = ex.lists.get(key);
+    if (list && ex.plan.visible) out = filterListResponse(out, list, ex.plan.visible, ex.plan.era);
+    ex.channel.send(out === msg ? text : JSON.stringify(out));
+    if (ex.waiting.size === 0) ex.finish();
+  }
+
+  #sendUnrelated(text: string) {
+    for (const ex of this.#exchanges) {
+      if (ex.channel.sse && ex.channel.open) {
+        ex.channel.send(text);
+        return;
+      }
+    }
+    if (this.#standalone?.open) {
+      this.#standalone.send(text);
+      return;
+    }
+    this.#backlog.push(text);
+    if (this.#backlog.length > MAX_BACKLOG) this.#backlog.shift();
+  }
+}
+
+function parseKey(k: string): JsonRpcId {
+  if (k.startsWith("s")) return k.slice(1);
+  const n = Number(k.slice(1));
+  return k === "nnull" || !Number.isFinite(n) ? null : n;
+}

@@ -1,0 +1,403 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { buildChildEnv } from "../../src/gateway/child-process.js";
+import {
+  bobCannotSeeAdmin,
+  childrenOf,
+  connectClient,
+  DEMO_SERVER,
+  isAlive,
+  KEYS,
+  rawPost,
+  startStdioGateway,
+  type TestGateway,
+  waitFor,
+} from "./stdio-helpers.js";
+
+const INIT = {
+  jsonrpc: "2.0",
+  id: 1,
+  method: "initialize",
+  params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "1" } },
+};
+
+let gw: TestGateway | undefined;
+afterEach(async () => {
+  await gw?.close();
+  gw = undefined;
+});
+
+function textOf(result: unknown): string {
+  return ((result as { content: Array<{ text: string }> }).content[0] ?? { text: "" }).text;
+}
+
+describe("stdio upstream: sessions and processes", () => {
+  it("runs the bundled demo server per session: initialize, tools/list, tools/call and streamed progress", async () => {
+    gw = await startStdioGateway({ command: DEMO_SERVER });
+    const { client, transport } = await connectClient(gw.url, KEYS.alice);
+    expect(transport.sessionId).toMatch(/^[\x21-\x7e]+$/);
+    expect(client.getServerVersion()?.name).toBe("mcpgate-demo");
+    const tools = await client.listTools();
+    expect(tools.tools.map((t) => t.name).sort()).toEqual(["add", "count", "delete_note", "echo"]);
+    const sum = await client.callTool({ name: "add", arguments: { a: 2, b: 3 } });
+    expect(textOf(sum)).toBe("5");
+    const progress: number[] = [];
+    const counted = await client.callTool({ name: "count", arguments: { n: 3 } }, undefined, {
+      onprogress: (p) => progress.push(p.progress),
+    });
+    expect(textOf(counted)).toBe("counted to 3");
+    expect(progress).toEqual([1, 2, 3]);
+    const pid = gw.upstream.sessionPid(transport.sessionId!)!;
+    expect(isAlive(pid)).toBe(true);
+    await transport.terminateSession();
+    expect(isAlive(pid)).toBe(false);
+    expect(gw.upstream.childPids()).toEqual([]);
+    await client.close();
+  }, 30_000);
+
+  it("gives two callers two different processes", async () => {
+    gw = await startStdioGateway();
+    const a = await connectClient(gw.url, KEYS.alice);
+    const b = await connectClient(gw.url, KEYS.bob);
+    const pidA = textOf(await a.client.callTool({ name: "pid", arguments: {} }));
+    const pidB = textOf(await b.client.callTool({ name: "pid", arguments: {} }));
+    expect(pidA).not.toBe(pidB);
+    expect(gw.upstream.sessionPid(a.transport.sessionId!)).toBe(Number(pidA));
+    expect(gw.upstream.sessionPid(b.transport.sessionId!)).toBe(Number(pidB));
+    expect(gw.upstream.childPids().sort()).toEqual([Number(pidA), Number(pidB)].sort());
+    await a.client.close();
+    await b.client.close();
+  });
+
+  it("answers another principal's session id with 404 and keeps the owner's session", async () => {
+    gw = await startStdioGateway();
+    const a = await connectClient(gw.url, KEYS.alice);
+    const res = await rawPost(
+      gw.url,
+      KEYS.bob,
+      { jsonrpc: "2.0", id: 9, method: "tools/call", params: { name: "pid", arguments: {} } },
+      { "mcp-session-id": a.transport.sessionId!, "mcp-protocol-version": "2025-06-18" },
+    );
+    expect(res.status).toBe(404);
+    expect(textOf(await a.client.callTool({ name: "pid", arguments: {} }))).toMatch(/^\d+$/);
+    await a.client.close();
+  });
+
+  it("opens and closes 100 sessions and leaves no child and no zombie behind", async () => {
+    gw = await startStdioGateway();
+    const seen = new Set<number>();
+    for (let round = 0; round < 10; round++) {
+      await Promise.all(
+        Array.from({ length: 10 }, async () => {
+          const { client, transport } = await connectClient(gw!.url, KEYS.alice);
+          seen.add(gw!.upstream.sessionPid(transport.sessionId!)!);
+          await transport.terminateSession();
+          await client.close();
+        }),
+      );
+    }
+    expect(seen.size).toBe(100);
+    expect(gw.upstream.childPids()).toEqual([]);
+    expect(await waitFor(() => [...seen].every((pid) => !isAlive(pid)))).toBe(true);
+    const mine = childrenOf(process.pid).filter((c) => seen.has(c.pid));
+    expect(mine).toEqual([]);
+    expect(childrenOf(process.pid).filter((c) => c.state === "Z")).toEqual([]);
+  }, 60_000);
+
+  it("answers a request in flight with an error when its child is killed, then 404 on that session", async () => {
+    gw = await startStdioGateway();
+    const { client, transport } = await connectClient(gw.url, KEYS.alice);
+    const pid = gw.upstream.sessionPid(transport.sessionId!)!;
+    const started = Date.now();
+    const call = client.callTool({ name: "sleep", arguments: { ms: 20_000 } });
+    setTimeout(() => process.kill(pid, "SIGKILL"), 200);
+    await expect(call).rejects.toThrow(/upstream process exited/);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    const res = await rawPost(
+      gw.url,
+      KEYS.alice,
+      { jsonrpc: "2.0", id: 2, method: "tools/list" },
+      { "mcp-session-id": transport.sessionId!, "mcp-protocol-version": "2025-06-18" },
+    );
+    expect(res.status).toBe(404);
+    expect(gw.logLines.some((l) => l.includes("stdio upstream exited") && l.includes("SIGKILL"))).toBe(true);
+    await client.close().catch(() => {});
+  });
+
+  it("ends a session's child after the idle timeout", async () => {
+    gw = await startStdioGateway({ idleTtlMs: 300 });
+    const { client, transport } = await connectClient(gw.url, KEYS.alice);
+    const pid = gw.upstream.sessionPid(transport.sessionId!)!;
+    expect(await waitFor(() => !isAlive(pid), 3_000)).toBe(true);
+    expect(gw.upstream.sessionCount()).toBe(0);
+    await client.close().catch(() => {});
+  });
+
+  it("refuses a new session with 503 when maxChildren children are running", async () => {
+    gw = await startStdioGateway({ maxChildren: 1 });
+    const a = await connectClient(gw.url, KEYS.alice);
+    const res = await rawPost(gw.url, KEYS.bob, INIT);
+    expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toBe("1");
+    await a.transport.terminateSession();
+    const again = await rawPost(gw.url, KEYS.bob, INIT);
+    expect(again.status).toBe(200);
+    expect(again.headers.get("mcp-session-id")).toBeTruthy();
+    await again.body?.cancel();
+    await a.client.close();
+  });
+
+  it("ends every child on gateway shutdown", async () => {
+    const local = await startStdioGateway();
+    const a = await connectClient(local.url, KEYS.alice);
+    const b = await connectClient(local.url, KEYS.bob);
+    const pids = local.upstream.childPids();
+    expect(pids).toHaveLength(2);
+    await local.close();
+    expect(pids.every((p) => !isAlive(p))).toBe(true);
+    await a.client.close().catch(() => {});
+    await b.client.close().catch(() => {});
+  });
+});
+
+describe("stdio upstream: HTTP semantics of an SDK server", () => {
+  it("answers notifications with 202, unknown sessions with 404 and a missing session id with 400", async () => {
+    gw = await startStdioGateway();
+    const init = await rawPost(gw.url, KEYS.alice, INIT);
+    expect(init.status).toBe(200);
+    expect(init.headers.get("content-type")).toMatch(/text\/event-stream/);
+    expect(await init.text()).toContain('"serverInfo"');
+    const sid = init.headers.get("mcp-session-id")!;
+    const h = { "mcp-session-id": sid, "mcp-protocol-version": "2025-06-18" };
+    const note = await rawPost(
+      gw.url,
+      KEYS.alice,
+      { jsonrpc: "2.0", method: "notifications/initialized" },
+      h,
+    );
+    expect(note.status).toBe(202);
+    const unknown = await rawPost(
+      gw.url,
+      KEYS.alice,
+      { jsonrpc: "2.0", id: 2, method: "ping" },
+      { ...h, "mcp-session-id": "no-such-session" },
+    );
+    expect(unknown.status).toBe(404);
+    const missing = await rawPost(gw.url, KEYS.alice, { jsonrpc: "2.0", id: 3, method: "ping" });
+    expect(missing.status).toBe(400);
+    const json = await rawPost(
+      gw.url,
+      KEYS.alice,
+      { jsonrpc: "2.0", id: 4, method: "ping" },
+      {
+        ...h,
+        accept: "application/json",
+      },
+    );
+    expect(json.headers.get("content-type")).toMatch(/application\/json/);
+    expect(await json.json()).toEqual({ jsonrpc: "2.0", id: 4, result: {} });
+    const del = await fetch(gw.url, {
+      method: "DELETE",
+      headers: { authorization: `Bearer ${KEYS.alice}`, ...h },
+    });
+    expect(del.status).toBe(200);
+    const after = await rawPost(gw.url, KEYS.alice, { jsonrpc: "2.0", id: 5, method: "ping" }, h);
+    expect(after.status).toBe(404);
+  });
+
+  it("refuses a request without a credential with 401 and starts no process", async () => {
+    gw = await startStdioGateway();
+    const res = await fetch(gw.url, {
+      method: "POST",
+      headers: { "content-type": "application/json", accept: "application/json, text/event-stream" },
+      body: JSON.stringify(INIT),
+    });
+    expect(res.status).toBe(401);
+    expect(gw.upstream.childPids()).toEqual([]);
+  });
+
+  it("delivers a notification the child sends during a request on that request's stream", async () => {
+    gw = await startStdioGateway();
+    const { client } = await connectClient(gw.url, KEYS.alice);
+    const logs: unknown[] = [];
+    client.fallbackNotificationHandler = async (n) => void logs.push(n.params);
+    const { LoggingMessageNotificationSchema } = await import("@modelcontextprotocol/sdk/types.js");
+    client.setNotificationHandler(LoggingMessageNotificationSchema, async (n) => void logs.push(n.params));
+    expect(textOf(await client.callTool({ name: "log", arguments: {} }))).toBe("logged");
+    expect(logs).toEqual([{ level: "info", data: "hello log" }]);
+    await client.close();
+  });
+
+  it("serves a standalone GET stream and refuses a second one with 409", async () => {
+    gw = await startStdioGateway();
+    const init = await rawPost(gw.url, KEYS.alice, INIT);
+    await init.text();
+    const h = {
+      authorization: `Bearer ${KEYS.alice}`,
+      accept: "text/event-stream",
+      "mcp-session-id": init.headers.get("mcp-session-id")!,
+    };
+    const first = await fetch(gw.url, { headers: h });
+    expect(first.status).toBe(200);
+    expect(first.headers.get("content-type")).toMatch(/text\/event-stream/);
+    const second = await fetch(gw.url, { headers: h });
+    expect(second.status).toBe(409);
+    await first.body?.cancel();
+  });
+});
+
+describe("stdio upstream: the gate's decisions apply to stdio children", () => {
+  it("filters tools/list per caller and refuses a hidden tool's call", async () => {
+    gw = await startStdioGateway({ authorizer: bobCannotSeeAdmin });
+    const alice = await connectClient(gw.url, KEYS.alice);
+    const bob = await connectClient(gw.url, KEYS.bob);
+    const aliceTools = (await alice.client.listTools()).tools.map((t) => t.name);
+    const bobTools = (await bob.client.listTools()).tools.map((t) => t.name);
+    expect(aliceTools).toContain("secret_admin");
+    expect(bobTools).not.toContain("secret_admin");
+    expect(bobTools).toContain("env");
+    const denied = await bob.client.callTool({ name: "secret_admin", arguments: {} });
+    expect(denied.isError).toBe(true);
+    expect(textOf(denied)).toMatch(/admin scope/);
+    const allowed = await alice.client.callTool({ name: "secret_admin", arguments: {} });
+    expect(textOf(allowed)).toBe("called secret_admin");
+    await alice.client.close();
+    await bob.client.close();
+  });
+
+  it("filters a JSON (non-SSE) tools/list answer too", async () => {
+    gw = await startStdioGateway({ authorizer: bobCannotSeeAdmin });
+    const init = await rawPost(gw.url, KEYS.bob, INIT);
+    await init.text();
+    const res = await rawPost(
+      gw.url,
+      KEYS.bob,
+      { jsonrpc: "2.0", id: 2, method: "tools/list" },
+      {
+        "mcp-session-id": init.headers.get("mcp-session-id")!,
+        "mcp-protocol-version": "2025-06-18",
+        accept: "application/json",
+      },
+    );
+    const body = (await res.json()) as { result: { tools: Array<{ name: string }> } };
+    expect(body.result.tools.map((t) => t.name)).toEqual(["env", "pid", "sleep", "log"]);
+  });
+});
+
+describe("stdio upstream: the child's environment and output", () => {
+  it("passes only allow-listed variables and configured values to the child", async () => {
+    gw = await startStdioGateway({
+      parentEnv: {
+        PATH: process.env.PATH,
+        HOME: "/home/test",
+        MCP_API_KEY: "gateway-secret-key-value",
+        MCPGATE_PEPPER: "pepper-value",
+        DATABASE_URL: "postgres://user:pw@db/x",
+        REDIS_URL: "redis://:pw@cache",
+        NODE_OPTIONS: "--require /tmp/evil.js",
+        GITHUB_TOKEN: "ghp_allowed_for_child",
+        BASH_FUNC_x: "() { evil; }",
+      },
+      envAllow: ["GITHUB_TOKEN", "BASH_FUNC_x"],
+      env: { SERVER_MODE: "test" },
+    });
+    const { client } = await connectClient(gw.url, KEYS.alice);
+    const childEnv = JSON.parse(textOf(await client.callTool({ name: "env", arguments: {} }))) as Record<
+      string,
+      string
+    >;
+    expect(childEnv.HOME).toBe("/home/test");
+    expect(childEnv.GITHUB_TOKEN).toBe("ghp_allowed_for_child");
+    expect(childEnv.SERVER_MODE).toBe("test");
+    for (const secret of [
+      "MCP_API_KEY",
+      "MCPGATE_PEPPER",
+      "DATABASE_URL",
+      "REDIS_URL",
+      "NODE_OPTIONS",
+      "BASH_FUNC_x",
+    ]) {
+      expect(childEnv[secret], secret).toBeUndefined();
+    }
+    await client.close();
+  });
+
+  it("builds the default environment from the allow-list only", () => {
+    const env = buildChildEnv({ PATH: "/bin", MCP_API_KEY: "x".repeat(20), LANG: "C.UTF-8" });
+    expect(env).toEqual({ PATH: "/bin", LANG: "C.UTF-8" });
+  });
+
+  it("logs the child's stderr line by line, tagged with the redacted session id", async () => {
+    gw = await startStdioGateway();
+    const { client, transport } = await connectClient(gw.url, KEYS.alice);
+    const sid = transport.sessionId!;
+    const pid = gw.upstream.sessionPid(sid)!;
+    expect(await waitFor(() => gw!.logLines.some((l) => l.includes(`tiny server started pid=${pid}`)))).toBe(
+      true,
+    );
+    const line = JSON.parse(gw.logLines.find((l) => l.includes(`started pid=${pid}`))!) as Record<
+      string,
+      unknown
+    >;
+    expect(line.upstream).toBe(`${sid.slice(0, 8)}…`);
+    const ours = gw.logLines.filter((l) => l.includes('"upstream":'));
+    expect(ours.length).toBeGreaterThan(0);
+    expect(ours.join("\n")).not.toContain(sid);
+    await client.close();
+  });
+});
+
+describe("stdio upstream: 2026-era stateless requests", () => {
+  it("serves stateless requests from a bounded pool of gateway-initialized children", async () => {
+    gw = await startStdioGateway({ poolSize: 2, authorizer: bobCannotSeeAdmin });
+    const meta = { "io.modelcontextprotocol/protocolVersion": "2026-07-28" };
+    const call = (id: number, key: string) =>
+      rawPost(
+        gw!.url,
+        key,
+        {
+          jsonrpc: "2.0",
+          id,
+          method: "tools/call",
+          params: { name: "sleep", arguments: { ms: 100 }, _meta: meta },
+        },
+        {
+          "mcp-protocol-version": "2026-07-28",
+          "mcp-method": "tools/call",
+          "mcp-name": "sleep",
+          accept: "application/json",
+        },
+      );
+    const answers = await Promise.all([1, 1, 1, 1, 1].map((id) => call(id, KEYS.alice)));
+    for (const a of answers) {
+      expect(a.status).toBe(200);
+      expect(a.headers.get("mcp-session-id")).toBeNull();
+      expect(await a.json()).toEqual({
+        jsonrpc: "2.0",
+        id: 1,
+        result: { content: [{ type: "text", text: "slept" }] },
+      });
+    }
+    expect(gw.upstream.childPids().length).toBeLessThanOrEqual(2);
+    const list = await rawPost(
+      gw.url,
+      KEYS.bob,
+      { jsonrpc: "2.0", id: 7, method: "tools/list", params: { _meta: meta } },
+      { "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/list", accept: "application/json" },
+    );
+    const body = (await list.json()) as {
+      id: number;
+      result: { tools: Array<{ name: string }>; cacheScope?: string };
+    };
+    expect(body.id).toBe(7);
+    expect(body.result.tools.map((t) => t.name)).not.toContain("secret_admin");
+    expect(body.result.cacheScope).toBe("private");
+    const get = await fetch(gw.url, {
+      headers: {
+        authorization: `Bearer ${KEYS.alice}`,
+        "mcp-protocol-version": "2026-07-28",
+        accept: "text/event-stream",
+      },
+    });
+    expect(get.status).toBe(405);
+  });
+});
