@@ -58,3 +58,38 @@ export function messagesOf(text: string): Array<Record<string, unknown>> {
     .filter((d) => d.length > 0)
     .map((d) => JSON.parse(d));
 }
+
+/**
+ * Send a POST over a raw socket and return the status line (for cases where fetch gives up early,
+ * e.g. a server that answers 413 before the body is sent).
+ */
+export async function rawStatusLine(
+  url: string,
+  headers: Record<string, string>,
+  body: string,
+): Promise<string> {
+  const { connect } = await import("node:net");
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const sock = connect(Number(u.port), u.hostname);
+    let data = "";
+    sock.on("data", (d) => {
+      data += d;
+      const end = data.indexOf("\r\n");
+      if (end !== -1) {
+        resolve(data.slice(0, end));
+        sock.destroy();
+      }
+    });
+    sock.on("error", (err) => (data ? resolve(data.split("\r\n")[0]!) : reject(err)));
+    const head = Object.entries({
+      host: u.host,
+      "content-length": String(Buffer.byteLength(body)),
+      ...headers,
+    })
+      .map(([k, v]) => `${k}: ${v}\r\n`)
+      .join("");
+    sock.write(`POST ${u.pathname} HTTP/1.1\r\n${head}\r\n`);
+    sock.write(body, () => {});
+  });
+}

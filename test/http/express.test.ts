@@ -19,7 +19,10 @@ describe("mcpgate/express with an SDK McpServer", () => {
   beforeAll(async () => {
     const app = express();
     app.use(express.json());
-    const auth = mcpAuth({ verifiers: [createStaticKeyVerifier({ key: KEY, scopes: ["tools:call"] })], publicUrl: "http://127.0.0.1/mcp" });
+    const auth = mcpAuth({
+      verifiers: [createStaticKeyVerifier({ key: KEY, scopes: ["tools:call"] })],
+      publicUrl: "http://127.0.0.1/mcp",
+    });
     app.use("/mcp", auth);
     app.post("/mcp", async (req, res) => {
       const mcp = new McpServer({ name: "express-test", version: "1.0.0" });
@@ -27,7 +30,10 @@ describe("mcpgate/express with an SDK McpServer", () => {
         seenAuth.push(extra.authInfo as SdkAuthInfo | undefined);
         return { content: [{ type: "text" as const, text: String(extra.authInfo?.extra?.principal) }] };
       });
-      const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
+      const transport = new StreamableHTTPServerTransport({
+        sessionIdGenerator: undefined,
+        enableJsonResponse: true,
+      });
       res.on("close", () => void transport.close());
       await mcp.connect(transport);
       await transport.handleRequest(req, res, req.body);
@@ -59,12 +65,18 @@ describe("mcpgate/express with an SDK McpServer", () => {
     const before = seenAuth.length;
     const res = await rawPost(url, INIT, { authorization: "Bearer wrong-key-wrong-key" });
     expect(res.status).toBe(401);
-    expect(res.headers.get("www-authenticate")).toBe('Bearer realm="mcp", error="invalid_token", error_description="The access token is invalid"');
+    expect(res.headers.get("www-authenticate")).toBe(
+      'Bearer realm="mcp", error="invalid_token", error_description="The access token is invalid"',
+    );
     expect(seenAuth.length).toBe(before);
   });
 
   it("works after express.json() has parsed the body", async () => {
-    const res = await rawPost(url, { jsonrpc: "2.0", id: 5, method: "tools/list" }, { authorization: `Bearer ${KEY}` });
+    const res = await rawPost(
+      url,
+      { jsonrpc: "2.0", id: 5, method: "tools/list" },
+      { authorization: `Bearer ${KEY}` },
+    );
     expect(res.status).toBe(200);
   });
 });
