@@ -58,6 +58,11 @@ export interface JwtIssuerOptions {
   > & {
     audience?: string | string[];
   };
+  /**
+   * Required JOSE `typ` header, e.g. "at+jwt" (RFC 9068 §4 asks resource servers to check it, but
+   * many issuers send "JWT", so it is opt-in). Default: not checked.
+   */
+  typ?: string;
   /** Timeout for metadata discovery. Default 5 000 ms. */
   discoveryTimeoutMs?: number;
 }
@@ -185,6 +190,7 @@ function createIssuerState(
     // RFC 9068 §4 and DESIGN.md: a token without exp or sub is refused.
     requiredClaims: ["exp", "sub"],
   };
+  if (opts.typ !== undefined) verifyOptions.typ = opts.typ;
   if (now)
     Object.defineProperty(verifyOptions, "currentDate", { get: () => new Date(now()), enumerable: true });
 

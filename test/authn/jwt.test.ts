@@ -200,6 +200,15 @@ describe("the attack set: every forged or unacceptable token is refused with its
     expect(await v.verify(await mint(ec, claims()))).toEqual({ ok: false, reason: "invalid" });
   });
 
+  it("refuses a token whose typ is not the required one when typ is configured", async () => {
+    const v = verifier({ typ: "at+jwt" });
+    expect((await v.verify(await mint(rsa, claims()))).ok).toBe(true);
+    expect(await v.verify(await mint(rsa, claims(), { typ: "JWT" }))).toEqual({
+      ok: false,
+      reason: "invalid",
+    });
+  });
+
   it("never echoes the token in a refusal", async () => {
     const token = await mint(rsa, claims({ aud: "https://elsewhere.example" }));
     const r = await verifier().verify(token);

@@ -114,6 +114,8 @@ describe("OAuth end to end: oidc-provider → official SDK client → mcpgate �
     expect(res.headers.get("www-authenticate")).toContain('error="invalid_token"');
     const body = await res.text();
     expect(body).not.toContain(token);
+    // The refusal was logged (so the check below looks at real lines), without the token.
+    expect(logLines.length).toBeGreaterThan(0);
     expect(logLines.join("\n")).not.toContain(token.split(".")[2]);
   });
 
