@@ -39,6 +39,7 @@ const issuerSchema = z.strictObject({
   jwksTimeout: duration.optional(),
   jwksCooldown: duration.optional(),
   jwksMaxAge: duration.optional(),
+  typ: z.string().optional(),
   introspection: z
     .strictObject({
       endpoint: z.string().url(),

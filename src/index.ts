@@ -4,9 +4,35 @@
  * `mcpgate/node`, SDK helpers in `mcpgate/sdk`, drivers in `mcpgate/stores/*`.
  */
 
-// core
-export { type ChallengeContext, type HttpResponseSpec, bearerChallenge, headerQuoted, renderDenial } from "./core/challenge.js";
+export { generateApiKey, hashSecret, parseApiKey } from "./authn/api-key.js";
+// authn
+export { type BearerResult, parseBearer } from "./authn/bearer.js";
+export { createIntrospectionVerifier, type IntrospectionOptions } from "./authn/introspection.js";
+export { discoverIssuer, type IssuerMetadata, metadataUrls } from "./authn/issuer-discovery.js";
+export { createJwksKeySource, type JwksKeySource, type JwksOptions } from "./authn/jwks.js";
+export {
+  createJwtVerifier,
+  DEFAULT_ALGORITHMS,
+  type JwtIssuerOptions,
+  type JwtVerifier,
+  type JwtVerifierOptions,
+} from "./authn/jwt.js";
+export { type IssuedKey, type IssueKeyOptions, issueApiKey } from "./authn/key-lifecycle.js";
+export { createStaticKeyVerifier, type StaticKeyOptions, staticKeyFingerprint } from "./authn/static-key.js";
+export { type ApiKeyVerifier, type ApiKeyVerifierOptions, createApiKeyVerifier } from "./authn/stored-key.js";
+export { createTokenCache, type TokenCache, type TokenCacheOptions } from "./authn/token-cache.js";
+export type { CredentialVerifier, VerifyResult } from "./authn/verifier.js";
+// config + gateway (for embedding the gateway in a program)
+export { type GatewayConfig, loadConfigFile, validateConfig } from "./config.js";
 export type { AuditEvent, AuditEventType } from "./core/audit-event.js";
+// core
+export {
+  bearerChallenge,
+  type ChallengeContext,
+  type HttpResponseSpec,
+  headerQuoted,
+  renderDenial,
+} from "./core/challenge.js";
 export type {
   AdmitInput,
   AdmitResult,
@@ -17,6 +43,8 @@ export type {
   Guard,
   RateBucket,
   RateLimitPlanner,
+  RateOutcome,
+  SessionCheck,
   SessionOwner,
   StateStore,
 } from "./core/contracts.js";
@@ -24,34 +52,15 @@ export { parseDuration } from "./core/duration.js";
 export { ERROR_CODES, type ErrorCode, isMcpGateError, McpGateError } from "./core/errors.js";
 export { displayOf, type Identity, type SdkAuthInfo, toAuthInfo } from "./core/identity.js";
 export type { AuthFailureReason, Denial } from "./core/outcome.js";
-
-// authn
-export { type BearerResult, parseBearer } from "./authn/bearer.js";
-export { createStaticKeyVerifier, type StaticKeyOptions, staticKeyFingerprint } from "./authn/static-key.js";
-export type { CredentialVerifier, VerifyResult } from "./authn/verifier.js";
-export { generateApiKey, hashSecret, parseApiKey } from "./authn/api-key.js";
-export { type ApiKeyVerifier, type ApiKeyVerifierOptions, createApiKeyVerifier } from "./authn/stored-key.js";
-export { issueApiKey, type IssueKeyOptions, type IssuedKey } from "./authn/key-lifecycle.js";
-export {
-  createJwtVerifier,
-  DEFAULT_ALGORITHMS,
-  type JwtIssuerOptions,
-  type JwtVerifier,
-  type JwtVerifierOptions,
-} from "./authn/jwt.js";
-export { createJwksKeySource, type JwksKeySource, type JwksOptions } from "./authn/jwks.js";
-export { createIntrospectionVerifier, type IntrospectionOptions } from "./authn/introspection.js";
-export { createTokenCache, type TokenCache, type TokenCacheOptions } from "./authn/token-cache.js";
-export { discoverIssuer, type IssuerMetadata, metadataUrls } from "./authn/issuer-discovery.js";
-
+// gate
+export { type Admission, createGate, type Gate, type GateDecision, type GateOptions } from "./gate/gate.js";
+export { type RunningGateway, startGateway } from "./gateway/assemble.js";
 // stores
 export type { KeyRecord, KeyStore } from "./stores/key-store.js";
 export { createMemoryKeyStore } from "./stores/memory-keys.js";
+export {
+  createMemoryStateStore,
+  type MemoryStateStore,
+  type MemoryStateStoreOptions,
+} from "./stores/memory-state.js";
 export { openKeyStore } from "./stores/open-key-store.js";
-
-// gate
-export { type Admission, createGate, type Gate, type GateDecision, type GateOptions } from "./gate/gate.js";
-
-// config + gateway (for embedding the gateway in a program)
-export { type GatewayConfig, loadConfigFile, validateConfig } from "./config.js";
-export { type RunningGateway, startGateway } from "./gateway/assemble.js";

@@ -23,16 +23,19 @@ export interface GcraStep {
  *
  * @example
  * const s = gcraStep(undefined, 10, 60_000, Date.now()); // { ok: true, remaining: 9, … }
+ * gcraStep(undefined, 10, 60_000, Date.now(), 11); // { ok: false, … }: more than the bucket holds
  */
 export function gcraStep(
   storedTat: number | undefined,
   limit: number,
   windowMs: number,
   nowMs: number,
+  cost = 1,
 ): GcraStep {
   const interval = windowMs / limit;
   const tat = storedTat === undefined || storedTat < nowMs ? nowMs : storedTat;
-  const newTat = tat + interval;
+  // A request of cost n takes n emission intervals at once (a 2025-03-26 batch of n calls).
+  const newTat = tat + interval * cost;
   const allowAt = newTat - windowMs;
   if (allowAt > nowMs) {
     return { ok: false, tat, remaining: 0, resetMs: tat - nowMs, retryAfterMs: allowAt - nowMs };

@@ -1,4 +1,3 @@
-import { McpGateError } from "../core/errors.js";
 import type {
   AdmitInput,
   AdmitResult,
@@ -7,6 +6,7 @@ import type {
   SessionOwner,
   StateStore,
 } from "../core/contracts.js";
+import { McpGateError } from "../core/errors.js";
 import { gcraStep } from "./gcra.js";
 
 /** Options of {@link createMemoryStateStore}. */
@@ -102,7 +102,7 @@ export function createMemoryStateStore(options: MemoryStateStoreOptions = {}): M
   }
 
   function rate(list: readonly RateBucket[], at: number): RateOutcome {
-    const steps = list.map((b) => gcraStep(buckets.get(b.key), b.limit, b.windowMs, at));
+    const steps = list.map((b) => gcraStep(buckets.get(b.key), b.limit, b.windowMs, at, b.cost ?? 1));
     let refused = -1;
     for (let i = 0; i < steps.length; i++) {
       if (!steps[i]!.ok && (refused < 0 || steps[i]!.retryAfterMs > steps[refused]!.retryAfterMs))

@@ -45,7 +45,7 @@ export interface RedisStateStore extends StateStore {
 }
 
 // KEYS: [sessionKey, indexKey]? then bucket keys. ARGV: hasSession, sessionId, principal, idleTtlMs,
-// then (limit, windowMs) per bucket. Same arithmetic as gcra.ts.
+// then (limit, windowMs, cost) per bucket. Same arithmetic as gcra.ts.
 const ADMIT_LUA = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -67,12 +67,13 @@ local tats = {}
 local worst, worstWait, worstReset = 0, -1, 0
 local tight, tightRem, tightReset = 0, -1, 0
 for i = 0, n - 1 do
-  local limit = tonumber(ARGV[5 + 2 * i])
-  local window = tonumber(ARGV[6 + 2 * i])
+  local limit = tonumber(ARGV[5 + 3 * i])
+  local window = tonumber(ARGV[6 + 3 * i])
+  local cost = tonumber(ARGV[7 + 3 * i])
   local interval = window / limit
   local tat = tonumber(redis.call('GET', KEYS[k + i]) or '0')
   if tat < now then tat = now end
-  local newTat = tat + interval
+  local newTat = tat + interval * cost
   local allowAt = newTat - window
   if allowAt > now then
     if allowAt - now > worstWait then worst = i + 1; worstWait = allowAt - now; worstReset = tat - now end
@@ -201,7 +202,7 @@ export function createRedisStateStore(options: RedisStateStoreOptions): RedisSta
         : ["0", "", "", 0];
       for (const b of input.buckets) {
         keys.push(prefix + b.key);
-        args.push(b.limit, Math.max(1, Math.round(b.windowMs)));
+        args.push(b.limit, Math.max(1, Math.round(b.windowMs)), b.cost ?? 1);
       }
       if (keys.length === 0) return {};
       let reply: Array<string | number>;

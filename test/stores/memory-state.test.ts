@@ -185,6 +185,25 @@ describe("memory state store: GCRA rate limits", () => {
     expect(r).toMatchObject({ ok: true, remaining: 8 });
   });
 
+  it("charges a batch its cost, and refuses a request costing more than is left without taking anything", async () => {
+    const c = clock();
+    const s = createMemoryStateStore({ now: c.now });
+    const b = bucket("rl:p:batch", 5, 10_000);
+    expect((await s.admit({ buckets: [{ ...b, cost: 3 }], nowMs: c.now() })).rate).toMatchObject({
+      ok: true,
+      remaining: 2,
+    });
+    expect((await s.admit({ buckets: [{ ...b, cost: 3 }], nowMs: c.now() })).rate).toMatchObject({
+      ok: false,
+      retryAfterMs: 2000,
+    });
+    expect((await s.admit({ buckets: [{ ...b, cost: 2 }], nowMs: c.now() })).rate).toMatchObject({
+      ok: true,
+      remaining: 0,
+    });
+    expect((await s.admit({ buckets: [{ ...b, cost: 6 }], nowMs: c.now() + 10_000 })).rate?.ok).toBe(false);
+  });
+
   it("one caller's bucket does not affect another's", async () => {
     const c = clock();
     const s = createMemoryStateStore({ now: c.now });

@@ -118,6 +118,19 @@ describe("redis state store (shared Redis, random key prefix)", () => {
     expect(pttl).toBeGreaterThan(59_000);
   });
 
+  it("charges a batch its cost and refuses one costing more than is left, taking nothing", async () => {
+    const b = bucket("rl:p:batch", 5, 60_000);
+    expect((await store.admit({ buckets: [{ ...b, cost: 3 }], nowMs: 0 })).rate).toMatchObject({
+      ok: true,
+      remaining: 2,
+    });
+    expect((await store.admit({ buckets: [{ ...b, cost: 3 }], nowMs: 0 })).rate?.ok).toBe(false);
+    expect((await store.admit({ buckets: [{ ...b, cost: 2 }], nowMs: 0 })).rate).toMatchObject({
+      ok: true,
+      remaining: 0,
+    });
+  });
+
   it("consumes nothing when one bucket refuses or when the session check fails", async () => {
     const wide = bucket("rl:p:wide", 10, 60_000);
     const narrow = bucket("rl:t:narrow", 1, 60_000);
