@@ -15,6 +15,7 @@ function issuerOptions(c: IssuerConfig): JwtIssuerOptions {
   if (c.audience !== undefined) o.audience = typeof c.audience === "string" ? c.audience : [...c.audience];
   if (c.jwksUri !== undefined) o.jwksUri = c.jwksUri;
   if (c.algorithms !== undefined) o.algorithms = [...c.algorithms];
+  if (c.typ !== undefined) o.typ = c.typ;
   if (c.clockTolerance !== undefined) o.clockToleranceSec = Math.floor(durationMs(c.clockTolerance) / 1000);
   const jwks: NonNullable<JwtIssuerOptions["jwks"]> = {};
   if (c.jwksTimeout !== undefined) jwks.timeoutMs = durationMs(c.jwksTimeout);
