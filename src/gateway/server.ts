@@ -172,10 +172,20 @@ export function createGatewayServer(options: GatewayServerOptions): GatewayServe
     }
   }
 
+  const requestTimeout = options.requestTimeoutMs ?? 60_000;
+  // Node refuses headersTimeout > requestTimeout (when the latter is on); the smaller one wins anyway.
+  const headersTimeout = Math.min(
+    options.headersTimeoutMs ?? 10_000,
+    requestTimeout > 0 ? requestTimeout : Number.POSITIVE_INFINITY,
+  );
   const server = createServer(
     {
-      requestTimeout: options.requestTimeoutMs ?? 60_000,
-      headersTimeout: options.headersTimeoutMs ?? 10_000,
+      requestTimeout,
+      headersTimeout,
+      // Node enforces both timeouts only when it sweeps its connections, every 30 s by default: a
+      // slowloris client would hold a socket up to 30 s past the limit. Sweep at a quarter of the
+      // shorter limit (bounded to 50 ms..1 s) so the limits mean what they say.
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(headersTimeout / 4))),
     },
     (req, res) => {
       const started = performance.now();
@@ -208,8 +218,15 @@ export function createGatewayServer(options: GatewayServerOptions): GatewayServe
         });
     },
   );
-  server.on("clientError", (_err, socket) => {
-    if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+  server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
+    // RFC 9110 §15.5.9: too slow (headersTimeout / requestTimeout) is 408; RFC 6585 §5: 431.
+    const status =
+      err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+        ? "408 Request Timeout"
+        : err.code === "HPE_HEADER_OVERFLOW"
+          ? "431 Request Header Fields Too Large"
+          : "400 Bad Request";
+    if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`);
     else socket.destroy();
   });
 
