@@ -137,6 +137,29 @@ describe("monitor", () => {
     }
   });
 
+  it("probes on schedule until stopped", async () => {
+    const config = resolveMonitorConfig(
+      {
+        targets: [{ name: "api", url: target.url, keyEnv: "PROBE_KEY", interval: "150ms" }],
+        history: "memory:",
+      },
+      { PROBE_KEY: KEY },
+    );
+    const history = await openHistoryStore(config.history);
+    const monitor = createMonitor({ config, history });
+    await monitor.start();
+    await new Promise((r) => setTimeout(r, 1200));
+    await monitor.stop();
+    const rows = await history.results("api", 0);
+    expect(rows.length).toBeGreaterThanOrEqual(3);
+    expect(rows.length).toBeLessThanOrEqual(10);
+    // The next probe is scheduled after the last one ends, at the interval -10 % at the earliest.
+    const gaps = rows.slice(1).map((r, i) => r.at - rows[i]!.at);
+    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(130);
+    await new Promise((r) => setTimeout(r, 400));
+    expect(await history.results("api", 0)).toHaveLength(rows.length);
+  });
+
   it("serves /api/status and Prometheus /metrics with up, latency and per-step status", async () => {
     const config = resolveMonitorConfig(
       { targets: [{ name: "api", url: target.url, keyEnv: "PROBE_KEY" }], history: "memory:" },
