@@ -7,4 +7,6 @@
  * const state = createRedisStateStore({ url: "redis://127.0.0.1:6379", prefix: "mcpgate:" });
  * await state.init();
  */
+
+export { createRedisKeyEvents, type RedisKeyEvents, type RedisKeyEventsOptions } from "./redis-key-events.js";
 export { createRedisStateStore, type RedisStateStore, type RedisStateStoreOptions } from "./redis-state.js";
