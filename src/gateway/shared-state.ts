@@ -1,6 +1,6 @@
 import type { CredentialVerifier } from "../authn/verifier.js";
 import type { GatewayConfig } from "../config.js";
-import type { StateStore } from "../gate/types.js";
+import type { StateStore } from "../core/contracts.js";
 import type { Logger } from "../observe/logger.js";
 import { createMemoryStateStore } from "../stores/memory-state.js";
 
