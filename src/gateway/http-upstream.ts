@@ -134,8 +134,20 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
       localResponses: admission.localResponses,
       ...(admission.listFilter ? { visible: admission.listFilter } : {}),
     };
+    // SSE streams may idle for as long as they like; any other body must keep arriving: no chunk
+    // for `timeoutMs` and it is cut (an upstream that sends a head and stalls must not pin us).
+    const sse = contentType.startsWith("text/event-stream");
+    let idle: NodeJS.Timeout | undefined;
+    let stalled = false;
+    const touch = () => {
+      clearTimeout(idle);
+      idle = setTimeout(() => {
+        stalled = true;
+        upstream.body.destroy(new Error("upstream body stalled"));
+      }, timeoutMs);
+    };
     try {
-      if (contentType.startsWith("text/event-stream")) {
+      if (sse) {
         headers["x-accel-buffering"] = "no";
         res.writeHead(status, headers);
         res.flushHeaders();
@@ -151,7 +163,8 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
         }
         res.end();
       } else if (needsRewrite(plan) && (contentType.startsWith("application/json") || status === 202)) {
-        const text = await readAll(upstream.body, maxResponseBytes);
+        touch();
+        const text = await readAll(upstream.body, maxResponseBytes, touch);
         const rewritten =
           text === ""
             ? { ok: true as const, body: JSON.stringify(plan.localResponses) }
@@ -185,14 +198,19 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
         return { status: 502, upstreamMs, result: "error" };
       } else {
         res.writeHead(status, headers);
-        for await (const chunk of upstream.body) res.write(chunk);
+        touch();
+        for await (const chunk of upstream.body) {
+          touch();
+          res.write(chunk);
+        }
         res.end();
       }
       return { status, upstreamMs, result: "ok" };
-    } catch {
-      // Mid-stream failure (upstream died, client left): end the client's response cleanly.
+    } catch (DBGERR) { console.error('DBG', DBGERR);
+      // Mid-stream failure (upstream died or stalled, client left).
       upstream.body.destroy();
       if (!res.headersSent) {
+        if (stalled) return { status: 504, upstreamMs, result: "timeout" };
         res.writeHead(502, { "content-type": "application/json" });
         res.end(
           JSON.stringify({
@@ -201,9 +219,16 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
             error: { code: -31004, message: "Bad Gateway: upstream failed" },
           }),
         );
-      } else res.end();
-      return { status, upstreamMs, result: abort.signal.aborted ? "aborted" : "error" };
+      } else if (sse) {
+        // SSE: end cleanly; a client discards the torn last event (WHATWG HTML §9.2.6).
+        res.end();
+      } else {
+        // Anything else: a clean end would pass a truncated body off as complete. Cut it instead.
+        res.destroy();
+      }
+      return { status, upstreamMs, result: abort.signal.aborted ? "aborted" : stalled ? "timeout" : "error" };
     } finally {
+      clearTimeout(idle);
       res.off("close", onClose);
     }
   }
@@ -216,10 +241,11 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
   };
 }
 
-async function readAll(body: AsyncIterable<Buffer>, limit: number): Promise<string> {
+async function readAll(body: AsyncIterable<Buffer>, limit: number, onChunk: () => void): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of body) {
+    onChunk();
     size += chunk.length;
     if (size > limit) throw new RangeError("upstream response too large");
     chunks.push(chunk);

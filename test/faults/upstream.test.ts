@@ -1,0 +1,210 @@
+import { randomBytes } from "node:crypto";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+import { request } from "undici";
+import { afterEach, describe, expect, it } from "vitest";
+import { type CannedUpstream, startCannedUpstream } from "../helpers/canned-upstream.js";
+import { startTestGateway, type TestGateway } from "../helpers/gateway.js";
+
+const KEY = `fault-${randomBytes(16).toString("hex")}`;
+const AUTH = {
+  authorization: `Bearer ${KEY}`,
+  "content-type": "application/json",
+  accept: "application/json, text/event-stream",
+};
+
+async function post(url: string, body: unknown): Promise<{ status: number; text: string; ms: number }> {
+  const started = performance.now();
+  const res = await request(url, { method: "POST", headers: AUTH, body: JSON.stringify(body) });
+  const text = await res.body.text();
+  return { status: res.statusCode, text, ms: performance.now() - started };
+}
+
+const ping = (id: number) => ({ jsonrpc: "2.0", id, method: "ping" });
+const call = (id: number) => ({
+  jsonrpc: "2.0",
+  id,
+  method: "tools/call",
+  params: { name: "stream", arguments: {} },
+});
+
+/** Data of the complete SSE events in `text` (an unterminated last event is not an event). */
+function sseData(text: string): string[] {
+  const complete = text.replace(/\r\n?/g, "\n");
+  const end = complete.lastIndexOf("\n\n");
+  return complete
+    .slice(0, end === -1 ? 0 : end)
+    .split("\n\n")
+    .map((ev) =>
+      ev
+        .split("\n")
+        .filter((l) => l.startsWith("data:"))
+        .map((l) => l.slice(5).trimStart())
+        .join("\n"),
+    )
+    .filter((d) => d !== "");
+}
+
+/** A server that accepts connections and never answers; `close()` frees them. */
+async function startSilentServer(onRequest?: (res: import("node:http").ServerResponse) => void) {
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((_req, res) => onRequest?.(res));
+  server.on("connection", (s) => sockets.add(s));
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`,
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!().catch(() => {});
+});
+
+async function gatewayFor(url: string, timeout = "30s"): Promise<TestGateway> {
+  const gw = await startTestGateway(
+    { upstream: { url, timeout }, guard: { failures: 1_000_000 } },
+    { MCP_API_KEY: KEY },
+    "warn",
+  );
+  cleanups.push(() => gw.close());
+  return gw;
+}
+
+describe("upstream that accepts and never answers", () => {
+  it("answers 504 within the configured upstream timeout and serves others meanwhile", async () => {
+    const silent = await startSilentServer();
+    cleanups.push(() => silent.close());
+    const gw = await gatewayFor(silent.url, "600ms");
+    const pending = Promise.all([post(gw.url, ping(1)), post(gw.url, ping(2)), post(gw.url, ping(3))]);
+    // While three requests wait on the dead upstream, the gateway itself answers at once.
+    const health = await request(new URL("/healthz", gw.url));
+    expect(health.statusCode).toBe(200);
+    await health.body.text();
+    const bad = await request(gw.url, {
+      method: "POST",
+      body: "{}",
+      headers: { "content-type": "application/json" },
+    });
+    expect(bad.statusCode).toBe(401);
+    await bad.body.text();
+    for (const r of await pending) {
+      expect(r.status).toBe(504);
+      expect(r.ms).toBeGreaterThanOrEqual(550);
+      expect(r.ms).toBeLessThan(3000);
+      expect(JSON.parse(r.text)).toMatchObject({ jsonrpc: "2.0", error: { code: expect.any(Number) } });
+      expect(r.text).not.toContain("127.0.0.1");
+    }
+  });
+
+  it("ends the response when the upstream sends JSON headers and then never the body", async () => {
+    const stalled = await startSilentServer((res) => {
+      res.writeHead(200, { "content-type": "application/json", "content-length": "100" });
+      res.write('{"jsonrpc":"2.0",');
+    });
+    cleanups.push(() => stalled.close());
+    const gw = await gatewayFor(stalled.url, "600ms");
+    const started = performance.now();
+    const outcome = await request(gw.url, {
+      method: "POST",
+      headers: AUTH,
+      body: JSON.stringify(ping(1)),
+    }).then(
+      async (res) => {
+        try {
+          await res.body.text();
+          return `status ${res.statusCode}, complete`;
+        } catch {
+          return `status ${res.statusCode}, cut`;
+        }
+      },
+      () => "refused",
+    );
+    const ms = performance.now() - started;
+    // Once the head is relayed the gateway can only cut the body; it must not hang forever.
+    expect(ms).toBeLessThan(3000);
+    expect(outcome).not.toBe("status 200, complete");
+  });
+});
+
+describe("upstream killed in the middle of an SSE stream", () => {
+  /** Upstream whose "stream" tool sends one progress event and half of the next, then dies. */
+  async function startDyingUpstream(): Promise<CannedUpstream> {
+    const up = await startCannedUpstream((seen, res) => {
+      if (!seen.body.includes('"tools/call"')) return false;
+      const id = JSON.parse(seen.body).id;
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.write(
+        `event: message\ndata: ${JSON.stringify({ jsonrpc: "2.0", method: "notifications/progress", params: { progress: 1 } })}\n\n`,
+      );
+      setTimeout(() => {
+        res.write(`data: {"jsonrpc":"2.0","id":${JSON.stringify(id)},"result":{"content":[{"type":"te`);
+        setTimeout(() => res.socket?.destroy(), 50);
+      }, 50);
+      return true;
+    });
+    cleanups.push(() => up.close());
+    return up;
+  }
+
+  it("gives the client a clean end with the complete events only, and keeps serving other clients", async () => {
+    const up = await startDyingUpstream();
+    const gw = await gatewayFor(up.url);
+    const [streamed, ...others] = await Promise.all([
+      post(gw.url, call(7)),
+      post(gw.url, ping(1)),
+      post(gw.url, ping(2)),
+    ]);
+    expect(streamed.status).toBe(200);
+    expect(streamed.ms).toBeLessThan(3000);
+    // The complete progress event arrives; the torn result is not a complete event.
+    expect(sseData(streamed.text).map((d) => JSON.parse(d).method)).toEqual(["notifications/progress"]);
+    for (const o of others) expect(o).toMatchObject({ status: 200 });
+    // Afterwards, the same gateway and upstream keep working, for streams too.
+    expect((await post(gw.url, ping(3))).status).toBe(200);
+    const again = await post(gw.url, call(8));
+    expect(sseData(again.text)).toHaveLength(1);
+    expect(gw.server.inFlight()).toBe(0);
+  });
+
+  it("answers 502 while the upstream is gone and recovers when it is back on the same port", async () => {
+    const up = await startDyingUpstream();
+    const port = new URL(up.url).port;
+    const gw = await gatewayFor(up.url, "2s");
+    expect((await post(gw.url, ping(1))).status).toBe(200);
+    const streamed = post(gw.url, call(2));
+    // Wait until the stream is under way, then the whole upstream goes away.
+    while (!up.seen.some((s) => s.body.includes('"tools/call"'))) await new Promise((r) => setTimeout(r, 5));
+    await up.close();
+    expect((await streamed).status).toBe(200);
+    const down = await post(gw.url, ping(3));
+    expect(down.status).toBe(502);
+    expect(down.ms).toBeLessThan(2000);
+    // Restart an upstream on the same port: the gateway's pool reconnects.
+    const back = await startCannedUpstream();
+    await back.close();
+    const revived = createServer((req, res) => {
+      req.resume();
+      req.on("end", () =>
+        res
+          .writeHead(200, { "content-type": "application/json" })
+          .end(JSON.stringify({ jsonrpc: "2.0", id: 4, result: {} })),
+      );
+    });
+    await new Promise<void>((r) => revived.listen(Number(port), "127.0.0.1", r));
+    cleanups.push(
+      () =>
+        new Promise<void>((r) => {
+          revived.closeAllConnections();
+          revived.close(() => r());
+        }),
+    );
+    const recovered = await post(gw.url, ping(4));
+    expect(recovered.status).toBe(200);
+    expect(JSON.parse(recovered.text)).toEqual({ jsonrpc: "2.0", id: 4, result: {} });
+  });
+});
