@@ -29,6 +29,11 @@ export interface JwksOptions {
   maxStaleMs?: number;
   /** After a failed fetch, do not try again for this long (the failure cooldown). Default 5 000 ms. */
   retryAfterFailureMs?: number;
+  /**
+   * Told after every JWKS fetch (metrics). A hook rather than an import, so authn/ stays free of
+   * observe/. Must not throw; what it throws is ignored.
+   */
+  onFetch?: (outcome: "ok" | "error") => void;
 }
 
 /** Why no key could be produced: the token names a key the issuer does not publish, or the JWKS is unreachable. */
@@ -138,6 +143,24 @@ export function createJwksKeySource(options: JwksOptions): JwksKeySource {
     );
   }
 
+  const report = (outcome: "ok" | "error") => {
+    try {
+      options.onFetch?.(outcome);
+    } catch {
+      // A metrics hook must never change a verification result.
+    }
+  };
+
+  // jose stamps every successful fetch into lastGood.uat; a new stamp is one fetch (concurrent
+  // callers share jose's single in-flight fetch, so it is reported once).
+  let reportedUat: number | undefined;
+  const reportNewSet = () => {
+    if (lastGood.uat !== undefined && lastGood.uat !== reportedUat) {
+      reportedUat = lastGood.uat;
+      report("ok");
+    }
+  };
+
   const getKey: JWTVerifyGetKey = async (header: JWSHeaderParameters, token: FlattenedJWSInput) => {
     if (Date.now() - failedAt < retryAfterFailureMs) {
       // Recently failed: do not touch the network, answer from the last good keys (or fail closed).
@@ -146,9 +169,16 @@ export function createJwksKeySource(options: JwksOptions): JwksKeySource {
       return local(header, token);
     }
     try {
-      return await remote(header, token);
+      const key = await remote(header, token);
+      reportNewSet();
+      return key;
     } catch (err) {
-      if (isKeyAnswer(err)) throw err;
+      if (isKeyAnswer(err)) {
+        // An unknown `kid` makes jose refetch; the refetch itself may have succeeded.
+        reportNewSet();
+        throw err;
+      }
+      report("error");
       failedAt = Date.now();
       const local = stale();
       if (!local) throw unavailable(err);

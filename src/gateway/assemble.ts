@@ -6,9 +6,10 @@ import { McpGateError } from "../core/errors.js";
 import { createGate, type Gate } from "../gate/gate.js";
 import { createLogger, type Logger } from "../observe/logger.js";
 import { findFreePort } from "./free-port.js";
-import { buildState } from "./shared-state.js";
 import { createHttpUpstream } from "./http-upstream.js";
+import { buildObservability, type Observability } from "./observability.js";
 import { createGatewayServer, type GatewayServer } from "./server.js";
+import { buildState } from "./shared-state.js";
 import { createStdioUpstream } from "./stdio-upstream.js";
 import type { Upstream } from "./upstream.js";
 import { buildVerifiers } from "./verifiers.js";
@@ -29,6 +30,8 @@ export interface RunningGateway {
   /** The upstream relay (a `StdioUpstream` for `upstream.command`: tests read child PIDs from it). */
   upstream: Upstream;
   logger: Logger;
+  /** Audit trail, metrics (and their listener's `metricsServer.url`), alerts and the guard. */
+  observability: Observability;
   close(): Promise<void>;
 }
 
@@ -73,7 +76,20 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
   const port = config.listen.port === 0 ? await findFreePort(host) : config.listen.port;
   const urlHost = host.includes(":") ? `[${host}]` : host;
   const publicUrl = config.publicUrl ?? `http://${urlHost}:${port}${config.mcpPath}`;
-  const built = await buildVerifiers(config, { publicUrl, env });
+  // Audit, metrics, alerts and the credential-guessing guard (docs/observability.md).
+  let gateRef: Gate | undefined;
+  const obs = await buildObservability(config, {
+    logger,
+    sessionCount: () => gateRef?.options.state?.sessionCount?.(),
+  });
+  const built = await buildVerifiers(config, {
+    publicUrl,
+    env,
+    onJwksFetch: (outcome) => obs.observer.jwksFetch(outcome),
+  }).catch(async (err) => {
+    await obs.close();
+    throw err;
+  });
   // Session bindings and rate-limit buckets: memory, or Redis when `state.redis` is set.
   const shared = await buildState(config, { verifiers: built.verifiers, logger }).catch(async (err) => {
     await built.close();
@@ -85,6 +101,8 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     publicUrl,
     maxBodyBytes: config.limits.maxBody,
     realm: config.auth.realm,
+    guard: obs.guard,
+    observer: obs.observer,
     sessionIdleTtlMs: durationMs(config.sessions.idleTtl),
     state: shared.state,
     ...(config.origins ? { origins: [...config.origins] } : {}),
@@ -106,6 +124,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
       failOpen: config.rateLimit?.failOpen === true,
     }),
   });
+  gateRef = gate;
   if (config.policy && config.policy.default === "deny") {
     // Fail closed, but say so: the silent empty list is the bug class operators hit most.
     const empty = (["tools", "resources", "prompts"] as const).filter((k) => config.policy![k].length === 0);
@@ -129,6 +148,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     headersTimeoutMs: durationMs(config.limits.headersTimeout),
     requestTimeoutMs: durationMs(config.limits.requestTimeout),
     shutdownGraceMs: durationMs(config.limits.shutdownGrace),
+    onRequest: (summary) => obs.observer.request(summary),
   });
   const address = await server.listen(port, host);
   return {
@@ -139,8 +159,10 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     server,
     upstream,
     logger,
+    observability: obs,
     async close() {
       await server.close();
+      await obs.close();
       await shared.close();
       await built.close();
     },

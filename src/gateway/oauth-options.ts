@@ -10,7 +10,7 @@ export function configuredIssuers(config: GatewayConfig): readonly IssuerConfig[
   return [...(config.auth.jwt ? [config.auth.jwt] : []), ...(config.auth.issuers ?? [])];
 }
 
-function issuerOptions(c: IssuerConfig): JwtIssuerOptions {
+function issuerOptions(c: IssuerConfig, onJwksFetch?: (outcome: "ok" | "error") => void): JwtIssuerOptions {
   const o: JwtIssuerOptions = { issuer: c.issuer };
   if (c.audience !== undefined) o.audience = typeof c.audience === "string" ? c.audience : [...c.audience];
   if (c.jwksUri !== undefined) o.jwksUri = c.jwksUri;
@@ -21,6 +21,7 @@ function issuerOptions(c: IssuerConfig): JwtIssuerOptions {
   if (c.jwksTimeout !== undefined) jwks.timeoutMs = durationMs(c.jwksTimeout);
   if (c.jwksCooldown !== undefined) jwks.cooldownMs = durationMs(c.jwksCooldown);
   if (c.jwksMaxAge !== undefined) jwks.maxStaleMs = durationMs(c.jwksMaxAge);
+  if (onJwksFetch) jwks.onFetch = onJwksFetch;
   o.jwks = jwks;
   if (c.introspection) {
     const i = c.introspection;
@@ -38,9 +39,16 @@ function issuerOptions(c: IssuerConfig): JwtIssuerOptions {
  *
  * @example createJwtVerifier(jwtVerifierOptions(configuredIssuers(config), publicUrl))
  */
-export function jwtVerifierOptions(issuers: readonly IssuerConfig[], publicUrl: string): JwtVerifierOptions {
+export function jwtVerifierOptions(
+  issuers: readonly IssuerConfig[],
+  publicUrl: string,
+  hooks: { onJwksFetch?: (outcome: "ok" | "error") => void } = {},
+): JwtVerifierOptions {
   const ttls = issuers.flatMap((c) => (c.cacheTtl !== undefined ? [durationMs(c.cacheTtl)] : []));
-  const options: JwtVerifierOptions = { publicUrl, issuers: issuers.map(issuerOptions) };
+  const options: JwtVerifierOptions = {
+    publicUrl,
+    issuers: issuers.map((c) => issuerOptions(c, hooks.onJwksFetch)),
+  };
   if (ttls.length > 0) options.cache = { ttlMs: Math.min(...ttls) };
   return options;
 }

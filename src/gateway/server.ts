@@ -204,6 +204,13 @@ export function createGatewayServer(options: GatewayServerOptions): GatewayServe
         send(res, gate.render({ kind: "not_found" }));
         return;
       }
+      // Debug only: the headers as received. Credentials (Authorization, Cookie, configured secret
+      // headers) are removed by the logger's redaction (observe/logger.ts), not here.
+      if (logger.isLevelEnabled("debug"))
+        logger.debug(
+          { requestId, req: { method: req.method, url: req.url, headers: req.headers } },
+          "request received",
+        );
       active++;
       handleMcp(req, res, requestId, started)
         .catch((err) => {

@@ -20,7 +20,7 @@ export interface BuiltVerifiers {
  */
 export async function buildVerifiers(
   config: GatewayConfig,
-  ctx: { publicUrl: string; env: NodeJS.ProcessEnv },
+  ctx: { publicUrl: string; env: NodeJS.ProcessEnv; onJwksFetch?: (outcome: "ok" | "error") => void },
 ): Promise<BuiltVerifiers> {
   const verifiers: CredentialVerifier[] = [];
   const closers: Array<() => Promise<void>> = [];
@@ -71,7 +71,10 @@ export async function buildVerifiers(
 
   // OAuth issuers (JWT via JWKS, opaque via introspection), tried last: `auth.jwt` and `auth.issuers`.
   const issuers = configuredIssuers(config);
-  if (issuers.length > 0) verifiers.push(createJwtVerifier(jwtVerifierOptions(issuers, ctx.publicUrl)));
+  if (issuers.length > 0) {
+    const hooks = ctx.onJwksFetch ? { onJwksFetch: ctx.onJwksFetch } : {};
+    verifiers.push(createJwtVerifier(jwtVerifierOptions(issuers, ctx.publicUrl, hooks)));
+  }
 
   return {
     verifiers,

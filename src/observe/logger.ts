@@ -11,43 +11,50 @@ export interface LoggerOptions {
   pretty?: boolean;
 }
 
-/** Paths redacted by the logger itself, so no call site has to remember (STYLE.md rule 5). */
-export const REDACT_PATHS = [
-  "req.headers.authorization",
-  "req.headers.cookie",
-  "req.headers['proxy-authorization']",
-  "req.headers['x-api-key']",
-  "res.headers['set-cookie']",
-  "headers.authorization",
-  "headers.cookie",
-  "headers['proxy-authorization']",
-  "headers['x-api-key']",
+/** Header names whose values are credentials; redacted wherever a `headers` object is logged. */
+export const SECRET_HEADERS = ["authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"];
+
+/** Field names that hold secrets when they appear at the top level or one level down. */
+const SECRET_FIELDS = [
   "authorization",
   "token",
+  "accessToken",
+  "refreshToken",
+  "idToken",
   "key",
+  "apiKey",
   "secret",
-  "password",
   "clientSecret",
-  "*.token",
-  "*.key",
-  "*.secret",
-  "*.password",
-  "*.clientSecret",
+  "password",
+  "pepper",
 ];
 
+/** pino paths for a header in the shapes we log: `headers`, `req.headers`, `res.headers`, `*.headers`. */
+function headerPaths(name: string): string[] {
+  const n = name.toLowerCase().replace(/['"\\]/g, "");
+  return [`headers['${n}']`, `req.headers['${n}']`, `res.headers['${n}']`, `*.headers['${n}']`];
+}
+
+/** Paths redacted by the logger itself, so no call site has to remember (STYLE.md rule 5). */
+export const REDACT_PATHS: readonly string[] = Object.freeze([
+  ...SECRET_HEADERS.flatMap(headerPaths),
+  ...SECRET_FIELDS,
+  ...SECRET_FIELDS.map((f) => `*.${f}`),
+]);
+
 /**
- * The one logger factory. Secrets are removed by pino's `redact` at serialization time.
+ * The one logger factory. Secrets are removed by pino's `redact` at serialization time: the
+ * credential headers (Authorization, Proxy-Authorization, Cookie, Set-Cookie, X-Api-Key), any
+ * header named in `redactHeaders`, and fields named like secrets (`token`, `key`, `secret`, …).
+ * Output is JSON lines; pretty (pino-pretty) when stdout is a TTY and pino-pretty is installed.
  *
  * @example const log = createLogger({ level: "info" }); log.info({ requestId }, "request");
  */
 export function createLogger(options: LoggerOptions = {}): Logger {
-  const extra = (options.redactHeaders ?? []).flatMap((h) => {
-    const name = h.toLowerCase().replace(/'/g, "");
-    return [`req.headers['${name}']`, `headers['${name}']`];
-  });
+  const extra = (options.redactHeaders ?? []).flatMap(headerPaths);
   const base = {
     level: options.level ?? "info",
-    redact: { paths: [...REDACT_PATHS, ...extra], censor: "[redacted]" },
+    redact: { paths: [...new Set([...REDACT_PATHS, ...extra])], censor: "[redacted]" },
     base: { service: "mcpgate" },
     timestamp: pino.stdTimeFunctions.isoTime,
   };

@@ -1,0 +1,157 @@
+import type { AuditEvent } from "../core/audit-event.js";
+import type { Alerter } from "./alerts.js";
+import { type AuditSink, type AuditTrail, createAuditTrail } from "./audit.js";
+import type { Logger } from "./logger.js";
+import type { GateMetrics, RequestObservation } from "./metrics.js";
+import { createSpikeDetector, type SpikeDetectorOptions } from "./spike.js";
+
+/**
+ * The one place that fans what the gate reports out to the audit trail, the metrics, the logger and
+ * the alerts. It is the gate's `GateObserver` (gate/types.ts, matched structurally), the gateway
+ * server's `onRequest` hook, the guard's `onLockout`, and the JWT verifier's JWKS fetch hook.
+ */
+
+/** Options of {@link createObserver}. Every part is optional. */
+export interface ObserverOptions {
+  logger?: Logger;
+  /** Audit sinks (file, PostgreSQL). Without any, audit events still reach the logger. */
+  auditSinks?: AuditSink[];
+  /** See AuditTrailOptions.successIntervalMs. Default 60 000. */
+  auditSuccessIntervalMs?: number;
+  metrics?: GateMetrics;
+  alerts?: Alerter;
+  /** 401 spike detection (on by default); `false` turns it off. */
+  spike?: Omit<SpikeDetectorOptions, "onSpike"> | false;
+  /** At most one store-outage alert per store in this interval. Default 300 000 ms. */
+  storeAlertCooldownMs?: number;
+  now?: () => number;
+}
+
+/** A request as the gateway server summarises it. */
+export interface ObservedRequest extends RequestObservation {
+  requestId?: string;
+}
+
+export interface Observer {
+  audit(event: AuditEvent): void;
+  authFailure(reason: string): void;
+  decision(d: { method?: string; tool?: string; decision: string }): void;
+  storeError(store: string, err: unknown): void;
+  /** Called once per finished MCP request. */
+  request(summary: ObservedRequest): void;
+  /** Called once per new lockout. */
+  lockout(source: string, seconds: number): void;
+  jwksFetch(outcome: "ok" | "error"): void;
+  readonly trail: AuditTrail;
+  /** Flush the audit trail and the alert queue. */
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}
+
+// Decisions the gate already reported through `decision()`; the summary must not count them twice.
+const REPORTED_BY_GATE = new Set(["tool_denied", "insufficient_scope", "probe_denied", "denied"]);
+const WARN_EVENTS = new Set(["lockout", "store_error", "session_mismatch"]);
+
+/** A store error reduced to what is safe and useful to log: the error's code or class name. */
+function errorCode(err: unknown): string {
+  const e = err as { code?: unknown; name?: unknown } | undefined;
+  if (typeof e?.code === "string") return e.code;
+  if (typeof e?.name === "string") return e.name;
+  return "error";
+}
+
+/**
+ * Build the observer.
+ *
+ * @example
+ * const observer = createObserver({ logger, metrics: createMetrics(), auditSinks: [createFileAuditSink({ path })] });
+ * createGate({ verifiers, publicUrl, observer });
+ */
+export function createObserver(options: ObserverOptions = {}): Observer {
+  const { logger, metrics, alerts } = options;
+  const now = options.now ?? Date.now;
+  const storeAlertCooldownMs = options.storeAlertCooldownMs ?? 300_000;
+  const lastStoreAlert = new Map<string, number>();
+
+  const trail = createAuditTrail({
+    sinks: options.auditSinks ?? [],
+    ...(options.auditSuccessIntervalMs !== undefined
+      ? { successIntervalMs: options.auditSuccessIntervalMs }
+      : {}),
+    now,
+    onEvent(event) {
+      metrics?.auditEvent(event.type);
+      if (!logger) return;
+      if (WARN_EVENTS.has(event.type)) logger.warn({ audit: event }, "audit");
+      else if (event.type === "auth_success") logger.debug({ audit: event }, "audit");
+      else logger.info({ audit: event }, "audit");
+    },
+    onError(sink, err) {
+      metrics?.auditError(sink);
+      logger?.warn({ sink, code: errorCode(err) }, "audit sink failed");
+      outage(`audit:${sink}`, err);
+    },
+  });
+
+  const spikes =
+    options.spike === false
+      ? undefined
+      : createSpikeDetector({
+          ...options.spike,
+          now,
+          onSpike(info) {
+            metrics?.authSpike();
+            logger?.warn({ spike: info }, "401 spike over the recent baseline");
+            alerts?.send({ kind: "auth_failure_spike", ...info });
+          },
+        });
+
+  function outage(store: string, err: unknown): void {
+    const t = now();
+    const last = lastStoreAlert.get(store);
+    if (last !== undefined && t - last < storeAlertCooldownMs) return;
+    lastStoreAlert.set(store, t);
+    alerts?.send({ kind: "store_outage", store, code: errorCode(err) });
+  }
+
+  return {
+    trail,
+    audit(event) {
+      if (event.type === "rate_limited") metrics?.rateLimited();
+      trail.record(event);
+    },
+    authFailure(reason) {
+      metrics?.authFailure(reason);
+    },
+    decision(d) {
+      if (d.tool !== undefined && d.method === "tools/call") metrics?.toolCall(d.tool, d.decision);
+    },
+    storeError(store, err) {
+      metrics?.storeError(store);
+      logger?.warn({ store, code: errorCode(err) }, "store error");
+      outage(store, err);
+    },
+    request(s) {
+      metrics?.request(s);
+      if (s.status === 401) spikes?.record();
+      if (s.rpcMethod === "tools/call" && s.tool !== undefined && !REPORTED_BY_GATE.has(s.decision))
+        metrics?.toolCall(s.tool, s.decision);
+    },
+    lockout(source, seconds) {
+      metrics?.lockout();
+      logger?.warn({ ip: source, seconds }, "source locked out after repeated authentication failures");
+      alerts?.send({ kind: "lockout", ip: source, seconds });
+    },
+    jwksFetch(outcome) {
+      metrics?.jwksFetch(outcome);
+    },
+    async flush() {
+      await trail.flush();
+      await alerts?.flush();
+    },
+    async close() {
+      await trail.close();
+      await alerts?.close();
+    },
+  };
+}
