@@ -78,6 +78,8 @@ export interface StdioChild {
   terminate(graceMs: number): Promise<void>;
   /** Resolves when the process has exited (and been reaped). */
   readonly exited: Promise<void>;
+  /** The tag of its log lines (a spare child is re-tagged when a session adopts it). */
+  tag: string;
 }
 
 const DEFAULT_MAX_MESSAGE = 32 * 1024 * 1024;
@@ -96,7 +98,8 @@ export function spawnStdioChild(options: StdioChildOptions): StdioChild {
   if (!file) throw new McpGateError("ERR_STDIO_SPAWN", "upstream.command is empty");
   const maxMessage = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE;
   const maxStderr = options.maxStderrLine ?? DEFAULT_MAX_STDERR_LINE;
-  const { logger, tag } = options;
+  const { logger } = options;
+  let tag = options.tag;
   let proc: ChildProcessByStdio<Writable, Readable, Readable>;
   try {
     proc = spawn(file, args, {
@@ -257,6 +260,12 @@ export function spawnStdioChild(options: StdioChildOptions): StdioChild {
     },
     terminate,
     exited,
+    get tag() {
+      return tag;
+    },
+    set tag(value: string) {
+      tag = value;
+    },
   };
 }
 

@@ -29,6 +29,12 @@ export interface StdioUpstreamOptions {
   initTimeoutMs?: number;
   /** Between SIGTERM and SIGKILL when a child is ended (default 2 s). */
   killGraceMs?: number;
+  /**
+   * Fresh children kept started but unused, so that `initialize` does not wait for a process to
+   * boot (default 1; 0 turns it off). A spare has never served anyone: callers still never share
+   * a process. Spares count towards `maxChildren` and give way to sessions.
+   */
+  spareChildren?: number;
 }
 
 /** A stdio upstream, with introspection for tests and metrics. */
@@ -38,6 +44,8 @@ export interface StdioUpstream extends Upstream {
   /** PID of the child serving a session, if any. */
   sessionPid(sessionId: string): number | undefined;
   sessionCount(): number;
+  /** PIDs of the started, never used spare children. */
+  sparePids(): number[];
 }
 
 interface Session {
@@ -91,6 +99,9 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
   const sessions = new Map<string, Session>();
   /** Children spawned for a session whose `initialize` is not answered yet. */
   let starting = 0;
+  const spareTarget = options.spareChildren ?? 1;
+  /** Started, never used children, oldest first. */
+  const spares: ChildRelay[] = [];
   let closing = false;
 
   /** Spawn a child wired to a relay; `onGone` runs once when it exits for any reason. */
@@ -105,7 +116,7 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
       onMessage: (value, text) => relay?.receive(value, text),
       onExit: (info) => {
         const level = closing ? "debug" : "warn";
-        logger[level]({ upstream: tag, pid: child.pid, ...info }, "stdio upstream exited");
+        logger[level]({ upstream: child.tag, pid: child.pid, ...info }, "stdio upstream exited");
         relay?.failAll("Bad Gateway: upstream process exited");
         onGone();
       },
@@ -118,12 +129,52 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
     size: options.poolSize ?? 4,
     initTimeoutMs,
     killGraceMs,
-    canSpawn: () => liveChildren() < maxChildren && !closing,
+    canSpawn: () => {
+      if (closing) return false;
+      if (liveChildren() < maxChildren) return true;
+      // Spares give way: end one to make room for a pooled child.
+      const spare = takeSpare();
+      if (spare) void spare.child.terminate(0);
+      return spare !== undefined;
+    },
     startChild,
   });
 
+  /** Which session a child serves (set when a session adopts it). */
+  const owners = new WeakMap<ChildRelay, string>();
+
+  function onChildGone(relay: ChildRelay) {
+    const i = spares.indexOf(relay);
+    if (i !== -1) spares.splice(i, 1);
+    const id = owners.get(relay);
+    const s = id === undefined ? undefined : sessions.get(id);
+    if (s && s.relay === relay) sessions.delete(s.id);
+  }
+
+  function takeSpare(): ChildRelay | undefined {
+    while (spares.length > 0) {
+      const r = spares.shift()!;
+      if (r.child.alive) return r;
+    }
+    return undefined;
+  }
+
+  /** Keep `spareChildren` fresh processes booting ahead of demand, within `maxChildren`. */
+  function refillSpares() {
+    while (!closing && spares.length < spareTarget && liveChildren() < maxChildren) {
+      let relay: ChildRelay;
+      try {
+        relay = startChild(`spare-${++spareSeq}`, () => onChildGone(relay));
+      } catch {
+        return;
+      }
+      spares.push(relay);
+    }
+  }
+  let spareSeq = 0;
+
   function liveChildren(): number {
-    return sessions.size + starting + pool.size();
+    return sessions.size + starting + pool.size() + spares.length;
   }
 
   async function endSession(s: Session, why: string): Promise<void> {
@@ -131,7 +182,10 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
     sessions.delete(s.id);
     logger.debug({ upstream: s.tag, pid: s.relay.child.pid, why }, "stdio session ended");
     await s.relay.child.terminate(killGraceMs);
+    refillSpares();
   }
+
+  refillSpares();
 
   const sweepMs = Math.max(100, Math.min(30_000, Math.floor(idleTtlMs / 2)));
   const sweeper = setInterval(() => {
@@ -151,7 +205,7 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
       rpcRefusal(res, 400, -32600, "Invalid Request: Only one initialization request is allowed");
       return { status: 400, upstreamMs: elapsed(), result: "error" };
     }
-    if (closing || liveChildren() >= maxChildren) {
+    if (closing || (spares.length === 0 && liveChildren() >= maxChildren)) {
       await ctx.onHead(503, undefined);
       const spec = renderDenial({ kind: "capacity", message: "no stdio upstream slot free" });
       res.writeHead(spec.status, spec.headers).end(spec.body);
@@ -160,20 +214,26 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
     const id = randomUUID();
     const tag = redactSessionId(id);
     let relay: ChildRelay;
-    try {
-      relay = startChild(tag, () => {
-        const s = sessions.get(id);
-        if (s && s.relay === relay) sessions.delete(id);
-      });
-    } catch (err) {
-      logger.error({ upstream: tag, err: (err as Error).message }, "stdio upstream could not start");
-      return { status: 502, upstreamMs: elapsed(), result: "unavailable" };
+    const spare = takeSpare();
+    if (spare) {
+      relay = spare;
+      relay.child.tag = tag;
+      owners.set(relay, id);
+    } else {
+      try {
+        relay = startChild(tag, () => onChildGone(relay));
+        owners.set(relay, id);
+      } catch (err) {
+        logger.error({ upstream: tag, err: (err as Error).message }, "stdio upstream could not start");
+        return { status: 502, upstreamMs: elapsed(), result: "unavailable" };
+      }
     }
     const onClientGone = () => {
       if (!sessions.has(id)) void relay.child.terminate(0);
     };
     res.once("close", onClientGone);
     starting++;
+    refillSpares();
     let init: Awaited<ReturnType<typeof initializeChild>>;
     try {
       init = await initializeChild(relay, admission.messages[0]!.raw, initTimeoutMs);
@@ -335,17 +395,24 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
   return {
     forward,
     childPids() {
-      const pids = [...sessions.values()].map((s) => s.relay.child.pid);
+      const pids = [...sessions.values(), ...spares.map((relay) => ({ relay }))].map(
+        (s) => s.relay.child.pid,
+      );
       return [...pids, ...pool.pids()].filter((p): p is number => p !== undefined);
     },
     sessionPid(sessionId) {
       return sessions.get(sessionId)?.relay.child.pid;
     },
     sessionCount: () => sessions.size,
+    sparePids: () => spares.map((r) => r.child.pid).filter((p): p is number => p !== undefined),
     async close() {
       closing = true;
       clearInterval(sweeper);
-      await Promise.all([...[...sessions.values()].map((s) => endSession(s, "shutdown")), pool.close()]);
+      await Promise.all([
+        ...[...sessions.values()].map((s) => endSession(s, "shutdown")),
+        ...spares.splice(0).map((r) => r.child.terminate(killGraceMs)),
+        pool.close(),
+      ]);
     },
   };
 }

@@ -71,7 +71,13 @@ export async function startStdioGateway(
     destination: { write: (line: string) => void logLines.push(line) },
   });
   const { authorizer, ...rest } = options;
-  const upstream = createStdioUpstream({ command: TINY_SERVER, logger, killGraceMs: 1_000, ...rest });
+  const upstream = createStdioUpstream({
+    command: TINY_SERVER,
+    logger,
+    killGraceMs: 1_000,
+    spareChildren: 0,
+    ...rest,
+  });
   const gate = createGate({
     verifiers: [verifier],
     publicUrl: "http://127.0.0.1/mcp",

@@ -146,6 +146,33 @@ describe("stdio upstream: sessions and processes", () => {
     await a.client.close();
   });
 
+  it("keeps a fresh spare child booted and hands it to the next session, never to two", async () => {
+    gw = await startStdioGateway({ spareChildren: 1 });
+    expect(await waitFor(() => gw!.upstream.sparePids().length === 1)).toBe(true);
+    const spare = gw.upstream.sparePids()[0]!;
+    const a = await connectClient(gw.url, KEYS.alice);
+    expect(gw.upstream.sessionPid(a.transport.sessionId!)).toBe(spare);
+    expect(await waitFor(() => gw!.upstream.sparePids().length === 1)).toBe(true);
+    const next = gw.upstream.sparePids()[0]!;
+    expect(next).not.toBe(spare);
+    const b = await connectClient(gw.url, KEYS.bob);
+    expect(gw.upstream.sessionPid(b.transport.sessionId!)).toBe(next);
+    expect(textOf(await b.client.callTool({ name: "pid", arguments: {} }))).toBe(String(next));
+    await a.client.close();
+    await b.client.close();
+  });
+
+  it("lets a session take the spare's slot when maxChildren is reached", async () => {
+    gw = await startStdioGateway({ spareChildren: 1, maxChildren: 1 });
+    expect(await waitFor(() => gw!.upstream.sparePids().length === 1)).toBe(true);
+    const a = await connectClient(gw.url, KEYS.alice);
+    expect(gw.upstream.childPids()).toHaveLength(1);
+    expect(gw.upstream.sparePids()).toEqual([]);
+    await a.transport.terminateSession();
+    expect(await waitFor(() => gw!.upstream.sparePids().length === 1)).toBe(true);
+    await a.client.close();
+  });
+
   it("ends every child on gateway shutdown", async () => {
     const local = await startStdioGateway();
     const a = await connectClient(local.url, KEYS.alice);
