@@ -51,14 +51,21 @@ export function rewriteJsonBody(text: string, plan: RewritePlan): { ok: true; bo
  * An incremental SSE rewriter: feed upstream chunks, get text to send. Events whose data is a list
  * response are filtered; every other event passes byte-for-byte. Local responses are emitted first.
  */
-export function createSseRewriter(plan: RewritePlan): { push(chunk: string): string; end(): string } {
+export function createSseRewriter(plan: RewritePlan): {
+  push(chunk: string | Uint8Array): string;
+  end(): string;
+} {
   const parser = new SseParser();
+  // Bytes may arrive even when the stream was asked for text (undici's body iterator yields
+  // Buffers); a streaming decoder keeps a multi-byte character split across chunks intact.
+  const decoder = new TextDecoder("utf-8");
   let prefix = plan.localResponses.map((r) => formatSseEvent(JSON.stringify(r))).join("");
   return {
-    push(chunk: string): string {
+    push(chunk: string | Uint8Array): string {
       let out = prefix;
       prefix = "";
-      for (const ev of parser.push(chunk)) {
+      const text = typeof chunk === "string" ? chunk : decoder.decode(chunk, { stream: true });
+      for (const ev of parser.push(text)) {
         if (ev.data === undefined || !plan.visible || plan.listIds.size === 0) {
           out += ev.raw;
           continue;
