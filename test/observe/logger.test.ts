@@ -1,0 +1,47 @@
+import { describe, expect, it } from "vitest";
+import { createLogger } from "../../src/observe/logger.js";
+import { captureStream } from "../helpers/gateway.js";
+
+describe("logger redaction", () => {
+  it("removes credential headers, configured secret headers and secret-named fields at the logger", () => {
+    const lines: string[] = [];
+    const log = createLogger({
+      level: "debug",
+      destination: captureStream(lines),
+      redactHeaders: ["X-Upstream-Token"],
+    });
+    log.debug(
+      {
+        req: {
+          headers: {
+            authorization: "Bearer sekret-1",
+            cookie: "sid=sekret-2",
+            "x-api-key": "sekret-3",
+            "x-upstream-token": "sekret-4",
+            "proxy-authorization": "Basic sekret-5",
+            accept: "application/json",
+          },
+        },
+        headers: { "set-cookie": "a=sekret-6" },
+        upstream: { headers: { authorization: "Bearer sekret-7" } },
+        token: "sekret-8",
+        config: { clientSecret: "sekret-9" },
+      },
+      "request received",
+    );
+    const text = lines.join("\n");
+    expect(text).not.toMatch(/sekret/);
+    const entry = JSON.parse(lines[0]!);
+    expect(entry.req.headers.authorization).toBe("[redacted]");
+    expect(entry.req.headers.accept).toBe("application/json");
+    expect(entry.msg).toBe("request received");
+  });
+
+  it("writes nothing below its level", () => {
+    const lines: string[] = [];
+    const log = createLogger({ level: "info", destination: captureStream(lines) });
+    log.debug("hidden");
+    log.info("shown");
+    expect(lines).toHaveLength(1);
+  });
+});
