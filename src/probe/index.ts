@@ -7,6 +7,11 @@
  */
 
 export {
+  verifyWebhookPayload,
+  WEBHOOK_SIGNATURE_HEADER,
+  WEBHOOK_TIMESTAMP_HEADER,
+} from "../core/webhook-signature.js";
+export {
   createMemoryHistory,
   type HistoryStore,
   type MonitorEvent,
@@ -43,12 +48,4 @@ export type { FetchLike } from "./rpc-exchange.js";
 export { hashToolSchemas, stableStringify, type ToolShape } from "./schema-hash.js";
 export { renderLatencyChart, renderStatusPage, type StatusServer, startStatusServer } from "./status-page.js";
 export { type CertificateExpiry, readCertificateExpiry } from "./tls-expiry.js";
-export {
-  createWebhookSender,
-  SIGNATURE_HEADER,
-  signWebhookBody,
-  TIMESTAMP_HEADER,
-  verifyWebhookSignature,
-  type WebhookSender,
-  type WebhookSenderOptions,
-} from "./webhook.js";
+export { createWebhookSender, type WebhookSender, type WebhookSenderOptions } from "./webhook.js";

@@ -1,47 +1,15 @@
-import { createHmac, timingSafeEqual } from "node:crypto";
+import {
+  signWebhookPayload,
+  WEBHOOK_SIGNATURE_HEADER,
+  WEBHOOK_TIMESTAMP_HEADER,
+} from "../core/webhook-signature.js";
 import type { FetchLike } from "./rpc-exchange.js";
 
-/** Header carrying `sha256=<hex>`: HMAC-SHA256 of the raw request body with the shared secret. */
-export const SIGNATURE_HEADER = "x-mcpgate-signature";
-/** Header repeating the body's `sentAt` (epoch seconds), so receivers can reject stale deliveries cheaply. */
-export const TIMESTAMP_HEADER = "x-mcpgate-timestamp";
-
 /**
- * `sha256=<hex>` signature of a raw body. The body carries `sentAt`, so the timestamp is covered by
- * the signature and a captured delivery cannot be replayed later under a new timestamp.
- *
- * @example signWebhookBody('{"sentAt":1700000000}', secret) // "sha256=9f2c…"
+ * Monitor alerts, signed exactly like the gateway's (core/webhook-signature.ts): the receiver checks
+ * `X-Mcpgate-Signature: sha256=HMAC-SHA256(secret, "<X-Mcpgate-Timestamp>.<raw body>")` with
+ * `verifyWebhookPayload`, so one receiver serves both.
  */
-export function signWebhookBody(rawBody: string, secret: string): string {
-  return `sha256=${createHmac("sha256", secret).update(rawBody, "utf8").digest("hex")}`;
-}
-
-/**
- * Check a delivery on the receiving side: constant-time signature compare, then freshness of `sentAt`.
- *
- * @example
- * if (!verifyWebhookSignature(raw, req.headers["x-mcpgate-signature"], secret)) return res.writeHead(401).end();
- */
-export function verifyWebhookSignature(
-  rawBody: string,
-  signature: string | undefined,
-  secret: string,
-  options: { toleranceSec?: number; nowSec?: number } = {},
-): boolean {
-  if (!signature) return false;
-  const expected = Buffer.from(signWebhookBody(rawBody, secret));
-  const given = Buffer.from(signature);
-  if (given.length !== expected.length || !timingSafeEqual(given, expected)) return false;
-  let sentAt: unknown;
-  try {
-    sentAt = (JSON.parse(rawBody) as { sentAt?: unknown }).sentAt;
-  } catch {
-    return false;
-  }
-  if (typeof sentAt !== "number") return false;
-  const now = options.nowSec ?? Math.floor(Date.now() / 1000);
-  return Math.abs(now - sentAt) <= (options.toleranceSec ?? 300);
-}
 
 export interface WebhookSenderOptions {
   url: string;
@@ -95,22 +63,22 @@ export function createWebhookSender(options: WebhookSenderOptions): WebhookSende
   let running: Promise<void> | undefined;
 
   async function deliver(payload: { kind: string } & Record<string, unknown>): Promise<void> {
-    const sentAt = Math.floor(Date.now() / 1000);
-    const body = JSON.stringify({ ...payload, sentAt });
-    const headers = {
-      "content-type": "application/json",
-      "user-agent": "mcpgate-monitor/0.1",
-      [SIGNATURE_HEADER]: signWebhookBody(body, options.secret),
-      [TIMESTAMP_HEADER]: String(sentAt),
-    };
+    const body = JSON.stringify(payload);
     let reason = "";
     let attempts = 0;
     for (let attempt = 1; attempt <= maxAttempts; attempt++) {
       attempts = attempt;
+      // Signed per attempt: the timestamp says when this delivery was made (receivers bound its age).
+      const ts = Math.floor(Date.now() / 1000);
       try {
         const res = await doFetch(options.url, {
           method: "POST",
-          headers,
+          headers: {
+            "content-type": "application/json",
+            "user-agent": "mcpgate-monitor/0.1",
+            [WEBHOOK_SIGNATURE_HEADER]: signWebhookPayload(body, options.secret, ts),
+            [WEBHOOK_TIMESTAMP_HEADER]: String(ts),
+          },
           body,
           signal: AbortSignal.timeout(attemptTimeoutMs),
           redirect: "manual",
@@ -118,6 +86,7 @@ export function createWebhookSender(options: WebhookSenderOptions): WebhookSende
         await res.body?.cancel().catch(() => {});
         if (res.status >= 200 && res.status < 300) return;
         reason = `HTTP ${res.status}`;
+        // A 4xx other than 429 will not change on retry (bad secret, wrong URL).
         if (res.status < 500 && res.status !== 429) break;
       } catch (err) {
         reason = (err as Error).name === "TimeoutError" ? "timeout" : "network error";

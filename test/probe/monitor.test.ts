@@ -8,10 +8,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { isMcpGateError } from "../../src/core/errors.js";
+import { verifyWebhookPayload } from "../../src/core/webhook-signature.js";
 import { createMonitor } from "../../src/probe/monitor.js";
 import { resolveMonitorConfig } from "../../src/probe/monitor-config.js";
 import { startStatusServer } from "../../src/probe/status-page.js";
-import { createWebhookSender, verifyWebhookSignature } from "../../src/probe/webhook.js";
+import { createWebhookSender } from "../../src/probe/webhook.js";
 import { openHistoryStore } from "../../src/stores/probe-history.js";
 import { DEFAULT_TOOLS, type SdkTestServer, startSdkServer } from "./helpers/servers.js";
 
@@ -118,12 +119,14 @@ describe("monitor", () => {
       const change = receiver.got[1]!;
       const body = JSON.parse(change.raw);
       expect(body).toMatchObject({ kind: "state_change", target: "flaky", from: "up", to: "unreachable" });
-      // Signature: HMAC-SHA256 over the raw body, computed independently here.
-      const expected = `sha256=${createHmac("sha256", SECRET).update(change.raw).digest("hex")}`;
+      // The gateway's scheme: HMAC-SHA256 over "<timestamp>.<raw body>", computed independently here.
+      const ts = String(change.headers["x-mcpgate-timestamp"]);
+      expect(Math.abs(Number(ts) - Date.now() / 1000)).toBeLessThan(60);
+      const expected = `sha256=${createHmac("sha256", SECRET).update(`${ts}.${change.raw}`).digest("hex")}`;
       expect(change.headers["x-mcpgate-signature"]).toBe(expected);
-      expect(change.headers["x-mcpgate-timestamp"]).toBe(String(body.sentAt));
-      expect(verifyWebhookSignature(change.raw, expected, SECRET)).toBe(true);
-      expect(verifyWebhookSignature(change.raw, expected, "another-secret-0123456")).toBe(false);
+      expect(verifyWebhookPayload(change.raw, expected, ts, SECRET)).toBe(true);
+      expect(verifyWebhookPayload(change.raw, expected, ts, "another-secret-0123456")).toBe(false);
+      expect(verifyWebhookPayload(change.raw, expected, String(Number(ts) + 1), SECRET)).toBe(false);
       expect(change.raw).not.toContain(KEY);
 
       const events = await history.events("flaky", 10);
