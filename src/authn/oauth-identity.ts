@@ -8,16 +8,17 @@ import type { Identity } from "../core/identity.js";
  */
 export function scopesFromClaims(claims: Record<string, unknown>): string[] {
   const out = new Set<string>();
-  const add = (v: unknown) => {
-    if (typeof v === "string") {
-      for (const s of v.split(" ")) if (s !== "") out.add(s);
-    } else if (Array.isArray(v)) {
-      for (const s of v) if (typeof s === "string" && s !== "" && !s.includes(" ")) out.add(s);
-    }
-  };
-  add(claims.scope);
-  add(claims.scp);
+  addScopes(out, claims.scope);
+  addScopes(out, claims.scp);
   return [...out];
+}
+
+function addScopes(out: Set<string>, value: unknown): void {
+  if (typeof value === "string") {
+    for (const s of value.split(" ")) if (s !== "") out.add(s);
+  } else if (Array.isArray(value)) {
+    for (const s of value) if (typeof s === "string" && s !== "" && !s.includes(" ")) out.add(s);
+  }
 }
 
 // Issuers are configuration (a handful): remember their host instead of parsing a URL per token.
