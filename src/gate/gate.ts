@@ -277,7 +277,9 @@ export function createGate(options: GateOptions): Gate {
         return deny({ kind: "session_missing" });
     }
 
-    // 8. Authorize every message.
+    // 8. Authorize every message. A denial is held until the session has been checked: a request on
+    // someone else's session is answered 404 whatever it asks for (DESIGN.md principle 3).
+    let pendingDenial: GateDecision | undefined;
     if (resolved.authorizer) {
       const authz = resolved.authorizer;
       const denied: Array<{ m: InspectedMessage; scopes: string[]; reason: string }> = [];
@@ -301,11 +303,10 @@ export function createGate(options: GateOptions): Gate {
         }
         if (authz.onDenied(identity) === "step-up") {
           const scopes = [...new Set(denied.flatMap((d) => d.scopes))];
-          return deny({ kind: "insufficient_scope", scopes }, admission);
-        }
-        if (!batch) {
+          pendingDenial = deny({ kind: "insufficient_scope", scopes }, admission);
+        } else if (!batch) {
           const d = denied[0]!;
-          return deny(
+          pendingDenial = deny(
             {
               kind: "tool_denied",
               id: d.m.id ?? null,
@@ -314,19 +315,20 @@ export function createGate(options: GateOptions): Gate {
             },
             admission,
           );
+        } else {
+          const deniedSet = new Set(denied.map((d) => d.m));
+          for (const d of denied) {
+            if (d.m.type === "request")
+              admission.localResponses.push(
+                d.m.method === "tools/call"
+                  ? toolErrorResult(d.m.id ?? null, d.reason)
+                  : forbiddenError(d.m.id ?? null, d.reason),
+              );
+          }
+          const remaining = messages.filter((m) => !deniedSet.has(m));
+          admission.messages = remaining;
+          admission.forwardBody = remaining.length ? JSON.stringify(remaining.map((m) => m.raw)) : "";
         }
-        const deniedSet = new Set(denied.map((d) => d.m));
-        for (const d of denied) {
-          if (d.m.type === "request")
-            admission.localResponses.push(
-              d.m.method === "tools/call"
-                ? toolErrorResult(d.m.id ?? null, d.reason)
-                : forbiddenError(d.m.id ?? null, d.reason),
-            );
-        }
-        const remaining = messages.filter((m) => !deniedSet.has(m));
-        admission.messages = remaining;
-        admission.forwardBody = remaining.length ? JSON.stringify(remaining.map((m) => m.raw)) : "";
       }
       if (authz.filtersLists(identity)) {
         admission.listFilter = (kind, name) => authz.isVisible(identity, kind, name);
@@ -334,7 +336,9 @@ export function createGate(options: GateOptions): Gate {
     }
 
     // 9. Session check + rate limit: one call (one Redis round trip).
-    const buckets = resolved.rateLimits?.bucketsFor(identity, admission.messages) ?? [];
+    const buckets = pendingDenial
+      ? []
+      : (resolved.rateLimits?.bucketsFor(identity, admission.messages) ?? []);
     // Any 2025-era request naming a session is checked, an `initialize` too: otherwise a 2025-03-26
     // batch [initialize, tools/call] could ride someone else's session past the check.
     const checkSession = era === "2025" && sessionId !== undefined;
@@ -393,10 +397,8 @@ export function createGate(options: GateOptions): Gate {
       }
     }
 
-    if (admission.forwardBody === "" && admission.localResponses.length > 0) {
-      // Every message was answered locally: nothing goes upstream.
-      return { ok: true, admission };
-    }
+    if (pendingDenial) return pendingDenial;
+    // When every message of a batch was answered locally, forwardBody is "" and nothing goes upstream.
     return { ok: true, admission };
   }
 

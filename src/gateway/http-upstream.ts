@@ -206,7 +206,7 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
         res.end();
       }
       return { status, upstreamMs, result: "ok" };
-    } catch (DBGERR) { console.error('DBG', DBGERR);
+    } catch {
       // Mid-stream failure (upstream died or stalled, client left).
       upstream.body.destroy();
       if (!res.headersSent) {
@@ -236,7 +236,8 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
   return {
     forward,
     async close() {
-      await agent.close();
+      // In-flight streams were ended by the server already; never wait on a long-lived SSE stream.
+      await agent.destroy();
     },
   };
 }
