@@ -144,7 +144,9 @@ export function createGate(options: GateOptions): Gate {
       if (!v.accepts(token)) continue;
       const r = await v.verify(token);
       if (r.ok) return r;
-      last = r;
+      // Keep the most specific reason (revoked, expired…) over the generic "invalid" a later,
+      // catch-all verifier (the static key) gives: it is what the audit trail and metrics report.
+      if (last.reason === "invalid") last = r;
     }
     return last;
   }

@@ -1,7 +1,7 @@
 /**
  * A small strict parser of the Prometheus text exposition format (0.0.4), for tests: every line is
  * a `# HELP`, a `# TYPE`, or a sample of a family whose TYPE came first; label values are quoted with
- * `\\`, `\"` and `\n` escapes; values are floats, `NaN` or `±Inf`. Anything else throws.
+ * `\\`, `\"` and `\n` escapes; values are floats, NaN or ±Inf (any case, as Go parses them). Anything else throws.
  */
 
 export interface Sample {
@@ -15,10 +15,12 @@ const SAMPLE = new RegExp(`^(${NAME})(?:\\{(.*)\\})? (\\S+)(?: (-?\\d+))?$`);
 const LABEL = /^([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"(,|$)/;
 const TYPES = new Set(["counter", "gauge", "histogram", "summary", "untyped"]);
 
+// Prometheus reads values with Go's strconv.ParseFloat, which takes NaN and Inf in any case
+// (prom-client writes "Nan" for an empty event-loop-lag sample).
 function parseValue(v: string, line: number): number {
-  if (v === "NaN") return Number.NaN;
-  if (v === "+Inf") return Number.POSITIVE_INFINITY;
-  if (v === "-Inf") return Number.NEGATIVE_INFINITY;
+  if (/^nan$/i.test(v)) return Number.NaN;
+  if (/^\+?inf(inity)?$/i.test(v)) return Number.POSITIVE_INFINITY;
+  if (/^-inf(inity)?$/i.test(v)) return Number.NEGATIVE_INFINITY;
   if (!/^-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(v)) throw new Error(`line ${line}: bad value "${v}"`);
   return Number(v);
 }
