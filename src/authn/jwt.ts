@@ -89,6 +89,8 @@ export interface JwtVerifier extends CredentialVerifier {
 interface IssuerState {
   issuer: string;
   verifyOptions: JWTVerifyOptions;
+  /** The key source when it is known at construction (a configured `jwksUri`): no await per token. */
+  getKey?: JWTVerifyGetKey;
   /** Resolves the key source, running discovery the first time when needed. */
   keys(): Promise<JWTVerifyGetKey | undefined>;
   introspect?: CredentialVerifier;
@@ -208,8 +210,10 @@ function createIssuerState(
   }
 
   let keys: () => Promise<JWTVerifyGetKey | undefined>;
+  let staticKey: JWTVerifyGetKey | undefined;
   if (opts.jwksUri !== undefined) {
     const source = createJwksKeySource({ ...opts.jwks, jwksUri: opts.jwksUri });
+    staticKey = source.getKey;
     keys = async () => source.getKey;
   } else if (introspect) {
     keys = async () => undefined;
@@ -245,6 +249,7 @@ function createIssuerState(
     };
   }
   const state: IssuerState = { issuer, verifyOptions, keys };
+  if (staticKey) state.getKey = staticKey;
   if (introspect) state.introspect = introspect;
   return state;
 }
@@ -317,11 +322,13 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
     // makes us fetch anything. The signature and every claim are checked by jwtVerify below.
     const state = typeof claims.iss === "string" ? byIssuer.get(claims.iss) : undefined;
     if (!state) return { ok: false, reason: "wrong_issuer" };
-    let getKey: JWTVerifyGetKey | undefined;
-    try {
-      getKey = await state.keys();
-    } catch (err) {
-      return { ok: false, reason: reasonForJoseError(err) };
+    let getKey = state.getKey;
+    if (!getKey) {
+      try {
+        getKey = await state.keys();
+      } catch (err) {
+        return { ok: false, reason: reasonForJoseError(err) };
+      }
     }
     // No JWKS but introspection: the AS answers for its JWTs too. Its outage throws ERR_INTROSPECTION (→ 503).
     if (!getKey) return state.introspect ? state.introspect.verify(token) : { ok: false, reason: "no_key" };
