@@ -251,6 +251,7 @@ export function createGatewayServer(options: GatewayServerOptions): GatewayServe
     },
     async close() {
       closing = true;
+      upstream.drain?.();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const deadline = Date.now() + (options.shutdownGraceMs ?? 10_000);

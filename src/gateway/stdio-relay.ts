@@ -236,6 +236,12 @@ export class ChildRelay {
     this.#backlog = [];
   }
 
+  /** End the standalone GET stream, if any (shutdown). */
+  closeStandalone(): void {
+    this.#standalone?.close();
+    this.#standalone = undefined;
+  }
+
   detachStandalone(channel: Channel): void {
     if (this.#standalone === channel) this.#standalone = undefined;
   }

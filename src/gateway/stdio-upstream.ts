@@ -344,6 +344,13 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
       rpcRefusal(res, 406, -32000, "Not Acceptable: Client must accept text/event-stream");
       return { status: 406, upstreamMs: 0, result: "error" };
     }
+    if (closing) {
+      // Shutting down: a reconnecting GET stream would hold the grace period open.
+      await ctx.onHead(503, undefined);
+      const spec = renderDenial({ kind: "capacity", message: "shutting down" });
+      res.writeHead(spec.status, spec.headers).end(spec.body);
+      return { status: 503, upstreamMs: 0, result: "error" };
+    }
     const s = await lookup(ctx);
     if (!s) return { status: res.statusCode, upstreamMs: 0, result: "ok" };
     if (s.relay.hasStandalone) {
@@ -405,6 +412,10 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
     },
     sessionCount: () => sessions.size,
     sparePids: () => spares.map((r) => r.child.pid).filter((p): p is number => p !== undefined),
+    drain() {
+      closing = true;
+      for (const s of sessions.values()) s.relay.closeStandalone();
+    },
     async close() {
       closing = true;
       clearInterval(sweeper);

@@ -11,6 +11,11 @@ export interface Upstream {
    * first byte is written (session binding happens there) and must never throw after writing.
    */
   forward(ctx: ForwardContext): Promise<ForwardOutcome>;
+  /**
+   * Shutdown has begun: end long-lived streams (standalone GET SSE) so that only real in-flight
+   * requests hold the grace period. Optional.
+   */
+  drain?(): void;
   close(): Promise<void>;
 }
 

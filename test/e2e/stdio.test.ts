@@ -1,6 +1,8 @@
+import { spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { validateConfig } from "../../src/config.js";
 import { type RunningGateway, startGateway } from "../../src/gateway/assemble.js";
+import { findFreePort } from "../../src/gateway/free-port.js";
 import type { StdioUpstream } from "../../src/gateway/stdio-upstream.js";
 import { createLogger } from "../../src/observe/logger.js";
 import {
@@ -154,4 +156,42 @@ describe("mcpgate serve --stdio: rate limits and session binding from the config
     await gw.close();
     expect(await waitFor(() => pids.every((pid) => !isAlive(pid)))).toBe(true);
   });
+});
+
+describe("mcpgate serve --stdio (the CLI process)", () => {
+  it("serves a stdio server with auth and ends its children on SIGTERM", async () => {
+    const port = await findFreePort("127.0.0.1");
+    const cmd = `${TINY_SERVER[0]} ${TINY_SERVER[1]}`;
+    const proc = spawn(
+      process.execPath,
+      ["--import", "tsx", "src/cli/main.ts", "serve", "--stdio", cmd, "--port", String(port)],
+      {
+        env: { PATH: process.env.PATH, HOME: process.env.HOME, MCP_API_KEY: KEY, MCPGATE_LOG_LEVEL: "warn" },
+        stdio: ["ignore", "ignore", "pipe"],
+      },
+    );
+    const exited = new Promise<number | null>((r) => proc.once("exit", (code) => r(code)));
+    try {
+      const url = `http://127.0.0.1:${port}/mcp`;
+      let connected: Awaited<ReturnType<typeof connectClient>> | undefined;
+      const deadline = Date.now() + 20_000;
+      while (!connected && Date.now() < deadline) {
+        connected = await connectClient(url, KEY).catch(async () => {
+          await new Promise((r) => setTimeout(r, 200));
+          return undefined;
+        });
+      }
+      expect(connected).toBeDefined();
+      const pid = Number(textOf(await connected!.client.callTool({ name: "pid", arguments: {} })));
+      expect(isAlive(pid)).toBe(true);
+      const unauth = await rawPost(url, "not-the-key-not-the-key", { jsonrpc: "2.0", id: 1, method: "ping" });
+      expect(unauth.status).toBe(401);
+      proc.kill("SIGTERM");
+      expect(await exited).toBe(0);
+      expect(await waitFor(() => !isAlive(pid))).toBe(true);
+      await connected!.client.close().catch(() => {});
+    } finally {
+      if (proc.exitCode === null) proc.kill("SIGKILL");
+    }
+  }, 40_000);
 });
