@@ -22,6 +22,23 @@ export { createStaticKeyVerifier, type StaticKeyOptions, staticKeyFingerprint } 
 export { type ApiKeyVerifier, type ApiKeyVerifierOptions, createApiKeyVerifier } from "./authn/stored-key.js";
 export { createTokenCache, type TokenCache, type TokenCacheOptions } from "./authn/token-cache.js";
 export type { CredentialVerifier, VerifyResult } from "./authn/verifier.js";
+// authz: per-tool policy and rate-limit planning (docs/policy.md)
+export {
+  compileGlob,
+  compilePolicy,
+  type Policy,
+  type PolicyInput,
+  type PolicyKind,
+  type PolicyRule,
+  type PolicyRuleInput,
+  type PolicyVerdict,
+  scopeCovers,
+} from "./authz/policy.js";
+export {
+  createRateLimitPlanner,
+  type RateLimitPlanInput,
+  type ToolLimitInput,
+} from "./authz/rate-limit-plan.js";
 // config + gateway (for embedding the gateway in a program)
 export { type GatewayConfig, loadConfigFile, validateConfig } from "./config.js";
 export type { AuditEvent, AuditEventType } from "./core/audit-event.js";

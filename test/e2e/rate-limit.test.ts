@@ -141,7 +141,7 @@ describe("per-caller rate limits", () => {
     afterAll(async () => {
       await gw1?.close();
       await gw2?.close();
-      const { default: Redis } = await import("ioredis");
+      const { Redis } = await import("ioredis");
       const redis = new Redis(REDIS_URL);
       const found = await redis.keys(`${prefix}*`);
       if (found.length) await redis.del(...found);
