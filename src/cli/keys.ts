@@ -1,9 +1,13 @@
+import { userInfo } from "node:os";
 import type { Command } from "commander";
 import { isKeyId, parseApiKey } from "../authn/api-key.js";
 import { issueApiKey, rotateApiKey } from "../authn/key-lifecycle.js";
 import { type GatewayConfig, loadConfigFile, SCOPE_PATTERN } from "../config.js";
+import type { AuditEvent } from "../core/audit-event.js";
 import { parseDuration } from "../core/duration.js";
 import { McpGateError } from "../core/errors.js";
+import { openAuditSinks } from "../gateway/observability.js";
+import { createAuditTrail } from "../observe/audit.js";
 import type { KeyRecord, KeyStore } from "../stores/key-store.js";
 import { keyStatus } from "../stores/key-store.js";
 import { openKeyStore } from "../stores/open-key-store.js";
@@ -22,9 +26,12 @@ interface CommonOptions {
   store?: string;
   config?: string;
   redis?: string;
+  audit?: string;
 }
 
 interface Context {
+  /** Record a key lifecycle event in the audit trail (docs/observability.md). */
+  audit(event: Omit<AuditEvent, "time" | "actor">): void;
   store: KeyStore;
   pepper?: string;
   redisUrl?: string;
@@ -39,6 +46,7 @@ function resolveSettings(opts: CommonOptions): {
   pepper?: string;
   redisUrl?: string;
   redisPrefix: string;
+  auditFile?: string;
 } {
   let config: GatewayConfig | undefined;
   if (opts.config) config = loadConfigFile(opts.config);
@@ -46,25 +54,57 @@ function resolveSettings(opts: CommonOptions): {
   const pepperEnv = config?.auth.apiKeys?.pepperEnv ?? DEFAULT_PEPPER_ENV;
   const pepper = process.env[pepperEnv] || undefined;
   const redisUrl = opts.redis ?? config?.state.redis;
-  const out: { store: string; pepper?: string; redisUrl?: string; redisPrefix: string } = {
-    store,
-    redisPrefix: config?.state.prefix ?? "mcpgate:",
-  };
+  const auditFile = opts.audit ?? config?.logging.audit;
+  const out: { store: string; pepper?: string; redisUrl?: string; redisPrefix: string; auditFile?: string } =
+    {
+      store,
+      redisPrefix: config?.state.prefix ?? "mcpgate:",
+    };
   if (pepper !== undefined) out.pepper = pepper;
   if (redisUrl !== undefined) out.redisUrl = redisUrl;
+  if (auditFile !== undefined) out.auditFile = auditFile;
   return out;
 }
 
 async function withStore(opts: CommonOptions, fn: (ctx: Context) => Promise<void>): Promise<void> {
   const settings = resolveSettings(opts);
   const store = await openKeyStore(settings.store);
+  // Audit: the file (`--audit` / logging.audit) and, for a PostgreSQL key store, its audit table.
+  // An audit failure is reported but does not undo or fail the key operation.
+  const sinks = await openAuditSinks({
+    logging: { audit: settings.auditFile },
+    auth: { apiKeys: { store: settings.store } },
+  }).catch((err) => {
+    process.stderr.write(
+      `mcpgate: warning: audit trail unavailable (${(err as Error).message.split("\n")[0]})\n`,
+    );
+    return [];
+  });
+  const trail = createAuditTrail({
+    sinks,
+    onError: (sink) => process.stderr.write(`mcpgate: warning: could not write the audit trail (${sink})\n`),
+  });
+  const actor = `cli:${safeUser()}`;
   try {
-    const ctx: Context = { store, redisPrefix: settings.redisPrefix };
+    const ctx: Context = {
+      store,
+      redisPrefix: settings.redisPrefix,
+      audit: (event) => trail.record({ ...event, time: new Date().toISOString(), actor }),
+    };
     if (settings.pepper !== undefined) ctx.pepper = settings.pepper;
     if (settings.redisUrl !== undefined) ctx.redisUrl = settings.redisUrl;
     await fn(ctx);
   } finally {
+    await trail.close();
     await store.close().catch(() => {});
+  }
+}
+
+function safeUser(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return "unknown";
   }
 }
 
@@ -248,6 +288,10 @@ export function registerKeysCommand(program: Command): Command {
         "key store: sqlite:PATH | postgres://… (default: $MCPGATE_STORE, config, sqlite:./mcpgate.db)",
       )
       .option("--config <file>", "configuration file to read auth.apiKeys.store and state.redis from")
+      .option(
+        "--audit <file>",
+        "append key lifecycle events to this audit file (default: the config's logging.audit)",
+      )
       .option("--redis <url>", "announce revocations on this Redis (default: the config's state.redis)"),
   );
 
@@ -286,6 +330,15 @@ export function registerKeysCommand(program: Command): Command {
               ...(perMinute !== undefined ? { rateLimit: { perMinute } } : {}),
               ...(ctx.pepper !== undefined ? { pepper: ctx.pepper } : {}),
               probe: opts.probe === true,
+            });
+            ctx.audit({
+              type: "key_created",
+              other: `mcpg_${issued.record.id}`,
+              detail: {
+                scopes: issued.record.scopes.join(","),
+                probe: issued.record.probe,
+                tenant: issued.record.tenant,
+              },
             });
             if (opts.json) process.stdout.write(`${JSON.stringify(issuedJson(issued.key, issued.record))}\n`);
             else printIssued("Created", issued.key, issued.record);
@@ -328,6 +381,11 @@ export function registerKeysCommand(program: Command): Command {
             const r = await ctx.store.revoke(id);
             if (!r.ok) throw new McpGateError("ERR_KEY_NOT_FOUND", `no key with id ${id}`);
             if (!r.alreadyRevoked) await announce(ctx, id);
+            ctx.audit({
+              type: "key_revoked",
+              other: `mcpg_${id}`,
+              detail: { alreadyRevoked: r.alreadyRevoked },
+            });
             if (opts.json) {
               process.stdout.write(
                 `${JSON.stringify({ id, revokedAt: iso(r.record.revokedAt), alreadyRevoked: r.alreadyRevoked })}\n`,
@@ -364,6 +422,11 @@ export function registerKeysCommand(program: Command): Command {
               throw new UsageError(`key ${id} cannot be rotated: it is ${r.reason.replace("_", " ")}`);
             }
             await announce(ctx, id);
+            ctx.audit({
+              type: "key_rotated",
+              other: `mcpg_${id}`,
+              detail: { successor: `mcpg_${r.record.id}`, graceUntil: iso(r.graceUntil) ?? undefined },
+            });
             if (opts.json) {
               process.stdout.write(
                 `${JSON.stringify({ ...issuedJson(r.key, r.record), replaces: id, graceUntil: iso(r.graceUntil) })}\n`,
