@@ -69,9 +69,46 @@ export { parseDuration } from "./core/duration.js";
 export { ERROR_CODES, type ErrorCode, isMcpGateError, McpGateError } from "./core/errors.js";
 export { displayOf, type Identity, type SdkAuthInfo, toAuthInfo } from "./core/identity.js";
 export type { AuthFailureReason, Denial } from "./core/outcome.js";
+export {
+  signWebhookPayload,
+  verifyWebhookPayload,
+  WEBHOOK_SIGNATURE_HEADER,
+  WEBHOOK_TIMESTAMP_HEADER,
+} from "./core/webhook-signature.js";
 // gate
 export { type Admission, createGate, type Gate, type GateDecision, type GateOptions } from "./gate/gate.js";
 export { type RunningGateway, startGateway } from "./gateway/assemble.js";
+// observe: logs, audit, metrics, guard, alerts (docs/observability.md)
+export {
+  type Alert,
+  type Alerter,
+  type AlerterOptions,
+  type AlertKind,
+  createAlerter,
+} from "./observe/alerts.js";
+export {
+  type AuditSink,
+  type AuditTrail,
+  type AuditTrailOptions,
+  createAuditTrail,
+  createFileAuditSink,
+} from "./observe/audit.js";
+export {
+  type CredentialGuard,
+  createGuard,
+  createMemoryGuardStore,
+  type GuardOptions,
+  type GuardStore,
+} from "./observe/guard.js";
+export { createLogger, type LoggerOptions } from "./observe/logger.js";
+export {
+  createMetrics,
+  type GateMetrics,
+  type MetricsOptions,
+  startMetricsServer,
+} from "./observe/metrics.js";
+export { createObserver, type Observer, type ObserverOptions } from "./observe/observer.js";
+export { createSpikeDetector, type SpikeDetectorOptions } from "./observe/spike.js";
 // stores
 export type { KeyRecord, KeyStore } from "./stores/key-store.js";
 export { createMemoryKeyStore } from "./stores/memory-keys.js";

@@ -8,5 +8,6 @@
  * await state.init();
  */
 
+export { createRedisGuardStore, type RedisGuardStore, type RedisGuardStoreOptions } from "./redis-guard.js";
 export { createRedisKeyEvents, type RedisKeyEvents, type RedisKeyEventsOptions } from "./redis-key-events.js";
 export { createRedisStateStore, type RedisStateStore, type RedisStateStoreOptions } from "./redis-state.js";
