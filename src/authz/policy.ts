@@ -100,8 +100,12 @@ export function scopeCovers(granted: string, required: string): boolean {
   return granted.endsWith(":*") && required.startsWith(granted.slice(0, -1));
 }
 
-/** Required scopes the granted set lacks. */
-function missingScopes(rule: PolicyRule, granted: readonly string[]): string[] {
+/**
+ * Required scopes of a rule the granted set lacks (empty: the rule allows).
+ *
+ * @example missingScopes(policy.rules.tools[0], ["tools:call"]) // ["admin"]
+ */
+export function missingScopes(rule: PolicyRule, granted: readonly string[]): string[] {
   const has = (req: string) => granted.some((g) => scopeCovers(g, req));
   if (rule.mode === "any") {
     return rule.scopes.length === 0 || rule.scopes.some(has) ? [] : [...rule.scopes];

@@ -4,6 +4,7 @@ import { registerConfigCommand } from "./config-check.js";
 import { registerDemoCommand } from "./demo.js";
 import { registerKeysCommand } from "./keys.js";
 import { registerMonitorCommand } from "./monitor.js";
+import { registerPolicyCommand } from "./policy.js";
 import { registerProbeCommand } from "./probe.js";
 import { registerServeCommand } from "./serve.js";
 import { reportAndExit } from "./util.js";
@@ -24,6 +25,7 @@ registerDemoCommand(program);
 registerConfigCommand(program);
 registerKeysCommand(program);
 registerProbeCommand(program);
+registerPolicyCommand(program);
 registerMonitorCommand(program);
 
 try {
