@@ -1,6 +1,5 @@
-import type { IncomingMessage } from "node:http";
 import { renderDenial } from "../core/challenge.js";
-import { type Channel, type ChildRelay, createJsonChannel, createSseChannel } from "./stdio-relay.js";
+import { type Channel, type ChildRelay, openChannel } from "./stdio-relay.js";
 import type { ForwardContext, ForwardOutcome } from "./upstream.js";
 
 /** The `initialize` the gateway sends to a pooled child on its own behalf. */
@@ -83,11 +82,6 @@ interface Member {
 }
 
 const QUEUE_PER_CHILD = 32;
-
-function accepts(req: IncomingMessage, type: string): boolean {
-  const a = req.headers.accept;
-  return typeof a === "string" && a.toLowerCase().includes(type);
-}
 
 /**
  * 2026-07-28 requests are stateless (no session to own a process): they are served by a small
@@ -188,9 +182,7 @@ export function createStdioPool(options: StdioPoolOptions): StdioPool {
     }
     try {
       await ctx.onHead(200, undefined);
-      const channel = accepts(req, "text/event-stream")
-        ? createSseChannel(res, {})
-        : createJsonChannel(res, {});
+      const channel = openChannel(req, res, {});
       const ex = m.relay.begin(channel, messages, {
         era: admission.era,
         rewriteIds: true,

@@ -1,4 +1,4 @@
-import type { ServerResponse } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { JsonRpcId } from "../core/outcome.js";
 import type { Era } from "../mcp/era.js";
 import { filterListResponse, isListMethod, type VisibilityPredicate } from "../mcp/list-filter.js";
@@ -55,6 +55,24 @@ export function createJsonChannel(res: ServerResponse, headers: Record<string, s
       res.writeHead(200, { "content-type": "application/json", ...headers }).end(body);
     },
   };
+}
+
+/** True when the request's `Accept` names `type` (e.g. "text/event-stream"). */
+export function accepts(req: IncomingMessage, type: string): boolean {
+  const a = req.headers.accept;
+  return typeof a === "string" && a.toLowerCase().includes(type);
+}
+
+/**
+ * The channel for answering a POST: SSE when the client accepts it (what SDK clients send, and
+ * what an SDK server answers), else one JSON body.
+ */
+export function openChannel(
+  req: IncomingMessage,
+  res: ServerResponse,
+  headers: Record<string, string>,
+): Channel {
+  return accepts(req, "text/event-stream") ? createSseChannel(res, headers) : createJsonChannel(res, headers);
 }
 
 /** What the relay needs to know about the requests of one HTTP POST. */

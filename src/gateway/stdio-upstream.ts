@@ -3,9 +3,10 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { renderDenial } from "../core/challenge.js";
 import { redactSessionId } from "../gate/gate.js";
 import type { Logger } from "../observe/logger.js";
-import { buildChildEnv, spawnStdioChild } from "./child-process.js";
+import { buildChildEnv } from "./child-process.js";
+import { type ChildSupervisor, createChildSupervisor } from "./stdio-children.js";
 import { createStdioPool, initializeChild, type StdioPool } from "./stdio-pool.js";
-import { type Channel, ChildRelay, createJsonChannel, createSseChannel } from "./stdio-relay.js";
+import { accepts, type Channel, type ChildRelay, createSseChannel, openChannel } from "./stdio-relay.js";
 import type { ForwardContext, ForwardOutcome, Upstream } from "./upstream.js";
 
 export interface StdioUpstreamOptions {
@@ -61,11 +62,6 @@ function sessionHeader(req: IncomingMessage): string | undefined {
   return typeof v === "string" ? v : undefined;
 }
 
-function accepts(req: IncomingMessage, type: string): boolean {
-  const a = req.headers.accept;
-  return typeof a === "string" && a.toLowerCase().includes(type);
-}
-
 /** SDK-server-compatible JSON-RPC error reply without id (transport-level refusals). */
 function rpcRefusal(res: ServerResponse, status: number, code: number, message: string): void {
   if (res.headersSent) return;
@@ -99,93 +95,33 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
   const sessions = new Map<string, Session>();
   /** Children spawned for a session whose `initialize` is not answered yet. */
   let starting = 0;
-  const spareTarget = options.spareChildren ?? 1;
-  /** Started, never used children, oldest first. */
-  const spares: ChildRelay[] = [];
   let closing = false;
-
-  /** Spawn a child wired to a relay; `onGone` runs once when it exits for any reason. */
-  function startChild(tag: string, onGone: () => void): ChildRelay {
-    let relay: ChildRelay | undefined;
-    const child = spawnStdioChild({
-      command: options.command,
-      env,
-      ...(options.cwd ? { cwd: options.cwd } : {}),
-      logger,
-      tag,
-      onMessage: (value, text) => relay?.receive(value, text),
-      onExit: (info) => {
-        const level = closing ? "debug" : "warn";
-        logger[level]({ upstream: child.tag, pid: child.pid, ...info }, "stdio upstream exited");
-        relay?.failAll("Bad Gateway: upstream process exited");
-        onGone();
-      },
-    });
-    relay = new ChildRelay(child);
-    return relay;
-  }
-
+  const children: ChildSupervisor = createChildSupervisor({
+    command: options.command,
+    env,
+    ...(options.cwd ? { cwd: options.cwd } : {}),
+    logger,
+    maxChildren,
+    spareChildren: options.spareChildren ?? 1,
+    inUse: () => sessions.size + starting + pool.size(),
+  });
   const pool: StdioPool = createStdioPool({
     size: options.poolSize ?? 4,
     initTimeoutMs,
     killGraceMs,
-    canSpawn: () => {
-      if (closing) return false;
-      if (liveChildren() < maxChildren) return true;
-      // Spares give way: end one to make room for a pooled child.
-      const spare = takeSpare();
-      if (spare) void spare.child.terminate(0);
-      return spare !== undefined;
-    },
-    startChild,
+    canSpawn: () => !closing && children.makeRoom(),
+    startChild: children.start,
   });
-
-  /** Which session a child serves (set when a session adopts it). */
-  const owners = new WeakMap<ChildRelay, string>();
-
-  function onChildGone(relay: ChildRelay) {
-    const i = spares.indexOf(relay);
-    if (i !== -1) spares.splice(i, 1);
-    const id = owners.get(relay);
-    const s = id === undefined ? undefined : sessions.get(id);
-    if (s && s.relay === relay) sessions.delete(s.id);
-  }
-
-  function takeSpare(): ChildRelay | undefined {
-    while (spares.length > 0) {
-      const r = spares.shift()!;
-      if (r.child.alive) return r;
-    }
-    return undefined;
-  }
-
-  /** Keep `spareChildren` fresh processes booting ahead of demand, within `maxChildren`. */
-  function refillSpares() {
-    while (!closing && spares.length < spareTarget && liveChildren() < maxChildren) {
-      let relay: ChildRelay;
-      try {
-        relay = startChild(`spare-${++spareSeq}`, () => onChildGone(relay));
-      } catch {
-        return;
-      }
-      spares.push(relay);
-    }
-  }
-  let spareSeq = 0;
-
-  function liveChildren(): number {
-    return sessions.size + starting + pool.size() + spares.length;
-  }
 
   async function endSession(s: Session, why: string): Promise<void> {
     if (sessions.get(s.id) !== s) return;
     sessions.delete(s.id);
     logger.debug({ upstream: s.tag, pid: s.relay.child.pid, why }, "stdio session ended");
     await s.relay.child.terminate(killGraceMs);
-    refillSpares();
+    children.refill();
   }
 
-  refillSpares();
+  children.refill();
 
   const sweepMs = Math.max(100, Math.min(30_000, Math.floor(idleTtlMs / 2)));
   const sweeper = setInterval(() => {
@@ -205,7 +141,7 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
       rpcRefusal(res, 400, -32600, "Invalid Request: Only one initialization request is allowed");
       return { status: 400, upstreamMs: elapsed(), result: "error" };
     }
-    if (closing || (spares.length === 0 && liveChildren() >= maxChildren)) {
+    if (closing || !children.makeRoom()) {
       await ctx.onHead(503, undefined);
       const spec = renderDenial({ kind: "capacity", message: "no stdio upstream slot free" });
       res.writeHead(spec.status, spec.headers).end(spec.body);
@@ -214,26 +150,20 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
     const id = randomUUID();
     const tag = redactSessionId(id);
     let relay: ChildRelay;
-    const spare = takeSpare();
-    if (spare) {
-      relay = spare;
-      relay.child.tag = tag;
-      owners.set(relay, id);
-    } else {
-      try {
-        relay = startChild(tag, () => onChildGone(relay));
-        owners.set(relay, id);
-      } catch (err) {
-        logger.error({ upstream: tag, err: (err as Error).message }, "stdio upstream could not start");
-        return { status: 502, upstreamMs: elapsed(), result: "unavailable" };
-      }
+    try {
+      relay = children.acquire(tag, () => {
+        if (sessions.get(id)?.relay === relay) sessions.delete(id);
+      });
+    } catch (err) {
+      logger.error({ upstream: tag, err: (err as Error).message }, "stdio upstream could not start");
+      return { status: 502, upstreamMs: elapsed(), result: "unavailable" };
     }
     const onClientGone = () => {
       if (!sessions.has(id)) void relay.child.terminate(0);
     };
     res.once("close", onClientGone);
     starting++;
-    refillSpares();
+    children.refill();
     let init: Awaited<ReturnType<typeof initializeChild>>;
     try {
       init = await initializeChild(relay, admission.messages[0]!.raw, initTimeoutMs);
@@ -254,9 +184,7 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
     else void relay.child.terminate(killGraceMs);
     const headers: Record<string, string> = minted ? { "mcp-session-id": id } : {};
     await ctx.onHead(200, minted ? id : undefined);
-    const channel = accepts(req, "text/event-stream")
-      ? createSseChannel(res, headers)
-      : createJsonChannel(res, headers);
+    const channel = openChannel(req, res, headers);
     for (const r of admission.localResponses) channel.send(JSON.stringify(r));
     channel.send(init.text);
     channel.close();
@@ -313,9 +241,7 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
     }
     await ctx.onHead(200, s.id);
     const headers = { "mcp-session-id": s.id };
-    const channel = accepts(req, "text/event-stream")
-      ? createSseChannel(res, headers)
-      : createJsonChannel(res, headers);
+    const channel = openChannel(req, res, headers);
     const ex = s.relay.begin(
       channel,
       messages,
@@ -402,16 +328,14 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
   return {
     forward,
     childPids() {
-      const pids = [...sessions.values(), ...spares.map((relay) => ({ relay }))].map(
-        (s) => s.relay.child.pid,
-      );
-      return [...pids, ...pool.pids()].filter((p): p is number => p !== undefined);
+      const pids = [...sessions.values()].map((s) => s.relay.child.pid);
+      return [...pids, ...children.sparePids(), ...pool.pids()].filter((p): p is number => p !== undefined);
     },
     sessionPid(sessionId) {
       return sessions.get(sessionId)?.relay.child.pid;
     },
     sessionCount: () => sessions.size,
-    sparePids: () => spares.map((r) => r.child.pid).filter((p): p is number => p !== undefined),
+    sparePids: () => children.sparePids(),
     drain() {
       closing = true;
       for (const s of sessions.values()) s.relay.closeStandalone();
@@ -419,9 +343,11 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
     async close() {
       closing = true;
       clearInterval(sweeper);
+      // The supervisor first: its closing flag turns the children's exit logs down to debug.
+      const sparesGone = children.close(killGraceMs);
       await Promise.all([
+        sparesGone,
         ...[...sessions.values()].map((s) => endSession(s, "shutdown")),
-        ...spares.splice(0).map((r) => r.child.terminate(killGraceMs)),
         pool.close(),
       ]);
     },
