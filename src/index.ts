@@ -17,7 +17,13 @@ export {
   type JwtVerifier,
   type JwtVerifierOptions,
 } from "./authn/jwt.js";
-export { type IssuedKey, type IssueKeyOptions, issueApiKey } from "./authn/key-lifecycle.js";
+export {
+  type IssuedKey,
+  type IssueKeyOptions,
+  issueApiKey,
+  type RotateKeyResult,
+  rotateApiKey,
+} from "./authn/key-lifecycle.js";
 export { createStaticKeyVerifier, type StaticKeyOptions, staticKeyFingerprint } from "./authn/static-key.js";
 export { type ApiKeyVerifier, type ApiKeyVerifierOptions, createApiKeyVerifier } from "./authn/stored-key.js";
 export { createTokenCache, type TokenCache, type TokenCacheOptions } from "./authn/token-cache.js";
@@ -34,6 +40,7 @@ export {
   type PolicyVerdict,
   scopeCovers,
 } from "./authz/policy.js";
+export { isProbeAllowedMethod, PROBE_ALLOWED_METHODS } from "./authz/probe.js";
 export {
   createRateLimitPlanner,
   type RateLimitPlanInput,
@@ -110,11 +117,11 @@ export {
 export { createObserver, type Observer, type ObserverOptions } from "./observe/observer.js";
 export { createSpikeDetector, type SpikeDetectorOptions } from "./observe/spike.js";
 // stores
-export type { KeyRecord, KeyStore } from "./stores/key-store.js";
+export { type KeyRecord, type KeyStatus, type KeyStore, keyStatus } from "./stores/key-store.js";
 export { createMemoryKeyStore } from "./stores/memory-keys.js";
 export {
   createMemoryStateStore,
   type MemoryStateStore,
   type MemoryStateStoreOptions,
 } from "./stores/memory-state.js";
-export { openKeyStore } from "./stores/open-key-store.js";
+export { openKeyStore, parseKeyStoreLocation } from "./stores/open-key-store.js";
