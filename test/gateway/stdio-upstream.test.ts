@@ -186,6 +186,67 @@ describe("stdio upstream: sessions and processes", () => {
   });
 });
 
+describe("stdio upstream: children that fail", () => {
+  it("answers 504 when the child never answers initialize, and ends it", async () => {
+    gw = await startStdioGateway({
+      command: [process.execPath, "-e", "setInterval(() => {}, 1000)"],
+      initTimeoutMs: 300,
+    });
+    const res = await rawPost(gw.url, KEYS.alice, INIT);
+    expect(res.status).toBe(504);
+    expect(res.headers.get("mcp-session-id")).toBeNull();
+    expect(await waitFor(() => gw!.upstream.childPids().length === 0)).toBe(true);
+  });
+
+  it("answers 502 when the command does not exist, with no detail about it", async () => {
+    gw = await startStdioGateway({ command: ["/nonexistent/mcp-server-binary"] });
+    const res = await rawPost(gw.url, KEYS.alice, INIT);
+    expect(res.status).toBe(502);
+    expect(await res.text()).not.toContain("nonexistent");
+    expect(gw.logLines.some((l) => l.includes("stdio upstream exited") && l.includes("ENOENT"))).toBe(true);
+  });
+
+  it("frees a pooled child when its caller leaves, so the next stateless request is served", async () => {
+    gw = await startStdioGateway({ poolSize: 1 });
+    const h = {
+      "mcp-protocol-version": "2026-07-28",
+      "mcp-method": "tools/call",
+      "mcp-name": "sleep",
+      accept: "application/json",
+    };
+    const meta = { "io.modelcontextprotocol/protocolVersion": "2026-07-28" };
+    const abort = new AbortController();
+    const slow = fetch(gw.url, {
+      method: "POST",
+      signal: abort.signal,
+      headers: { authorization: `Bearer ${KEYS.alice}`, "content-type": "application/json", ...h },
+      body: JSON.stringify({
+        jsonrpc: "2.0",
+        id: 1,
+        method: "tools/call",
+        params: { name: "sleep", arguments: { ms: 30_000 }, _meta: meta },
+      }),
+    }).catch(() => undefined);
+    await waitFor(() => gw!.upstream.childPids().length === 1);
+    await new Promise((r) => setTimeout(r, 200));
+    abort.abort();
+    await slow;
+    const started = Date.now();
+    const next = await rawPost(
+      gw.url,
+      KEYS.alice,
+      { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "pid", arguments: {}, _meta: meta } },
+      { ...h, "mcp-name": "pid" },
+    );
+    expect(next.status).toBe(200);
+    const body = (await next.json()) as { id: number; result: { content: Array<{ text: string }> } };
+    // The answer is the pid's, not a late "slept" for the abandoned request that also had id 1.
+    expect(body.id).toBe(1);
+    expect(body.result.content[0]!.text).toMatch(/^\d+$/);
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+});
+
 describe("stdio upstream: HTTP semantics of an SDK server", () => {
   it("answers notifications with 202, unknown sessions with 404 and a missing session id with 400", async () => {
     gw = await startStdioGateway();
