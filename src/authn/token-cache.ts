@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import * as nodeCrypto from "node:crypto";
 import { McpGateError } from "../core/errors.js";
 import type { Identity } from "../core/identity.js";
 
@@ -43,8 +43,12 @@ interface Entry {
  * @example tokenHash("eyJ...") // "3q2+7w..." (base64url, 43 chars)
  */
 export function tokenHash(token: string): string {
-  return createHash("sha256").update(token, "utf8").digest("base64url");
+  // crypto.hash (Node ≥ 20.12) is a one-shot digest, about twice as fast as createHash for a token.
+  if (oneShot) return oneShot("sha256", token, "base64url");
+  return nodeCrypto.createHash("sha256").update(token, "utf8").digest("base64url");
 }
+
+const oneShot = (nodeCrypto as { hash?: (alg: string, data: string, enc: "base64url") => string }).hash;
 
 function freezeIdentity(identity: Identity): Identity {
   return Object.freeze({ ...identity, scopes: Object.freeze([...identity.scopes]) as string[] });
