@@ -40,6 +40,8 @@ export async function buildVerifiers(
     const verifier = createApiKeyVerifier({
       store,
       ...(pepper ? { pepper } : {}),
+      // With state.redis, shared-state.ts wires the revocation feed to invalidate(): a longer cache is safe.
+      ...(config.state.redis ? { revocationFeed: true } : {}),
       ...(config.auth.apiKeys.cacheTtl !== undefined
         ? { cacheTtlMs: durationMs(config.auth.apiKeys.cacheTtl) }
         : {}),
