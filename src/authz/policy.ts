@@ -76,6 +76,11 @@ export function compileGlob(glob: string): (name: string) => boolean {
   }
   if (!/[*?]/.test(glob)) return (name) => name === glob;
   if (glob === "*") return () => true;
+  // Fast paths for the common shapes ("delete_*", "*_admin"): no regex per name.
+  const body = glob.slice(0, -1);
+  if (glob.endsWith("*") && !/[*?]/.test(body)) return (name) => name.startsWith(body);
+  const tail = glob.slice(1);
+  if (glob.startsWith("*") && !/[*?]/.test(tail)) return (name) => name.endsWith(tail);
   let source = "";
   for (const ch of glob) {
     if (ch === "*") source += "[^]*";
