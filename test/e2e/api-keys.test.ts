@@ -1,6 +1,8 @@
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateApiKey } from "../../src/authn/api-key.js";
 import { issueApiKey, rotateApiKey } from "../../src/authn/key-lifecycle.js";
@@ -204,5 +206,46 @@ describe("stored API keys through the gateway (SQLite store, SDK 1.x client)", (
         { MCP_API_KEY: STATIC_KEY },
       );
     });
+  });
+});
+
+describe("stored API keys through the gateway (PostgreSQL store)", () => {
+  const PG_URL = process.env.MCPGATE_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+  const schema = `mcpgate_e2e_keys_${randomBytes(4).toString("hex")}`;
+  const location = `${PG_URL}?schema=${schema}`;
+  let store: KeyStore;
+  let upstream: RecordingUpstream;
+  let gw: TestGateway;
+  let good: string;
+  let revoked: string;
+
+  beforeAll(async () => {
+    store = await openKeyStore(location);
+    good = (await issueApiKey(store, { name: "pg-good", scopes: ["tools:call"] })).key;
+    const r = await issueApiKey(store, { name: "pg-revoked" });
+    revoked = r.key;
+    await store.revoke(r.record.id);
+    upstream = await startRecordingUpstream();
+    gw = await startTestGateway({ upstream: { url: upstream.url }, auth: { apiKeys: { store: location } } });
+  });
+
+  afterAll(async () => {
+    await gw?.close();
+    await upstream?.close();
+    await store?.close();
+    const pool = new pg.Pool({ connectionString: PG_URL, max: 1 });
+    await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await pool.end();
+  });
+
+  it("accepts a stored key with the SDK client and refuses a revoked one with 401", async () => {
+    const { client } = await connectClient(gw.url, good);
+    expect((await client.callTool({ name: "add", arguments: { a: 20, b: 22 } })).content).toEqual([
+      { type: "text", text: "42" },
+    ]);
+    await client.close();
+    const r = await rawPost(gw.url, INIT, { authorization: `Bearer ${revoked}` });
+    expect(r.status).toBe(401);
+    expect(r.headers.get("www-authenticate")).toContain('error="invalid_token"');
   });
 });
