@@ -107,6 +107,38 @@ describe("mcpgate serve --stdio with @modelcontextprotocol/server-everything and
     await client.close();
   }, 30_000);
 
+  it("relays a server→client request (sampling) and the client's answer back to the child", async () => {
+    const { Client } = await import("@modelcontextprotocol/sdk/client/index.js");
+    const { StreamableHTTPClientTransport } = await import(
+      "@modelcontextprotocol/sdk/client/streamableHttp.js"
+    );
+    const { CreateMessageRequestSchema } = await import("@modelcontextprotocol/sdk/types.js");
+    const client = new Client({ name: "sampler", version: "1.0.0" }, { capabilities: { sampling: {} } });
+    const asked: string[] = [];
+    client.setRequestHandler(CreateMessageRequestSchema, async (req) => {
+      const first = req.params.messages[0]?.content;
+      asked.push(first && "text" in first ? String(first.text) : "");
+      return {
+        model: "test-model",
+        role: "assistant",
+        content: { type: "text", text: "sampled by the client" },
+      };
+    });
+    const transport = new StreamableHTTPClientTransport(new URL(gw.url), {
+      requestInit: { headers: { Authorization: `Bearer ${KEY}` } },
+    });
+    await client.connect(transport);
+    const result = await client.callTool({
+      name: "trigger-sampling-request",
+      arguments: { prompt: "hello sampler", maxTokens: 20 },
+    });
+    expect(asked).toHaveLength(1);
+    expect(asked[0]).toContain("hello sampler");
+    expect(textOf(result)).toContain("sampled by the client");
+    await transport.terminateSession();
+    await client.close();
+  }, 30_000);
+
   it("refuses a request without the key with 401 before any process starts", async () => {
     const before = (gw.upstream as StdioUpstream).childPids().length;
     const res = await rawPost(gw.url, "wrong-key-wrong-key-wrong", {
