@@ -241,7 +241,7 @@ export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.en
   let raw: unknown;
   const ext = extname(file).toLowerCase();
   try {
-    raw = ext === ".json" ? JSON.parse(text) : parseYaml(text);
+    raw = ext === ".json" ? JSON.parse(text) : parseYaml(text, { logLevel: "error" });
   } catch (err) {
     throw new McpGateError(
       "ERR_CONFIG_INVALID",

@@ -157,7 +157,7 @@ export function loadMonitorConfig(file: string, env: NodeJS.ProcessEnv = process
   const json = extname(file).toLowerCase() === ".json";
   let raw: unknown;
   try {
-    raw = json ? JSON.parse(text) : parseYaml(text);
+    raw = json ? JSON.parse(text) : parseYaml(text, { logLevel: "error" });
   } catch (err) {
     const first = (err as Error).message.split("\n")[0];
     throw new McpGateError("ERR_CONFIG_INVALID", `${file}: not valid ${json ? "JSON" : "YAML"}: ${first}`);
