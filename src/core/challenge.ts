@@ -120,7 +120,12 @@ export function renderDenial(denial: Denial, ctx: ChallengeContext = {}): HttpRe
       return json(200, {
         jsonrpc: "2.0",
         id: denial.id,
-        result: { content: [{ type: "text", text: denial.message }], isError: true },
+        // 2026-07-28 results carry resultType (clients of that era refuse a result without it).
+        result: {
+          content: [{ type: "text", text: denial.message }],
+          isError: true,
+          ...(denial.resultType ? { resultType: denial.resultType } : {}),
+        },
       });
     case "probe_denied":
       return json(200, {

@@ -24,7 +24,7 @@ export type Denial =
   | { kind: "origin_forbidden" }
   | { kind: "insufficient_scope"; scopes: string[]; description?: string }
   /** `asError`: answer with a JSON-RPC error (denied resources/read, prompts/get, …: only tools/call has isError). */
-  | { kind: "tool_denied"; id: JsonRpcId; message: string; asError?: boolean }
+  | { kind: "tool_denied"; id: JsonRpcId; message: string; asError?: boolean; resultType?: "complete" }
   | { kind: "probe_denied"; id: JsonRpcId; method: string }
   | { kind: "session_unknown" }
   | { kind: "session_missing" }

@@ -314,6 +314,7 @@ export function createGate(options: GateOptions): Gate {
               id: d.m.id ?? null,
               message: d.reason,
               ...(d.m.method !== "tools/call" ? { asError: true } : {}),
+              ...(era === "2026" ? { resultType: "complete" as const } : {}),
             },
             admission,
           );
@@ -323,7 +324,7 @@ export function createGate(options: GateOptions): Gate {
             if (d.m.type === "request")
               admission.localResponses.push(
                 d.m.method === "tools/call"
-                  ? toolErrorResult(d.m.id ?? null, d.reason)
+                  ? toolErrorResult(d.m.id ?? null, d.reason, era)
                   : forbiddenError(d.m.id ?? null, d.reason),
               );
           }
@@ -446,8 +447,11 @@ export function createGate(options: GateOptions): Gate {
 }
 
 /** JSON-RPC result for a tool call the policy refused (DESIGN.md §2: API-key identity → isError). */
-export function toolErrorResult(id: JsonRpcId, text: string): Record<string, unknown> {
-  return { jsonrpc: "2.0", id, result: { content: [{ type: "text", text }], isError: true } };
+export function toolErrorResult(id: JsonRpcId, text: string, era: Era = "2025"): Record<string, unknown> {
+  const result: Record<string, unknown> = { content: [{ type: "text", text }], isError: true };
+  // 2026-07-28 results carry resultType.
+  if (era === "2026") result.resultType = "complete";
+  return { jsonrpc: "2.0", id, result };
 }
 
 /** JSON-RPC error for a refused non-tool message (resources/read, prompts/get, …) in a batch. */
