@@ -127,6 +127,14 @@ describe("per-tool authorization through the gateway (stored API keys, SDK clien
           .slice(before)
           .filter((c) => c.startsWith("tools/call:"));
         expect(forwarded.sort()).toEqual(listed.map((n) => `tools/call:${n}`).sort());
+        // Each denial is audited with the key's display prefix, the tool and the reason; never the key.
+        const denied = gw.logs
+          .map((l) => JSON.parse(l) as { audit?: Record<string, unknown> })
+          .filter((l) => l.audit?.type === "denied" && l.audit.actor === `mcpg_${keys[who]!.split("_")[1]}`)
+          .map((l) => l.audit!);
+        expect(denied.map((e) => e.tool).sort()).toEqual(TOOLS.filter((t) => !listed.includes(t)).sort());
+        expect(String(denied[0]?.reason)).toMatch(/^Forbidden: tool /);
+        expect(gw.logs.join("\n")).not.toContain(keys[who]!);
       } finally {
         await client.close();
       }

@@ -74,6 +74,16 @@ describe("per-caller rate limits", () => {
       expect(refused.headers.get("ratelimit-policy")).toBe('"tool:ech?";q=3;w=60');
       expect(refused.headers.get("ratelimit")).toMatch(/^"tool:ech\?";r=0;t=\d+$/);
       expect((refused.json() as { error: { code: number } }).error.code).toBe(-31002);
+
+      // Audited with the key's display prefix, the tool and the policy; never the key.
+      const events = gw.logs
+        .map((l) => JSON.parse(l) as { audit?: Record<string, unknown> })
+        .filter((l) => l.audit?.type === "rate_limited")
+        .map((l) => l.audit!);
+      expect(events.length).toBeGreaterThanOrEqual(3);
+      const keyId = keys.a!.split("_")[1]!;
+      expect(events[0]).toMatchObject({ actor: `mcpg_${keyId}`, tool: "echo", reason: "tool:ech?" });
+      expect(gw.logs.join("\n")).not.toContain(keys.a!);
     });
 
     it("counts every request against the principal's limit, refused ones excepted", async () => {
