@@ -4,7 +4,9 @@
  *   npx tsx bench/gateway.ts [--rounds 4] [--round-ms 3000] [--concurrency 16]
  */
 import { parseArgs } from "node:util";
-import { startDemoHttpServer } from "../src/cli/demo-server.js";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { createInterface } from "node:readline";
 import { validateConfig } from "../src/config.js";
 import { startGateway } from "../src/gateway/assemble.js";
 import { createLogger } from "../src/observe/logger.js";
@@ -18,7 +20,12 @@ const roundMs = Number(values["round-ms"]);
 const concurrency = Number(values.concurrency);
 const KEY = "bench-static-key-0123456789abcdef";
 
-const upstream = await startDemoHttpServer(0);
+// The upstream runs in its own process: gateway and upstream would otherwise share one event loop.
+const child = spawn(process.execPath, ["--import", "tsx", new URL("./upstream-process.ts", import.meta.url).pathname], {
+  stdio: ["ignore", "pipe", "inherit"],
+});
+const [line] = (await once(createInterface({ input: child.stdout! }), "line")) as [string];
+const upstream = { url: (JSON.parse(line) as { url: string }).url, close: async () => void child.kill("SIGTERM") };
 const gw = await startGateway({
   config: validateConfig({ listen: { port: 0 }, upstream: { url: upstream.url } }, {}),
   env: { MCP_API_KEY: KEY },

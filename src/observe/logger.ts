@@ -35,12 +35,24 @@ function headerPaths(name: string): string[] {
   return [`headers['${n}']`, `req.headers['${n}']`, `res.headers['${n}']`, `*.headers['${n}']`];
 }
 
+/** Session ids are bearer-like handles (spec SBP "session hijacking"): logged as a short prefix only. */
+const SESSION_HEADERS = ["mcp-session-id"];
+
 /** Paths redacted by the logger itself, so no call site has to remember (STYLE.md rule 5). */
 export const REDACT_PATHS: readonly string[] = Object.freeze([
   ...SECRET_HEADERS.flatMap(headerPaths),
+  ...SESSION_HEADERS.flatMap(headerPaths),
   ...SECRET_FIELDS,
   ...SECRET_FIELDS.map((f) => `*.${f}`),
 ]);
+
+function censor(value: unknown, path: string[]): string {
+  const last = path.at(-1)?.toLowerCase();
+  if (last && SESSION_HEADERS.includes(last) && typeof value === "string") {
+    return value.length > 8 ? `${value.slice(0, 8)}…` : "[redacted]";
+  }
+  return "[redacted]";
+}
 
 /**
  * The one logger factory. Secrets are removed by pino's `redact` at serialization time: the
@@ -54,7 +66,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const extra = (options.redactHeaders ?? []).flatMap(headerPaths);
   const base = {
     level: options.level ?? "info",
-    redact: { paths: [...new Set([...REDACT_PATHS, ...extra])], censor: "[redacted]" },
+    redact: { paths: [...new Set([...REDACT_PATHS, ...extra])], censor },
     base: { service: "mcpgate" },
     timestamp: pino.stdTimeFunctions.isoTime,
   };

@@ -37,6 +37,15 @@ describe("logger redaction", () => {
     expect(entry.msg).toBe("request received");
   });
 
+  it("logs a session id only as a short prefix", () => {
+    const lines: string[] = [];
+    const log = createLogger({ level: "debug", destination: captureStream(lines) });
+    const sid = "4f1c9e0a-7b2d-4c55-9a61-0d3e5b7c8f90";
+    log.debug({ req: { headers: { "mcp-session-id": sid } } }, "request");
+    expect(lines.join("\n")).not.toContain(sid);
+    expect(JSON.parse(lines[0]!).req.headers["mcp-session-id"]).toBe("4f1c9e0a…");
+  });
+
   it("writes nothing below its level", () => {
     const lines: string[] = [];
     const log = createLogger({ level: "info", destination: captureStream(lines) });
