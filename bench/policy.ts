@@ -94,7 +94,7 @@ async function compare(work: Record<string, () => Promise<void>>) {
     const order = r % 2 === 0 ? names : [...names].reverse();
     for (const n of order) {
       const res = await load(work[n]!, concurrency, roundMs);
-      (lat[n] ??= []).push(...res.latencies);
+      lat[n] = [...(lat[n] ?? []), ...res.latencies];
       secs[n] = (secs[n] ?? 0) + res.seconds;
     }
   }
@@ -168,7 +168,10 @@ const pools = new Map<string, Pool>();
 const listOnce = (url: string) => async () => {
   const u = new URL(url);
   let pool = pools.get(u.origin);
-  if (!pool) pools.set(u.origin, (pool = new Pool(u.origin, { connections: 64 })));
+  if (!pool) {
+    pool = new Pool(u.origin, { connections: 64 });
+    pools.set(u.origin, pool);
+  }
   const r = await pool.request({
     path: u.pathname,
     method: "POST",

@@ -222,7 +222,7 @@ describe("compilePolicy", () => {
     const d = policy.authorize(id([]), call(`delete_\u0000\n${"x".repeat(500)}`));
     expect(d.allow).toBe(false);
     if (!d.allow) {
-      expect(d.reason).not.toMatch(/[\u0000\n]/);
+      expect(d.reason.includes("\u0000") || d.reason.includes("\n")).toBe(false);
       expect(d.reason.length).toBeLessThan(250);
     }
   });

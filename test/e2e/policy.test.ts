@@ -180,7 +180,7 @@ describe("per-tool authorization through the gateway (stored API keys, SDK clien
     );
     expect(res.status).toBe(200);
     const byId = new Map(messagesOf(res.text).map((m) => [m.id, m]));
-    expect((byId.get(7)?.result as { content: unknown }).content).toEqual([
+    expect((byId.get(7)?.result as { content?: unknown } | undefined)?.content).toEqual([
       { type: "text", text: "ran echo" },
     ]);
     expect(byId.get(8)?.result).toMatchObject({ isError: true });
