@@ -56,6 +56,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<void> {
     "    -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \\",
     `    -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}'`,
     "",
+    "  # MCP Inspector CLI (the Inspector itself needs Node.js 22 or later):",
     `  npx -y @modelcontextprotocol/inspector --cli ${url} --transport http \\`,
     `    --header 'Authorization: Bearer ${key}' --method tools/call --tool-name add --tool-arg a=2 --tool-arg b=3`,
     "",
