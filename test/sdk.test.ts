@@ -62,7 +62,16 @@ describe("mcpgate/sdk: the policy inside an SDK McpServer behind mcpgate/express
       "/mcp",
       mcpAuth({ verifiers: [createApiKeyVerifier({ store })], publicUrl: "http://127.0.0.1:1/mcp" }),
     );
-    app.all("/mcp", async (req, res) => {
+    // The same policy also given to the middleware (HTTP-level decisions before the SDK runs).
+    app.use(
+      "/gated",
+      mcpAuth({
+        verifiers: [createApiKeyVerifier({ store })],
+        publicUrl: "http://127.0.0.1:1/gated",
+        authorizer: compilePolicy(POLICY),
+      }),
+    );
+    app.all(["/mcp", "/gated"], async (req, res) => {
       const mcp = makeServer();
       const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
       res.on("close", () => {
@@ -129,6 +138,34 @@ describe("mcpgate/sdk: the policy inside an SDK McpServer behind mcpgate/express
       onDenied = "auto";
       await client.close();
     }
+  });
+
+  it("answers a batch with a refused call entirely in the middleware: nothing of it runs", async () => {
+    ran.length = 0;
+    const gated = url.replace(/\/mcp$/, "/gated");
+    const res = await fetch(gated, {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${keys.reader}`,
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+        "mcp-protocol-version": "2025-03-26",
+      },
+      body: JSON.stringify([
+        { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "echo", arguments: {} } },
+        { jsonrpc: "2.0", id: 2, method: "tools/call", params: { name: "delete_note", arguments: {} } },
+      ]),
+    });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as Array<{
+      id: number;
+      result?: { isError?: boolean };
+      error?: { code: number };
+    }>;
+    const byId = new Map(body.map((m) => [m.id, m]));
+    expect(byId.get(2)?.result?.isError).toBe(true);
+    expect(byId.get(1)?.error?.code).toBe(-31001);
+    expect(ran).toEqual([]);
   });
 
   it("refuses to wrap a server whose handlers are already installed", () => {

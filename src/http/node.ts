@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { HttpResponseSpec } from "../core/challenge.js";
+import { type HttpResponseSpec, JSONRPC } from "../core/challenge.js";
 import { type SdkAuthInfo, toAuthInfo } from "../core/identity.js";
 import { type Admission, createGate, type Gate, type GateOptions } from "../gate/gate.js";
 import { gateHeaders, readBody } from "./body.js";
@@ -72,6 +72,28 @@ export function createNodeMcpAuth(gateOrOptions: Gate | GateOptions): NodeMcpAut
       return false;
     }
     const a = decision.admission;
+    if (a.localResponses.length > 0) {
+      // A batch with elements the policy refused. The in-process server would run the whole body
+      // (its response cannot be merged with ours here), so answer the batch entirely: the refused
+      // elements with their denial, the others with an error asking to resend them alone.
+      const rest = a.messages
+        .filter((m) => m.type === "request")
+        .map((m) => ({
+          jsonrpc: "2.0",
+          id: m.id ?? null,
+          error: {
+            code: JSONRPC.FORBIDDEN,
+            message:
+              "Forbidden: this batch contains a call the policy refuses; send the other calls without it",
+          },
+        }));
+      send(res, {
+        status: 200,
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify([...a.localResponses, ...rest]),
+      });
+      return false;
+    }
     if (bodyText !== undefined) r.body = JSON.parse(bodyText);
     r.auth = toAuthInfo(a.identity, a.token, resource);
     r.mcpgate = a;
