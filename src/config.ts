@@ -1,8 +1,7 @@
-import { readFileSync } from "node:fs";
-import { extname } from "node:path";
-import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { readConfigFile } from "./core/config-file.js";
 import { parseDuration } from "./core/duration.js";
+import { interpolateEnv } from "./core/env-interpolation.js";
 import { McpGateError } from "./core/errors.js";
 
 /**
@@ -164,54 +163,6 @@ export const configSchema = z.strictObject({
 export type GatewayConfig = z.infer<typeof configSchema>;
 export type GatewayConfigInput = z.input<typeof configSchema>;
 
-/** Deepest nesting a configuration may have; real ones need a handful of levels. */
-const MAX_CONFIG_DEPTH = 32;
-
-/**
- * Replace `${VAR}` with the environment's value; an unset variable is an error naming it.
- * YAML aliases can make a value contain itself (`a: &a [*a]`) and a file can nest absurdly deep:
- * both are refused with ERR_CONFIG_INVALID rather than overflowing the stack.
- */
-export function interpolateEnv(
-  value: unknown,
-  env: NodeJS.ProcessEnv,
-  path = "",
-  ancestors: object[] = [],
-): unknown {
-  if (value && typeof value === "object") {
-    if (ancestors.includes(value)) {
-      throw new McpGateError(
-        "ERR_CONFIG_INVALID",
-        `${path || "config"}: a value contains itself (YAML alias cycle)`,
-      );
-    }
-    if (ancestors.length >= MAX_CONFIG_DEPTH) {
-      throw new McpGateError(
-        "ERR_CONFIG_INVALID",
-        `${path || "config"}: nested more than ${MAX_CONFIG_DEPTH} levels`,
-      );
-    }
-    const inner = [...ancestors, value];
-    if (Array.isArray(value)) return value.map((v, i) => interpolateEnv(v, env, `${path}[${i}]`, inner));
-    return Object.fromEntries(
-      Object.entries(value).map(([k, v]) => [k, interpolateEnv(v, env, path ? `${path}.${k}` : k, inner)]),
-    );
-  }
-  if (typeof value === "string") {
-    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, name: string) => {
-      const v = env[name];
-      if (v === undefined) {
-        throw new McpGateError(
-          "ERR_CONFIG_INVALID",
-          `${path || "config"}: environment variable ${name} is not set`,
-        );
-      }
-      return v;
-    });
-  }
-  return value;
-}
-
 /** Validate a parsed object; throws ERR_CONFIG_INVALID naming the first bad field(s). */
 export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv | null = process.env): GatewayConfig {
   // env === null: the object was interpolated already (e.g. a loaded file merged with flags).
@@ -229,26 +180,7 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv | null = pro
 
 /** Read, interpolate and validate a YAML (.yaml/.yml) or JSON (.json) configuration file. */
 export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): GatewayConfig {
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (err) {
-    throw new McpGateError(
-      "ERR_CONFIG_NOT_FOUND",
-      `cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? "error"}`,
-    );
-  }
-  let raw: unknown;
-  const ext = extname(file).toLowerCase();
-  try {
-    raw = ext === ".json" ? JSON.parse(text) : parseYaml(text, { logLevel: "error" });
-  } catch (err) {
-    throw new McpGateError(
-      "ERR_CONFIG_INVALID",
-      `${file}: not valid ${ext === ".json" ? "JSON" : "YAML"}: ${(err as Error).message.split("\n")[0]}`,
-    );
-  }
-  return validateConfig(raw, env);
+  return validateConfig(readConfigFile(file, "config file"), env);
 }
 
 /** Duration field → milliseconds. */

@@ -1,8 +1,7 @@
-import { readFileSync } from "node:fs";
-import { extname } from "node:path";
-import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { readConfigFile } from "../core/config-file.js";
 import { parseDuration } from "../core/duration.js";
+import { interpolateEnv } from "../core/env-interpolation.js";
 import { McpGateError } from "../core/errors.js";
 
 /**
@@ -96,7 +95,7 @@ export interface MonitorConfig {
  * const cfg = resolveMonitorConfig({ targets: [{ name: "prod", url: "https://mcp.example.com/mcp", keyEnv: "PROBE_KEY" }] });
  */
 export function resolveMonitorConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env): MonitorConfig {
-  const parsed = monitorConfigSchema.safeParse(substituteEnv(raw ?? {}, env, ""));
+  const parsed = monitorConfigSchema.safeParse(interpolateEnv(raw ?? {}, env));
   if (!parsed.success) {
     const lines = parsed.error.issues.slice(0, 5).map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`);
     throw new McpGateError("ERR_CONFIG_INVALID", `invalid monitor configuration: ${lines.join("; ")}`);
@@ -147,47 +146,10 @@ export function resolveMonitorConfig(raw: unknown, env: NodeJS.ProcessEnv = proc
  * @example const cfg = loadMonitorConfig("./monitor.yaml");
  */
 export function loadMonitorConfig(file: string, env: NodeJS.ProcessEnv = process.env): MonitorConfig {
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code ?? "error";
-    throw new McpGateError("ERR_CONFIG_NOT_FOUND", `cannot read monitor config ${file}: ${code}`);
-  }
-  const json = extname(file).toLowerCase() === ".json";
-  let raw: unknown;
-  try {
-    raw = json ? JSON.parse(text) : parseYaml(text, { logLevel: "error" });
-  } catch (err) {
-    const first = (err as Error).message.split("\n")[0];
-    throw new McpGateError("ERR_CONFIG_INVALID", `${file}: not valid ${json ? "JSON" : "YAML"}: ${first}`);
-  }
-  return resolveMonitorConfig(raw, env);
+  return resolveMonitorConfig(readConfigFile(file, "monitor config"), env);
 }
 
 function splitHostPort(value: string): { host: string; port: number } {
   const i = value.lastIndexOf(":");
   return { host: value.slice(0, i), port: Number(value.slice(i + 1)) };
-}
-
-/** `${VAR}` substitution; an unset variable is an error naming the field (never the value). */
-function substituteEnv(value: unknown, env: NodeJS.ProcessEnv, path: string): unknown {
-  if (typeof value === "string") {
-    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, name: string) => {
-      const v = env[name];
-      if (v === undefined)
-        throw new McpGateError(
-          "ERR_CONFIG_INVALID",
-          `${path || "(root)"}: environment variable ${name} is not set`,
-        );
-      return v;
-    });
-  }
-  if (Array.isArray(value)) return value.map((v, i) => substituteEnv(v, env, `${path}[${i}]`));
-  if (value && typeof value === "object") {
-    return Object.fromEntries(
-      Object.entries(value).map(([k, v]) => [k, substituteEnv(v, env, path ? `${path}.${k}` : k)]),
-    );
-  }
-  return value;
 }
