@@ -188,6 +188,9 @@ export function createGatewayServer(options: GatewayServerOptions): GatewayServe
       connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(headersTimeout / 4))),
     },
     (req, res) => {
+      // A request arrived: the "must start a request" deadline set on connection no longer applies
+      // (SSE responses may idle for as long as they like; keep-alive idling is keepAliveTimeout).
+      req.socket.setTimeout(0);
       const started = performance.now();
       const requestId = randomUUID();
       res.setHeader("x-request-id", requestId);
@@ -225,6 +228,10 @@ export function createGatewayServer(options: GatewayServerOptions): GatewayServe
         });
     },
   );
+  // Node's headersTimeout runs from the first byte of a request: a connection that never sends one
+  // would be held forever, and enough of them exhaust the descriptors. Every new connection gets
+  // headersTimeout to start a request; when the socket times out before one, Node destroys it.
+  server.on("connection", (socket) => socket.setTimeout(headersTimeout));
   server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
     // RFC 9110 §15.5.9: too slow (headersTimeout / requestTimeout) is 408; RFC 6585 §5: 431.
     const status =
