@@ -339,7 +339,8 @@ async function runMain(): Promise<void> {
         `RSS last/second minute ${rssRatio.toFixed(3)} (${f1(second.rssMB)} → ${f1(last.rssMB)} MB)`,
     );
     console.log(
-      `p99 latency last/first minute: ${p99Ratio.toFixed(3)} (${f1(first.p99)} → ${f1(last.p99)} ms)`,
+      `p99 latency last/first minute: ${p99Ratio.toFixed(3)} (${f1(first.p99)} → ${f1(last.p99)} ms); ` +
+        `last/second minute: ${(last.p99 / second.p99).toFixed(3)} (${f1(second.p99)} → ${f1(last.p99)} ms)`,
     );
     const flat = rssSlope < 2 && rssRatio < 1.1;
     const stable = p99Ratio < 1.5;

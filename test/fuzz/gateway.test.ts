@@ -46,7 +46,7 @@ const authorization = fc.oneof(
     `Bearer ${KEY}x`,
     `Bearer ${KEY.slice(0, -1)}`,
   ),
-  fc.constant([`Bearer ${KEY}`, `Bearer ${KEY}`]),
+  fc.constant<string[]>([`Bearer ${KEY}`, `Bearer ${KEY}`]),
   headerText,
   headerText.map((t) => `Bearer ${t}`),
 );

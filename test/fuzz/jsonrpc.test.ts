@@ -163,13 +163,13 @@ describe("parseJsonRpc under fuzzing", () => {
     fc.assert(
       fc.property(
         fc.array(validMessage, { minLength: 1, maxLength: 5 }),
-        fc.oneof(fc.jsonValue({ maxDepth: 2 }), fc.constant({ jsonrpc: "1.0", id: 1, method: "x" })),
+        fc.oneof(fc.jsonValue({ maxDepth: 2 }), fc.constant<unknown>({ jsonrpc: "1.0", id: 1, method: "x" })),
         fc.nat(),
         (msgs, bad, at) => {
           expect(parseJsonRpc("[]")).toMatchObject({ ok: false, kind: "invalid_request" });
           const big = Array.from({ length: MAX_BATCH + 1 }, () => msgs[0]);
           expect(parseJsonRpc(JSON.stringify(big))).toMatchObject({ ok: false, kind: "invalid_request" });
-          const withBad = [...msgs];
+          const withBad: unknown[] = [...msgs];
           withBad.splice(at % (msgs.length + 1), 0, bad);
           const r = parseJsonRpc(JSON.stringify(withBad));
           // A random JSON value can be a valid response or message by chance; anything else is refused.
