@@ -88,6 +88,7 @@ export { type RunningGateway, startGateway } from "./gateway/assemble.js";
 // observe: logs, audit, metrics, guard, alerts (docs/observability.md)
 export {
   type Alert,
+  type AlertDelivery,
   type Alerter,
   type AlerterOptions,
   type AlertKind,

@@ -6,18 +6,34 @@ import {
 } from "../core/webhook-signature.js";
 
 /**
- * Security alerts to `alerts.webhook`: a signed JSON POST (core/webhook-signature.ts) for
- * lockouts, 401 spikes and store outages. Sending never blocks the request path: alerts go into a
- * bounded queue (oldest dropped first, counted) drained in the background, each delivery retried
- * a bounded number of times with exponential backoff.
+ * Alerts to a webhook: a signed JSON POST (core/webhook-signature.ts). The gateway sends lockouts,
+ * 401 spikes and store outages (`alerts.webhook`); the monitor (probe/monitor.ts) sends target
+ * state changes, schema drift and certificate expiry through the same sender, so one receiver
+ * serves both. Sending never blocks the request path or a probe: alerts go into a bounded queue
+ * (oldest dropped first, counted) drained in the background, each delivery retried a bounded
+ * number of times with exponential backoff.
  */
 
-export type AlertKind = "lockout" | "auth_failure_spike" | "store_outage";
+/** Gateway alerts, then monitor alerts (docs/observability.md, docs/monitoring.md). */
+export type AlertKind =
+  | "lockout"
+  | "auth_failure_spike"
+  | "store_outage"
+  | "state_change"
+  | "schema_drift"
+  | "cert_expiry";
 
 /** An alert; every field must be safe to send (addresses, display prefixes, counts — no secret). */
 export interface Alert {
   kind: AlertKind;
-  [field: string]: string | number | boolean | undefined;
+  [field: string]: string | number | boolean | null | undefined;
+}
+
+/** How a delivery ended: attempts made, and for a failure the last reason (never a secret). */
+export interface AlertDelivery {
+  attempts: number;
+  /** `HTTP <status>`, `timeout` or `network error`; absent when sent or dropped. */
+  reason?: string;
 }
 
 /** Options of {@link createAlerter}. */
@@ -35,11 +51,14 @@ export interface AlerterOptions {
   /** Alerts waiting beyond this are dropped, oldest first. Default 100. */
   maxQueue?: number;
   /** Told about each alert's end: delivered, failed after every attempt, or dropped unsent. */
-  onOutcome?: (kind: AlertKind, outcome: "sent" | "failed" | "dropped") => void;
+  onOutcome?: (kind: AlertKind, outcome: "sent" | "failed" | "dropped", delivery: AlertDelivery) => void;
   /** `instance` field of every alert. Default: the host name. */
   instance?: string;
+  /** `User-Agent` of deliveries. Default `mcpgate-alerts/0.1`. */
+  userAgent?: string;
 }
 
+/** A running alert sender (see {@link createAlerter}). */
 export interface Alerter {
   /** Queue an alert; returns at once. */
   send(alert: Alert): void;
@@ -76,6 +95,7 @@ export function createAlerter(options: AlerterOptions): Alerter {
   if (!(maxAttempts >= 1) || !(maxQueue >= 1))
     throw new TypeError("createAlerter: maxAttempts and maxQueue must be >= 1");
   const instance = options.instance ?? hostname();
+  const userAgent = options.userAgent ?? "mcpgate-alerts/0.1";
   const stop = new AbortController();
   const queue: Array<{ alert: Alert; time: string }> = [];
   let running: Promise<void> | undefined;
@@ -94,9 +114,12 @@ export function createAlerter(options: AlerterOptions): Alerter {
       stop.signal.addEventListener("abort", onAbort, { once: true });
     });
 
-  async function deliver(item: { alert: Alert; time: string }): Promise<boolean> {
+  async function deliver(item: { alert: Alert; time: string }): Promise<AlertDelivery & { ok: boolean }> {
     const body = JSON.stringify({ ...item.alert, time: item.time, service: "mcpgate", instance });
+    let attempts = 0;
+    let reason = "stopped";
     for (let attempt = 1; attempt <= maxAttempts && !stop.signal.aborted; attempt++) {
+      attempts = attempt;
       // Signed per attempt: the timestamp says when this delivery was made (receivers bound it).
       const ts = Math.floor(Date.now() / 1000);
       try {
@@ -104,7 +127,7 @@ export function createAlerter(options: AlerterOptions): Alerter {
           method: "POST",
           headers: {
             "content-type": "application/json",
-            "user-agent": "mcpgate-alerts/0.1",
+            "user-agent": userAgent,
             [WEBHOOK_SIGNATURE_HEADER]: signWebhookPayload(body, options.secret, ts),
             [WEBHOOK_TIMESTAMP_HEADER]: String(ts),
           },
@@ -113,21 +136,23 @@ export function createAlerter(options: AlerterOptions): Alerter {
           signal: AbortSignal.any([AbortSignal.timeout(attemptTimeoutMs), stop.signal]),
         });
         await res.body?.cancel().catch(() => {});
-        if (res.status >= 200 && res.status < 300) return true;
+        if (res.status >= 200 && res.status < 300) return { ok: true, attempts };
+        reason = `HTTP ${res.status}`;
         // A 4xx other than 429 will not change on retry (bad secret, wrong URL).
-        if (res.status < 500 && res.status !== 429) return false;
-      } catch {
+        if (res.status < 500 && res.status !== 429) break;
+      } catch (err) {
         // Network error or timeout: retry.
+        reason = (err as Error).name === "TimeoutError" ? "timeout" : "network error";
       }
       if (attempt < maxAttempts) await sleep(retryBaseMs * 2 ** (attempt - 1));
     }
-    return false;
+    return { ok: false, attempts, reason };
   }
 
   async function drain(): Promise<void> {
     for (let next = queue.shift(); next; next = queue.shift()) {
-      const ok = await deliver(next);
-      options.onOutcome?.(next.alert.kind, ok ? "sent" : "failed");
+      const { ok, ...delivery } = await deliver(next);
+      options.onOutcome?.(next.alert.kind, ok ? "sent" : "failed", delivery);
     }
     running = undefined;
   }
@@ -139,7 +164,7 @@ export function createAlerter(options: AlerterOptions): Alerter {
       if (queue.length > maxQueue) {
         const old = queue.shift()!;
         dropped++;
-        options.onOutcome?.(old.alert.kind, "dropped");
+        options.onOutcome?.(old.alert.kind, "dropped", { attempts: 0 });
       }
       running ??= drain();
     },

@@ -12,6 +12,14 @@ export {
   WEBHOOK_TIMESTAMP_HEADER,
 } from "../core/webhook-signature.js";
 export {
+  type Alert,
+  type AlertDelivery,
+  type Alerter,
+  type AlerterOptions,
+  type AlertKind,
+  createAlerter,
+} from "../observe/alerts.js";
+export {
   createMemoryHistory,
   type HistoryStore,
   type MonitorEvent,
@@ -48,4 +56,3 @@ export type { FetchLike } from "./rpc-exchange.js";
 export { hashToolSchemas, stableStringify, type ToolShape } from "./schema-hash.js";
 export { renderLatencyChart, renderStatusPage, type StatusServer, startStatusServer } from "./status-page.js";
 export { type CertificateExpiry, readCertificateExpiry } from "./tls-expiry.js";
-export { createWebhookSender, type WebhookSender, type WebhookSenderOptions } from "./webhook.js";

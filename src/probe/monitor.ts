@@ -1,10 +1,10 @@
+import { type Alert, type Alerter, createAlerter } from "../observe/alerts.js";
 import type { HistoryStore, MonitorEvent, ProbeRecord } from "../stores/probe-history.js";
 import type { MonitorConfig, MonitorTarget } from "./monitor-config.js";
 import { createMonitorMetrics, type MonitorMetrics } from "./monitor-metrics.js";
 import { type ProbeResult, type ProbeStatus, probeEndpoint } from "./probe.js";
 import type { FetchLike } from "./rpc-exchange.js";
 import { readCertificateExpiry } from "./tls-expiry.js";
-import { createWebhookSender, type WebhookSender } from "./webhook.js";
 
 const DAY_MS = 86_400_000;
 const CERT_CHECK_EVERY_MS = 6 * 3_600_000;
@@ -14,8 +14,8 @@ const KEEP_MS = 8 * DAY_MS; // 7 d of uptime plus a margin
 export interface MonitorOptions {
   config: MonitorConfig;
   history: HistoryStore;
-  /** Replaces the webhook sender built from `config.alerts`. */
-  webhook?: WebhookSender;
+  /** Replaces the alert sender built from `config.alerts` (the gateway's, observe/alerts.ts). */
+  webhook?: Pick<Alerter, "send" | "flush">;
   /** HTTP client for probes (default: undici). */
   fetch?: FetchLike;
   /** Clock, for tests. */
@@ -94,10 +94,15 @@ export function createMonitor(options: MonitorOptions): Monitor {
   const metrics = createMonitorMetrics();
   let webhook = options.webhook;
   if (!webhook && config.alerts.webhook && config.alerts.secret) {
-    webhook = createWebhookSender({
+    webhook = createAlerter({
       url: config.alerts.webhook,
       secret: config.alerts.secret,
-      onFailure: (f) => log(`alert ${f.kind} not delivered after ${f.attempts} attempt(s): ${f.reason}`),
+      userAgent: "mcpgate-monitor/0.1",
+      onOutcome: (kind, outcome, d) => {
+        if (outcome === "failed")
+          log(`alert ${kind} not delivered after ${d.attempts} attempt(s): ${d.reason}`);
+        else if (outcome === "dropped") log(`alert ${kind} dropped: too many alerts waiting`);
+      },
     });
   }
   const states = new Map<string, TargetState>(
@@ -141,7 +146,7 @@ export function createMonitor(options: MonitorOptions): Monitor {
       url,
       at: new Date(event.at).toISOString(),
       message: event.message,
-      ...event.detail,
+      ...scalarFields(event.detail),
     });
   }
 
@@ -326,4 +331,13 @@ export function createMonitor(options: MonitorOptions): Monitor {
       events,
     };
   }
+}
+
+/** The flat (string, number, boolean, null) fields of an event's detail: an alert body is one level deep. */
+function scalarFields(detail: Record<string, unknown>): Record<string, Alert[string]> {
+  const out: Record<string, Alert[string]> = {};
+  for (const [k, v] of Object.entries(detail)) {
+    if (v === null || typeof v === "string" || typeof v === "number" || typeof v === "boolean") out[k] = v;
+  }
+  return out;
 }

@@ -9,10 +9,10 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { isMcpGateError } from "../../src/core/errors.js";
 import { verifyWebhookPayload } from "../../src/core/webhook-signature.js";
+import { createAlerter } from "../../src/observe/alerts.js";
 import { createMonitor } from "../../src/probe/monitor.js";
 import { resolveMonitorConfig } from "../../src/probe/monitor-config.js";
 import { startStatusServer } from "../../src/probe/status-page.js";
-import { createWebhookSender } from "../../src/probe/webhook.js";
 import { openHistoryStore } from "../../src/stores/probe-history.js";
 import { DEFAULT_TOOLS, type SdkTestServer, startSdkServer } from "./helpers/servers.js";
 
@@ -119,6 +119,9 @@ describe("monitor", () => {
       const change = receiver.got[1]!;
       const body = JSON.parse(change.raw);
       expect(body).toMatchObject({ kind: "state_change", target: "flaky", from: "up", to: "unreachable" });
+      // Sent by the gateway's alerter: same envelope fields, the monitor's own User-Agent.
+      expect(body).toMatchObject({ service: "mcpgate", instance: expect.any(String) });
+      expect(change.headers["user-agent"]).toBe("mcpgate-monitor/0.1");
       // The gateway's scheme: HMAC-SHA256 over "<timestamp>.<raw body>", computed independently here.
       const ts = String(change.headers["x-mcpgate-timestamp"]);
       expect(Math.abs(Number(ts) - Date.now() / 1000)).toBeLessThan(60);
@@ -223,7 +226,7 @@ describe("monitor", () => {
   });
 });
 
-describe("webhook sender", () => {
+describe("monitor alerts through the gateway's alerter", () => {
   let receiver: Awaited<ReturnType<typeof startReceiver>> | undefined;
   afterEach(async () => {
     await receiver?.close();
@@ -231,7 +234,7 @@ describe("webhook sender", () => {
 
   it("retries a failing receiver and stops after a delivery", async () => {
     receiver = await startReceiver([503, 500]);
-    const hook = createWebhookSender({ url: receiver.url, secret: SECRET, retryBaseMs: 10 });
+    const hook = createAlerter({ url: receiver.url, secret: SECRET, retryBaseMs: 10 });
     hook.send({ kind: "state_change", target: "x" });
     await hook.flush();
     expect(receiver.got).toHaveLength(3);
@@ -242,22 +245,22 @@ describe("webhook sender", () => {
   it("gives up after the bounded number of attempts and reports it", async () => {
     receiver = await startReceiver([500, 500, 500, 500, 500, 500]);
     const failures: unknown[] = [];
-    const hook = createWebhookSender({
+    const hook = createAlerter({
       url: receiver.url,
       secret: SECRET,
       retryBaseMs: 5,
       maxAttempts: 3,
-      onFailure: (f) => failures.push(f),
+      onOutcome: (kind, outcome, d) => failures.push({ kind, outcome, ...d }),
     });
     hook.send({ kind: "state_change", target: "x" });
     await hook.flush();
     expect(receiver.got).toHaveLength(3);
-    expect(failures).toEqual([{ kind: "state_change", attempts: 3, reason: "HTTP 500" }]);
+    expect(failures).toEqual([{ kind: "state_change", outcome: "failed", attempts: 3, reason: "HTTP 500" }]);
   });
 
   it("does not retry a 4xx other than 429", async () => {
     receiver = await startReceiver([400]);
-    const hook = createWebhookSender({ url: receiver.url, secret: SECRET, retryBaseMs: 5 });
+    const hook = createAlerter({ url: receiver.url, secret: SECRET, retryBaseMs: 5 });
     hook.send({ kind: "state_change", target: "x" });
     await hook.flush();
     expect(receiver.got).toHaveLength(1);
@@ -267,7 +270,7 @@ describe("webhook sender", () => {
     const hanging = createServer(() => {});
     await new Promise<void>((r) => hanging.listen(0, "127.0.0.1", r));
     const url = `http://127.0.0.1:${(hanging.address() as AddressInfo).port}/`;
-    const hook = createWebhookSender({ url, secret: SECRET, attemptTimeoutMs: 200, maxAttempts: 1 });
+    const hook = createAlerter({ url, secret: SECRET, attemptTimeoutMs: 200, maxAttempts: 1 });
     const t0 = performance.now();
     hook.send({ kind: "state_change", target: "x" });
     expect(performance.now() - t0).toBeLessThan(20);
