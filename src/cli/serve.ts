@@ -9,6 +9,7 @@ interface ServeFlags {
   stdio?: string;
   host?: string;
   port?: string;
+  logLevel?: string;
 }
 
 /** Split a --stdio "CMD ARGS" string into argv, honouring simple quotes. */
@@ -37,6 +38,7 @@ export function resolveServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv): G
       ...(flags.port ? { port: parsePort(flags.port) } : {}),
     };
   }
+  if (flags.logLevel) raw.logging = { ...(raw.logging ?? {}), level: flags.logLevel as "info" };
   if (!raw.upstream?.url && !raw.upstream?.command)
     fail('no upstream: pass --upstream URL or --stdio "CMD ARGS", or set upstream in --config');
   return validateConfig(raw, null);
@@ -51,6 +53,7 @@ export function registerServeCommand(program: Command): void {
     .option("--stdio <command>", 'run a stdio MCP server per session, e.g. "npx -y some-mcp-server"')
     .option("--host <host>", "listen address (default 127.0.0.1)")
     .option("--port <port>", "listen port (default 8080)")
+    .option("--log-level <level>", "trace, debug, info (default), warn, error, fatal or silent")
     .action(async (flags: ServeFlags) => {
       const config = resolveServeConfig(flags, process.env);
       const gw = await startGateway({ config });
