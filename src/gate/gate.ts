@@ -4,13 +4,20 @@ import type { CredentialVerifier, VerifyResult } from "../authn/verifier.js";
 import { isProbeAllowedMethod } from "../authz/probe.js";
 import type { AuditEvent } from "../core/audit-event.js";
 import { type ChallengeContext, type HttpResponseSpec, renderDenial } from "../core/challenge.js";
+import type {
+  Authorizer,
+  GateObserver,
+  GateRequest,
+  Guard,
+  RateLimitPlanner,
+  StateStore,
+} from "../core/contracts.js";
 import { isMcpGateError, McpGateError } from "../core/errors.js";
 import { displayOf, type Identity } from "../core/identity.js";
 import type { Denial, JsonRpcId } from "../core/outcome.js";
 import { checkMetadataHeaders, detectEra, type Era } from "../mcp/era.js";
 import { type InspectedMessage, parseJsonRpc } from "../mcp/jsonrpc.js";
 import { createMemoryStateStore } from "../stores/memory-state.js";
-import type { Authorizer, GateObserver, GateRequest, Guard, RateLimitPlanner, StateStore } from "./types.js";
 
 /** Options of {@link createGate}. Resolved once, frozen. */
 export interface GateOptions {

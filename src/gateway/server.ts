@@ -7,18 +7,12 @@ import type { Gate } from "../gate/gate.js";
 import { gateHeaders, readBody } from "../http/body.js";
 import { handleProtectedResourceMetadata } from "../http/protected-resource-metadata.js";
 import type { Logger } from "../observe/logger.js";
+import type { RequestObservation } from "../observe/metrics.js";
 import type { Upstream } from "./upstream.js";
 
-/** Per-request summary handed to observers (metrics). */
-export interface RequestSummary {
+/** Per-request summary handed to observers: what metrics observe, plus the request id and era. */
+export interface RequestSummary extends RequestObservation {
   requestId: string;
-  httpMethod: string;
-  rpcMethod?: string;
-  tool?: string;
-  status: number;
-  decision: string;
-  latencyMs: number;
-  upstreamMs?: number;
   era?: string;
 }
 

@@ -7,7 +7,7 @@ import { createSpikeDetector, type SpikeDetectorOptions } from "./spike.js";
 
 /**
  * The one place that fans what the gate reports out to the audit trail, the metrics, the logger and
- * the alerts. It is the gate's `GateObserver` (gate/types.ts, matched structurally), the gateway
+ * the alerts. It is the gate's `GateObserver` (core/contracts.ts, matched structurally), the gateway
  * server's `onRequest` hook, the guard's `onLockout`, and the JWT verifier's JWKS fetch hook.
  */
 

@@ -14,6 +14,7 @@ import { issueApiKey } from "../../src/authn/key-lifecycle.js";
 import { openKeyStore } from "../../src/stores/open-key-store.js";
 import { type JwksServer, makeKey, mint, startJwksServer, type TestKey } from "../authn/jwks-fixture.js";
 import { connectClient, INIT, messagesOf, rawPost } from "../helpers/client.js";
+import { answerWithFetchHandler } from "../helpers/fetch-handler.js";
 import { startTestGateway, type TestGateway } from "../helpers/gateway.js";
 import { type RecordingUpstream, startRecordingUpstream } from "../helpers/upstream.js";
 
@@ -283,15 +284,7 @@ async function startModernUpstream(): Promise<{
   );
   const server: Server = createServer(async (req, res) => {
     seen.push({ ...req.headers });
-    const chunks: Buffer[] = [];
-    for await (const c of req) chunks.push(c as Buffer);
-    const headers = new Headers();
-    for (const [k, v] of Object.entries(req.headers)) if (typeof v === "string") headers.set(k, v);
-    const init: RequestInit = { method: req.method ?? "GET", headers };
-    if (req.method === "POST") init.body = Buffer.concat(chunks);
-    const response = await handler.fetch(new Request(`http://127.0.0.1${req.url}`, init));
-    res.writeHead(response.status, Object.fromEntries(response.headers));
-    res.end(Buffer.from(await response.arrayBuffer()));
+    await answerWithFetchHandler(req, res, (r) => handler.fetch(r));
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   const { port } = server.address() as AddressInfo;

@@ -2,8 +2,8 @@ import { readdirSync, readFileSync } from "node:fs";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { CredentialVerifier } from "../../src/authn/verifier.js";
+import type { Authorizer } from "../../src/core/contracts.js";
 import { createGate } from "../../src/gate/gate.js";
-import type { Authorizer } from "../../src/gate/types.js";
 import { createGatewayServer } from "../../src/gateway/server.js";
 import {
   createStdioUpstream,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { RateBucket } from "../../src/gate/types.js";
+import type { RateBucket } from "../../src/core/contracts.js";
 import { gcraStep } from "../../src/stores/gcra.js";
 import { createMemoryStateStore } from "../../src/stores/memory-state.js";
 

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { RateBucket } from "../../src/gate/types.js";
+import type { RateBucket } from "../../src/core/contracts.js";
 import { createRedisStateStore, type RedisStateStore } from "../../src/stores/redis-state.js";
 import { type OwnRedis, startOwnRedis } from "./redis-server-fixture.js";
 

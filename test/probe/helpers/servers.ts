@@ -6,6 +6,7 @@ import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/
 import { isInitializeRequest } from "@modelcontextprotocol/sdk/types.js";
 import { createMcpHandler, McpServer as McpServerV2 } from "@modelcontextprotocol/server";
 import { z } from "zod";
+import { answerWithFetchHandler } from "../../helpers/fetch-handler.js";
 
 /** Real servers for probe tests, all on 127.0.0.1 with a random port. */
 export interface TestServer {
@@ -178,15 +179,7 @@ export async function startModernServer(opts: { key: string; tools?: ToolDef[] }
       res.writeHead(401, { "www-authenticate": 'Bearer realm="mcp"' }).end();
       return;
     }
-    const chunks: Buffer[] = [];
-    for await (const c of req) chunks.push(c as Buffer);
-    const headers = new Headers();
-    for (const [k, v] of Object.entries(req.headers)) if (typeof v === "string") headers.set(k, v);
-    const init: RequestInit = { method: req.method ?? "GET", headers };
-    if (req.method === "POST") init.body = Buffer.concat(chunks);
-    const response = await handler.fetch(new Request(`http://127.0.0.1${req.url}`, init));
-    res.writeHead(response.status, Object.fromEntries(response.headers));
-    res.end(Buffer.from(await response.arrayBuffer()));
+    await answerWithFetchHandler(req, res, (r) => handler.fetch(r));
   });
   const port = await listen(server);
   return { url: `http://127.0.0.1:${port}/mcp`, port, close: closer(server) };
