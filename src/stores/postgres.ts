@@ -3,6 +3,13 @@ import { McpGateError } from "../core/errors.js";
 import { KEY_COLUMNS, type KeyRow, recordToValues, rowToRecord } from "./key-rows.js";
 import type { KeyRecord, KeyStore, RevokeResult, RotateResult } from "./key-store.js";
 
+// `mcpgate/stores/postgres` is this file: the audit table beside the keys is part of the entry.
+export {
+  createPostgresAuditSink,
+  type PostgresAuditSink,
+  type PostgresAuditSinkOptions,
+} from "./postgres-audit.js";
+
 /**
  * PostgreSQL key store (`pg`, pooled): for several gateway instances sharing one key database.
  * Tables live in a configurable schema (default `mcpgate`); migrations are recorded in
