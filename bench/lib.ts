@@ -8,7 +8,11 @@ export function summarize(samples: number[], seconds: number) {
 }
 
 /** Run `fn` with `concurrency` workers for `ms` milliseconds; returns latencies. */
-export async function load(fn: () => Promise<void>, concurrency: number, ms: number): Promise<{ latencies: number[]; seconds: number }> {
+export async function load(
+  fn: () => Promise<void>,
+  concurrency: number,
+  ms: number,
+): Promise<{ latencies: number[]; seconds: number }> {
   const latencies: number[] = [];
   const end = performance.now() + ms;
   const started = performance.now();
@@ -28,18 +32,36 @@ export async function load(fn: () => Promise<void>, concurrency: number, ms: num
 export async function openSession(url: string, headers: Record<string, string> = {}) {
   const u = new URL(url);
   const pool = new Pool(u.origin, { connections: 64, pipelining: 1 });
-  const base = { "content-type": "application/json", accept: "application/json, text/event-stream", ...headers };
+  const base = {
+    "content-type": "application/json",
+    accept: "application/json, text/event-stream",
+    ...headers,
+  };
   const init = await pool.request({
     path: u.pathname,
     method: "POST",
     headers: base,
-    body: JSON.stringify({ jsonrpc: "2.0", id: 0, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "bench", version: "1" } } }),
+    body: JSON.stringify({
+      jsonrpc: "2.0",
+      id: 0,
+      method: "initialize",
+      params: {
+        protocolVersion: "2025-06-18",
+        capabilities: {},
+        clientInfo: { name: "bench", version: "1" },
+      },
+    }),
   });
   const sid = init.headers["mcp-session-id"] as string;
   await init.body.text();
   if (init.statusCode !== 200 || !sid) throw new Error(`initialize failed: ${init.statusCode}`);
   const h = { ...base, "mcp-session-id": sid, "mcp-protocol-version": "2025-06-18" };
-  const n = await pool.request({ path: u.pathname, method: "POST", headers: h, body: '{"jsonrpc":"2.0","method":"notifications/initialized"}' });
+  const n = await pool.request({
+    path: u.pathname,
+    method: "POST",
+    headers: h,
+    body: '{"jsonrpc":"2.0","method":"notifications/initialized"}',
+  });
   await n.body.text();
   let id = 1;
   return {
@@ -48,7 +70,12 @@ export async function openSession(url: string, headers: Record<string, string> =
         path: u.pathname,
         method: "POST",
         headers: h,
-        body: JSON.stringify({ jsonrpc: "2.0", id: id++, method: "tools/call", params: { name, arguments: args } }),
+        body: JSON.stringify({
+          jsonrpc: "2.0",
+          id: id++,
+          method: "tools/call",
+          params: { name, arguments: args },
+        }),
       });
       const text = await r.body.text();
       if (r.statusCode !== 200) throw new Error(`tools/call: ${r.statusCode} ${text.slice(0, 200)}`);

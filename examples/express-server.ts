@@ -8,7 +8,10 @@ import { mcpAuth } from "mcpgate/express";
 const app = express();
 app.use(
   "/mcp",
-  mcpAuth({ verifiers: [createStaticKeyVerifier({ key: process.env.MCP_API_KEY! })], publicUrl: "http://127.0.0.1:3000/mcp" }),
+  mcpAuth({
+    verifiers: [createStaticKeyVerifier({ key: process.env.MCP_API_KEY! })],
+    publicUrl: "http://127.0.0.1:3000/mcp",
+  }),
 );
 app.post("/mcp", async (req, res) => {
   const server = new McpServer({ name: "example", version: "1.0.0" });

@@ -50,15 +50,13 @@ export async function startRecordingUpstream(
     let transport = typeof sid === "string" ? transports.get(sid) : undefined;
     if (!transport) {
       if (typeof sid === "string") {
-        res
-          .writeHead(404, { "content-type": "application/json" })
-          .end(
-            JSON.stringify({
-              jsonrpc: "2.0",
-              error: { code: -32001, message: "Session not found" },
-              id: null,
-            }),
-          );
+        res.writeHead(404, { "content-type": "application/json" }).end(
+          JSON.stringify({
+            jsonrpc: "2.0",
+            error: { code: -32001, message: "Session not found" },
+            id: null,
+          }),
+        );
         return;
       }
       const t = new StreamableHTTPServerTransport({

@@ -303,12 +303,10 @@ describe("monitor configuration", () => {
     expect(bad({ targets: [{ name: "a", url: "http://x" }], history: "mysql://x" })).toMatch(/history/);
   });
 
-  // biome-ignore lint/suspicious/noTemplateCurlyInString: the test is about ${VAR} substitution
   it("reads keys and ${VAR} from the environment and parses durations", () => {
     const c = resolveMonitorConfig(
       {
         targets: [
-          // biome-ignore lint/suspicious/noTemplateCurlyInString: the config syntax under test
           { name: "a", url: "http://x/${P}", keyEnv: "K", interval: "30s", headers: { "X-T": "${T}" } },
         ],
         listen: "127.0.0.1:0",
