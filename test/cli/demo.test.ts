@@ -39,7 +39,7 @@ describe("mcpgate demo (npm start)", () => {
       const key = /\b(mcpg_[A-Za-z0-9]{8}_[A-Za-z0-9]+)\b/.exec(out)?.[1];
       expect(key).toBeDefined();
       // The key is printed exactly where the commands use it.
-      const url = /gateway\s+(http:\/\/127\.0\.0\.1:\d+\/mcp)/.exec(out)?.[1]!;
+      const url = /gateway\s+(http:\/\/127\.0\.0\.1:\d+\/mcp)/.exec(out)?.[1] ?? "";
       expect(url).toBe(`http://127.0.0.1:${port}/mcp`);
       // Run the printed curl command as printed.
       const curlLines = out.split("\n").filter((l) => /^\s+(curl |-H |-d )/.test(l));
