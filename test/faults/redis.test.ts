@@ -1,25 +1,14 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { connect } from "node:net";
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { findFreePort } from "../../src/gateway/free-port.js";
 import { connectClient, INIT } from "../helpers/client.js";
 import { startTestGateway, type TestGateway } from "../helpers/gateway.js";
 import { type RecordingUpstream, startRecordingUpstream } from "../helpers/upstream.js";
+import { portOpen } from "./spawn-gateway.js";
 
 const KEY = `redis-fault-${randomBytes(16).toString("hex")}`;
-
-function portOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(port, "127.0.0.1");
-    s.once("connect", () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once("error", () => resolve(false));
-  });
-}
 
 async function until(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -23,7 +23,8 @@ export interface SpawnedGateway {
   stop(): Promise<void>;
 }
 
-function portOpen(port: number): Promise<boolean> {
+/** True when something accepts TCP connections on 127.0.0.1:`port`. */
+export function portOpen(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = connect(port, "127.0.0.1");
     s.once("connect", () => {
