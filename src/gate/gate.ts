@@ -1,94 +1,22 @@
 import { randomUUID } from "node:crypto";
 import { parseBearer } from "../authn/bearer.js";
-import type { CredentialVerifier, VerifyResult } from "../authn/verifier.js";
+import type { VerifyResult } from "../authn/verifier.js";
 import { isProbeAllowedMethod } from "../authz/probe.js";
 import type { AuditEvent } from "../core/audit-event.js";
 import { type ChallengeContext, type HttpResponseSpec, renderDenial } from "../core/challenge.js";
-import type {
-  Authorizer,
-  GateObserver,
-  GateRequest,
-  Guard,
-  RateLimitPlanner,
-  StateStore,
-} from "../core/contracts.js";
+import type { GateRequest, StateStore } from "../core/contracts.js";
 import { isMcpGateError, McpGateError } from "../core/errors.js";
-import { displayOf, type Identity } from "../core/identity.js";
-import type { Denial, JsonRpcId } from "../core/outcome.js";
-import { checkMetadataHeaders, detectEra, type Era } from "../mcp/era.js";
+import { displayOf } from "../core/identity.js";
+import type { Denial } from "../core/outcome.js";
+import { checkMetadataHeaders, detectEra } from "../mcp/era.js";
 import { type InspectedMessage, parseJsonRpc } from "../mcp/jsonrpc.js";
 import { createMemoryStateStore } from "../stores/memory-state.js";
+import type { Admission, Gate, GateDecision, GateOptions } from "./admission.js";
+import { authorizeAdmission } from "./authorize.js";
+import { protectedResourceMetadataUrl, redactSessionId } from "./results.js";
 
-/** Options of {@link createGate}. Resolved once, frozen. */
-export interface GateOptions {
-  /** Tried in order; an empty list means every request is refused with 500 (fail closed). */
-  verifiers: CredentialVerifier[];
-  /** Canonical resource URI (RFC 9728 `resource`, default JWT audience). */
-  publicUrl: string;
-  /** Allowed Origin values. Absent Origin is always allowed; default: the publicUrl's origin. */
-  origins?: string[];
-  /** Body limit in bytes (default 4 MiB), enforced by the adapters that read the body. */
-  maxBodyBytes?: number;
-  realm?: string;
-  /**
-   * Session bindings and rate-limit buckets. Default: an in-memory store (100 000 sessions, least
-   * recently used evicted), so sessions are identity-bound even when nothing is configured.
-   */
-  state?: StateStore;
-  sessionIdleTtlMs?: number;
-  authorizer?: Authorizer;
-  rateLimits?: RateLimitPlanner;
-  guard?: Guard;
-  observer?: GateObserver;
-  /**
-   * Whether a missing Mcp-Session-Id on a non-initialize 2025-era request is refused with 400.
-   * "auto" (default): once the upstream has minted a session id.
-   */
-  requireSession?: "auto" | boolean;
-}
-
-/** What the gate learned about an admitted request; the transport forwards it and reports back. */
-export interface Admission {
-  requestId: string;
-  identity: Identity;
-  /** The verified credential, for in-process SDK handlers (`req.auth.token`). Never forwarded. */
-  token: string;
-  era: Era;
-  messages: InspectedMessage[];
-  batch: boolean;
-  sessionId?: string;
-  /** True when this request carries an `initialize` request (a session may be minted). */
-  initialize: boolean;
-  /**
-   * Messages answered by the gate itself (denied tool calls in a batch); `forwardBody` then holds
-   * the remaining messages. Empty in the common case.
-   */
-  localResponses: Array<Record<string, unknown>>;
-  /** The body to forward when it differs from the original (some batch elements were answered locally). */
-  forwardBody?: string;
-  /** Set when list results must be filtered for this caller. */
-  listFilter?: (kind: "tools" | "resources" | "prompts", name: string) => boolean;
-  ip: string;
-}
-
-export type GateDecision =
-  | { ok: true; admission: Admission }
-  | { ok: false; denial: Denial; response: HttpResponseSpec; admission?: Admission };
-
-export interface Gate {
-  readonly options: Readonly<GateOptions>;
-  readonly challenge: ChallengeContext;
-  /** True when an OAuth verifier is configured (PRM served, `resource_metadata` in challenges). */
-  readonly oauth: boolean;
-  admit(req: GateRequest): Promise<GateDecision>;
-  /** Report the upstream's response head: binds minted sessions, forgets ended ones. */
-  onResponse(
-    admission: Admission,
-    res: { status: number; sessionId?: string; method: string },
-  ): Promise<void>;
-  /** Render a refusal (e.g. upstream failures) with this gate's challenge context. */
-  render(denial: Denial): HttpResponseSpec;
-}
+export type { Admission, Gate, GateDecision, GateOptions } from "./admission.js";
+export { forbiddenError, protectedResourceMetadataUrl, redactSessionId, toolErrorResult } from "./results.js";
 
 const DEFAULT_MAX_BODY = 4 * 1024 * 1024;
 
@@ -288,62 +216,13 @@ export function createGate(options: GateOptions): Gate {
 
     // 8. Authorize every message. A denial is held until the session has been checked: a request on
     // someone else's session is answered 404 whatever it asks for (DESIGN.md principle 3).
-    let pendingDenial: GateDecision | undefined;
-    if (resolved.authorizer) {
-      const authz = resolved.authorizer;
-      const denied: Array<{ m: InspectedMessage; scopes: string[]; reason: string }> = [];
-      for (const m of messages) {
-        if (m.type === "response") continue;
-        const d = authz.authorize(identity, m);
-        if (!d.allow) denied.push({ m, scopes: d.scopes, reason: d.reason });
-      }
-      if (denied.length > 0) {
-        for (const d of denied) {
-          audit({
-            type: "denied",
-            actor,
-            ip,
-            requestId,
-            method: d.m.method,
-            tool: d.m.name,
-            reason: d.reason,
-          });
-          observer.decision?.({ method: d.m.method, tool: d.m.name, decision: "denied" });
-        }
-        if (authz.onDenied(identity) === "step-up") {
-          const scopes = [...new Set(denied.flatMap((d) => d.scopes))];
-          pendingDenial = deny({ kind: "insufficient_scope", scopes }, admission);
-        } else if (!batch) {
-          const d = denied[0]!;
-          pendingDenial = deny(
-            {
-              kind: "tool_denied",
-              id: d.m.id ?? null,
-              message: d.reason,
-              ...(d.m.method !== "tools/call" ? { asError: true } : {}),
-              ...(era === "2026" ? { resultType: "complete" as const } : {}),
-            },
-            admission,
-          );
-        } else {
-          const deniedSet = new Set(denied.map((d) => d.m));
-          for (const d of denied) {
-            if (d.m.type === "request")
-              admission.localResponses.push(
-                d.m.method === "tools/call"
-                  ? toolErrorResult(d.m.id ?? null, d.reason, era)
-                  : forbiddenError(d.m.id ?? null, d.reason),
-              );
-          }
-          const remaining = messages.filter((m) => !deniedSet.has(m));
-          admission.messages = remaining;
-          admission.forwardBody = remaining.length ? JSON.stringify(remaining.map((m) => m.raw)) : "";
-        }
-      }
-      if (authz.filtersLists(identity)) {
-        admission.listFilter = (kind, name) => authz.isVisible(identity, kind, name);
-      }
-    }
+    const heldDenial = resolved.authorizer
+      ? authorizeAdmission(resolved.authorizer, admission, (m, reason) => {
+          audit({ type: "denied", actor, ip, requestId, method: m.method, tool: m.name, reason });
+          observer.decision?.({ method: m.method, tool: m.name, decision: "denied" });
+        })
+      : undefined;
+    const pendingDenial = heldDenial ? deny(heldDenial, admission) : undefined;
 
     // 9. Session check + rate limit: one call (one Redis round trip).
     const buckets = pendingDenial
@@ -451,28 +330,4 @@ export function createGate(options: GateOptions): Gate {
   }
 
   return { options: resolved, challenge, oauth, admit, onResponse, render };
-}
-
-/** JSON-RPC result for a tool call the policy refused (DESIGN.md §2: API-key identity → isError). */
-export function toolErrorResult(id: JsonRpcId, text: string, era: Era = "2025"): Record<string, unknown> {
-  const result: Record<string, unknown> = { content: [{ type: "text", text }], isError: true };
-  // 2026-07-28 results carry resultType.
-  if (era === "2026") result.resultType = "complete";
-  return { jsonrpc: "2.0", id, result };
-}
-
-/** JSON-RPC error for a refused non-tool message (resources/read, prompts/get, …) in a batch. */
-export function forbiddenError(id: JsonRpcId, message: string): Record<string, unknown> {
-  return { jsonrpc: "2.0", id, error: { code: -31001, message } };
-}
-
-/** RFC 9728 §3.1: the metadata URL inserts the well-known path before the resource's path. */
-export function protectedResourceMetadataUrl(resource: URL): string {
-  const path = resource.pathname === "/" ? "" : resource.pathname.replace(/\/$/, "");
-  return `${resource.origin}/.well-known/oauth-protected-resource${path}`;
-}
-
-/** Session ids are bearer-like handles: log only a short prefix. */
-export function redactSessionId(id: string): string {
-  return id.length > 8 ? `${id.slice(0, 8)}…` : id;
 }
