@@ -120,7 +120,13 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
     const status = upstream.statusCode;
     const sessionHeader = upstream.headers["mcp-session-id"];
     const sessionId = typeof sessionHeader === "string" ? sessionHeader : undefined;
-    await ctx.onHead(status, sessionId);
+    try {
+      await ctx.onHead(status, sessionId);
+    } catch {
+      res.off("close", onClose);
+      upstream.body.destroy();
+      return { status: 503, upstreamMs, result: "state_unavailable" };
+    }
 
     const headers: Record<string, string | string[]> = {};
     for (const [k, v] of Object.entries(upstream.headers)) {

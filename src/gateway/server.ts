@@ -121,9 +121,16 @@ export function createGatewayServer(options: GatewayServerOptions): GatewayServe
           })
           .catch((err) => {
             logger.error({ requestId, err: (err as Error).message }, "session binding failed");
+            // A session that cannot be bound must not reach the client (fail closed: 503).
+            if (admission.initialize && sessionId) throw err;
           }),
     });
     summary.upstreamMs = Math.round(outcome.upstreamMs * 100) / 100;
+    if (outcome.result === "state_unavailable") {
+      const spec = gate.render({ kind: "store_unavailable" });
+      send(res, spec);
+      return finish(summary, spec.status, "state_unavailable", displayOf(admission.identity));
+    }
     if (outcome.result === "unavailable" || outcome.result === "timeout") {
       send(
         res,

@@ -183,7 +183,14 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
     if (minted) sessions.set(id, { id, principal: admission.identity.principal, relay, tag });
     else void relay.child.terminate(killGraceMs);
     const headers: Record<string, string> = minted ? { "mcp-session-id": id } : {};
-    await ctx.onHead(200, minted ? id : undefined);
+    try {
+      await ctx.onHead(200, minted ? id : undefined);
+    } catch {
+      // The gate could not bind the new session (state store down): end it, answer nothing.
+      sessions.delete(id);
+      void relay.child.terminate(killGraceMs);
+      return { status: 503, upstreamMs, result: "state_unavailable" };
+    }
     const channel = openChannel(req, res, headers);
     for (const r of admission.localResponses) channel.send(JSON.stringify(r));
     channel.send(init.text);

@@ -25,6 +25,7 @@ export interface ForwardContext {
   res: ServerResponse;
   /** The body to send (may differ from the client's when batch elements were answered locally). */
   body?: string;
+  /** Rejects when a newly minted session could not be bound: the upstream must then answer nothing. */
   onHead(status: number, sessionId: string | undefined): Promise<void>;
 }
 
@@ -32,5 +33,9 @@ export interface ForwardOutcome {
   status: number;
   upstreamMs: number;
   /** "ok" or the failure class, for logs and metrics. */
-  result: "ok" | "unavailable" | "timeout" | "aborted" | "error";
+  /**
+   * "state_unavailable": the session the upstream just minted could not be bound (state store
+   * down); nothing was sent to the client, which gets 503 (DESIGN.md principle 4).
+   */
+  result: "ok" | "unavailable" | "timeout" | "aborted" | "error" | "state_unavailable";
 }

@@ -110,8 +110,9 @@ describe("Redis state store killed and restarted", () => {
     // A new session minted while Redis is down cannot be bound: it must not be usable later.
     const orphanInit = await post(gw.url, INIT);
     const orphan = orphanInit.headers["mcp-session-id"];
-    // Today the initialize itself is relayed (200) and its binding fails; 503 would be fine too.
-    expect([200, 503]).toContain(orphanInit.status);
+    // Its binding fails, so the gateway answers 503 and never hands out the unbound session id.
+    expect(orphanInit.status).toBe(503);
+    expect(orphan).toBeUndefined();
     // The gateway itself is alive and still refuses bad credentials with 401, not 5xx.
     const health = await request(new URL("/healthz", gw.url));
     expect(health.statusCode).toBe(200);
