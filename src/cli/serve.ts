@@ -1,6 +1,7 @@
 import type { Command } from "commander";
 import { type GatewayConfig, type GatewayConfigInput, loadConfigFile, validateConfig } from "../config.js";
 import { startGateway } from "../gateway/assemble.js";
+import { flushLogger, type Logger } from "../observe/logger.js";
 import { fail, parsePort } from "./util.js";
 
 interface ServeFlags {
@@ -64,20 +65,17 @@ export function registerServeCommand(program: Command): void {
 }
 
 /** SIGTERM/SIGINT: stop accepting, finish in-flight requests (bounded), exit 0. */
-export function installShutdown(
-  close: () => Promise<void>,
-  logger: { info: (msg: string) => void; error: (o: object, msg: string) => void },
-): void {
+export function installShutdown(close: () => Promise<void>, logger: Logger): void {
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     logger.info(`${signal} received, shutting down`);
     close().then(
-      () => process.exit(0),
+      () => flushLogger(logger).then(() => process.exit(0)),
       (err) => {
         logger.error({ err: (err as Error).message }, "shutdown failed");
-        process.exit(1);
+        void flushLogger(logger).then(() => process.exit(1));
       },
     );
   };

@@ -156,12 +156,25 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
       if (sse) {
         headers["x-accel-buffering"] = "no";
         res.writeHead(status, headers);
-        res.flushHeaders();
+        // A standalone GET stream may stay silent for long: send its head at once. A POST's first
+        // event normally follows immediately; its head then goes out in the same write (one syscall
+        // less per call), and after 50 ms of silence on its own.
+        let headTimer: NodeJS.Timeout | undefined;
+        if (method === "GET") res.flushHeaders();
+        else headTimer = setTimeout(() => res.flushHeaders(), 50);
         const rewriter = needsRewrite(plan) ? createSseRewriter(plan) : undefined;
-        upstream.body.setEncoding("utf8");
-        for await (const chunk of upstream.body as AsyncIterable<string>) {
-          const out = rewriter ? rewriter.push(chunk) : chunk;
-          if (out) res.write(out);
+        // Without a rewrite the bytes pass through untouched (no decode/encode per chunk).
+        if (rewriter) upstream.body.setEncoding("utf8");
+        try {
+          for await (const chunk of upstream.body as AsyncIterable<string | Buffer>) {
+            const out = rewriter ? rewriter.push(chunk) : chunk;
+            if (out) {
+              clearTimeout(headTimer);
+              res.write(out);
+            }
+          }
+        } finally {
+          clearTimeout(headTimer);
         }
         if (rewriter) {
           const rest = rewriter.end();

@@ -79,7 +79,24 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       // pino-pretty is a dev dependency; without it we write JSON lines.
     }
   }
-  return pino(base);
+  // Asynchronous, batched writes: a synchronous write per request line cost the gateway ~10 % of its
+  // CPU (bench/gateway.ts profile). Call `flushLogger` before exiting.
+  const destination = pino.destination({ dest: 1, sync: false, minLength: 4096 });
+  // Lines are written in ≥ 4 KiB batches, and at the latest after a second (so a quiet gateway's
+  // log is never held back for long).
+  setInterval(() => destination.flush(), 1000).unref();
+  return pino(base, destination);
+}
+
+/** Write out buffered log lines (before process exit). */
+export function flushLogger(logger: Logger): Promise<void> {
+  return new Promise((resolve) => {
+    try {
+      logger.flush(() => resolve());
+    } catch {
+      resolve();
+    }
+  });
 }
 
 export type { Logger };

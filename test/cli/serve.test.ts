@@ -84,6 +84,9 @@ describe("mcpgate serve", () => {
       const exit = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
       child.kill("SIGTERM");
       expect(await exit).toBe(0);
+      // Log lines are written in batches: the shutdown flushes them, none is lost.
+      expect(out).toContain('"msg":"request"');
+      expect(out).toContain("SIGTERM received");
       expect(out).not.toContain(KEY);
     } finally {
       child.kill("SIGKILL");
