@@ -150,7 +150,17 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     shutdownGraceMs: durationMs(config.limits.shutdownGrace),
     onRequest: (summary) => obs.observer.request(summary),
   });
-  const address = await server.listen(port, host);
+  let address: AddressInfo;
+  try {
+    address = await server.listen(port, host);
+  } catch (err) {
+    // Nothing may stay open when the gateway cannot start (library callers keep running).
+    await upstream.close().catch(() => {});
+    await obs.close().catch(() => {});
+    await shared.close().catch(() => {});
+    await built.close().catch(() => {});
+    throw err;
+  }
   return {
     url: `http://${urlHost}:${address.port}${config.mcpPath}`,
     publicUrl,

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { HttpResponseSpec } from "../core/challenge.js";
+import { McpGateError } from "../core/errors.js";
 import { displayOf } from "../core/identity.js";
 import type { Gate } from "../gate/gate.js";
 import { gateHeaders, readBody } from "../http/body.js";
@@ -250,9 +251,25 @@ export function createGatewayServer(options: GatewayServerOptions): GatewayServe
     inFlight: () => active,
     listen(port, host) {
       return new Promise((resolve, reject) => {
-        server.once("error", reject);
+        const onError = (err: NodeJS.ErrnoException) => {
+          // A busy or forbidden port is the operator's to fix: say which, in one line.
+          const why =
+            err.code === "EADDRINUSE"
+              ? "address already in use"
+              : err.code === "EACCES"
+                ? "permission denied"
+                : err.code === "EADDRNOTAVAIL"
+                  ? "address not available on this host"
+                  : (err.code ?? "error");
+          reject(
+            new McpGateError("ERR_CONFIG_INVALID", `cannot listen on ${host}:${port}: ${why}`, {
+              cause: err,
+            }),
+          );
+        };
+        server.once("error", onError);
         server.listen(port, host, () => {
-          server.off("error", reject);
+          server.off("error", onError);
           resolve(server.address() as AddressInfo);
         });
       });

@@ -57,6 +57,23 @@ describe("mcpgate serve", () => {
     expect(r.stderr).toMatch(/no upstream/);
   });
 
+  it("exits 2 with a one-line message when the port is taken", async () => {
+    const { createServer } = await import("node:net");
+    const blocker = createServer();
+    await new Promise<void>((r) => blocker.listen(0, "127.0.0.1", r));
+    const port = (blocker.address() as { port: number }).port;
+    try {
+      const r = run(["serve", "--upstream", "http://127.0.0.1:1/mcp", "--port", String(port)], {
+        MCP_API_KEY: KEY,
+      });
+      expect(r.status).toBe(2);
+      expect(r.stderr).toContain(`cannot listen on 127.0.0.1:${port}: address already in use`);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    } finally {
+      blocker.close();
+    }
+  });
+
   it("serves an SDK client through the gateway and exits 0 on SIGTERM", async () => {
     const upstream = await startRecordingUpstream();
     const port = await findFreePort("127.0.0.1");
