@@ -35,10 +35,17 @@ export function buildProtectedResourceMetadata(gate: Gate): ProtectedResourceMet
 
 /** The two paths RFC 9728 §3.1 and MCP A-1125 name: the root and the path-inserted form. */
 export function protectedResourceMetadataPaths(publicUrl: string): string[] {
+  const cached = pathsByUrl.get(publicUrl);
+  if (cached) return [...cached];
   const path = new URL(publicUrl).pathname.replace(/\/$/, "");
   const base = "/.well-known/oauth-protected-resource";
-  return path ? [base, `${base}${path}`] : [base];
+  const paths = path ? [base, `${base}${path}`] : [base];
+  // Asked on every request; a gateway has one public URL (a library user a handful).
+  if (pathsByUrl.size < 64) pathsByUrl.set(publicUrl, paths);
+  return [...paths];
 }
+
+const pathsByUrl = new Map<string, readonly string[]>();
 
 /**
  * Serve the PRM document (no authentication: clients fetch it before they hold a token). Returns
