@@ -8,6 +8,7 @@ import { createMcpHandler, McpServer as McpServerV2 } from "@modelcontextprotoco
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as z from "zod";
 import { messagesOf, rawPost } from "../helpers/client.js";
+import { answerWithFetchHandler } from "../helpers/fetch-handler.js";
 import { startTestGateway, type TestGateway } from "../helpers/gateway.js";
 
 /** A 2026-07-28 server (v2 SDK) counting the tool calls it runs. */
@@ -25,17 +26,9 @@ async function startModernUpstream(ran: string[]): Promise<{ url: string; close(
     },
     { legacy: "reject" },
   );
-  const server: Server = createServer(async (req, res) => {
-    const chunks: Buffer[] = [];
-    for await (const c of req) chunks.push(c as Buffer);
-    const headers = new Headers();
-    for (const [k, v] of Object.entries(req.headers)) if (typeof v === "string") headers.set(k, v);
-    const init: RequestInit = { method: req.method ?? "GET", headers };
-    if (req.method === "POST") init.body = Buffer.concat(chunks);
-    const response = await handler.fetch(new Request(`http://127.0.0.1${req.url}`, init));
-    res.writeHead(response.status, Object.fromEntries(response.headers));
-    res.end(Buffer.from(await response.arrayBuffer()));
-  });
+  const server: Server = createServer((req, res) =>
+    answerWithFetchHandler(req, res, (r) => handler.fetch(r)),
+  );
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`,
