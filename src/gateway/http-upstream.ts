@@ -117,6 +117,9 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
       return { status: timeout ? 504 : 502, upstreamMs, result: timeout ? "timeout" : "unavailable" };
     }
     const upstreamMs = performance.now() - started;
+    // Every path below either consumes the body (errors reach the iterator) or destroys it; a
+    // destroyed body that nobody reads emits 'error', which unhandled would crash the process.
+    upstream.body.on("error", () => {});
     const status = upstream.statusCode;
     const sessionHeader = upstream.headers["mcp-session-id"];
     const sessionId = typeof sessionHeader === "string" ? sessionHeader : undefined;
