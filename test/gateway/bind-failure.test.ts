@@ -1,6 +1,5 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createStaticKeyVerifier } from "../../src/authn/static-key.js";
 import type { StateStore } from "../../src/core/contracts.js";
@@ -10,6 +9,7 @@ import { createGatewayServer, type GatewayServer } from "../../src/gateway/serve
 import { createLogger } from "../../src/observe/logger.js";
 import { createMemoryStateStore } from "../../src/stores/memory-state.js";
 import { INIT, rawPost } from "../helpers/client.js";
+import { captureStream } from "../helpers/gateway.js";
 
 const KEY = "bind-failure-test-key-0123456789";
 
@@ -50,7 +50,7 @@ describe("a session the gate cannot bind", () => {
       }),
       logger: createLogger({
         level: "error",
-        destination: new Writable({ write: (c, _e, cb) => (logs.push(String(c)), cb()) }),
+        destination: captureStream(logs),
       }),
       mcpPath: "/mcp",
     });
