@@ -22,11 +22,11 @@ describe("a session the gate cannot bind", () => {
 
   beforeAll(async () => {
     process.on("uncaughtException", onUnhandled);
-    // An upstream that mints a session and keeps its SSE body open (the body is still streaming
-    // when the gateway gives up on it).
+    // An upstream that mints a session and answers initialize over SSE, as the SDK does; the
+    // gateway then drops that body unread.
     upstream = createServer((_req, res) => {
       res.writeHead(200, { "content-type": "text/event-stream", "mcp-session-id": "s-0123456789abcdef" });
-      res.write('event: message\ndata: {"jsonrpc":"2.0","id":1,"result":{}}\n\n');
+      res.end('event: message\ndata: {"jsonrpc":"2.0","id":1,"result":{}}\n\n');
     });
     await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
     const memory = createMemoryStateStore();
