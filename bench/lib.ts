@@ -28,6 +28,14 @@ export async function load(
   return { latencies, seconds: (performance.now() - started) / 1000 };
 }
 
+/** A 2025-06-18 `initialize` request body, as the benchmarks send it. */
+export const INITIALIZE_BODY = JSON.stringify({
+  jsonrpc: "2.0",
+  id: 0,
+  method: "initialize",
+  params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "bench", version: "1" } },
+});
+
 /** A keep-alive MCP session over raw HTTP (initialize + initialized), for load without SDK client overhead. */
 export async function openSession(url: string, headers: Record<string, string> = {}) {
   const u = new URL(url);
@@ -41,16 +49,7 @@ export async function openSession(url: string, headers: Record<string, string> =
     path: u.pathname,
     method: "POST",
     headers: base,
-    body: JSON.stringify({
-      jsonrpc: "2.0",
-      id: 0,
-      method: "initialize",
-      params: {
-        protocolVersion: "2025-06-18",
-        capabilities: {},
-        clientInfo: { name: "bench", version: "1" },
-      },
-    }),
+    body: INITIALIZE_BODY,
   });
   const sid = init.headers["mcp-session-id"] as string;
   await init.body.text();

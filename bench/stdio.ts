@@ -14,7 +14,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { availableParallelism, loadavg } from "node:os";
 import { Pool } from "undici";
 import { findFreePort } from "../src/gateway/free-port.js";
-import { load, openSession, summarize } from "./lib.js";
+import { INITIALIZE_BODY, load, openSession, summarize } from "./lib.js";
 
 const SERVER = `${process.execPath} node_modules/@modelcontextprotocol/server-everything/dist/index.js stdio`;
 const KEY = `bench-stdio-${Math.random().toString(36).slice(2)}-key`;
@@ -111,16 +111,7 @@ async function sessionStarts(t: Target, n: number): Promise<number[]> {
       path: u.pathname,
       method: "POST",
       headers: base,
-      body: JSON.stringify({
-        jsonrpc: "2.0",
-        id: 0,
-        method: "initialize",
-        params: {
-          protocolVersion: "2025-06-18",
-          capabilities: {},
-          clientInfo: { name: "bench", version: "1" },
-        },
-      }),
+      body: INITIALIZE_BODY,
     });
     await r.body.text();
     out.push(performance.now() - t0);
