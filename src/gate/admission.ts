@@ -50,6 +50,8 @@ export interface Admission {
   era: Era;
   messages: InspectedMessage[];
   batch: boolean;
+  /** The POST body as parsed by the gate (adapters hand it on instead of parsing it again). */
+  body?: unknown;
   sessionId?: string;
   /** True when this request carries an `initialize` request (a session may be minted). */
   initialize: boolean;

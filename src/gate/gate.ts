@@ -9,7 +9,7 @@ import { isMcpGateError, McpGateError } from "../core/errors.js";
 import { displayOf } from "../core/identity.js";
 import type { Denial } from "../core/outcome.js";
 import { checkMetadataHeaders, detectEra } from "../mcp/era.js";
-import { type InspectedMessage, parseJsonRpc } from "../mcp/jsonrpc.js";
+import { type InspectedMessage, inspectParsedJsonRpc, parseJsonRpc } from "../mcp/jsonrpc.js";
 import { createMemoryStateStore } from "../stores/memory-state.js";
 import type { Admission, Gate, GateDecision, GateOptions } from "./admission.js";
 import { authorizeAdmission } from "./authorize.js";
@@ -148,13 +148,14 @@ export function createGate(options: GateOptions): Gate {
     // credential learns nothing but 401 (the body size limit is enforced earlier, by the adapter).
     let messages: InspectedMessage[] = [];
     let batch = false;
+    let body: unknown;
     if (method === "POST") {
       const ct = header(req.headers, "content-type");
       if (ct !== undefined && !/^application\/json\b/i.test(ct.trim()))
         return deny({ kind: "unsupported_media_type" });
       let parsed: ReturnType<typeof parseJsonRpc>;
       if (req.parsedBody !== undefined && typeof req.parsedBody !== "string") {
-        parsed = parseJsonRpc(JSON.stringify(req.parsedBody));
+        parsed = inspectParsedJsonRpc(req.parsedBody);
       } else {
         const text = typeof req.parsedBody === "string" ? req.parsedBody : (req.bodyText ?? "");
         parsed = parseJsonRpc(text);
@@ -167,6 +168,7 @@ export function createGate(options: GateOptions): Gate {
         );
       messages = parsed.messages;
       batch = parsed.batch;
+      body = parsed.value;
     }
 
     // 5. Era and request-metadata headers (2026-07-28: Mcp-Method / Mcp-Name must match the body).
@@ -194,6 +196,7 @@ export function createGate(options: GateOptions): Gate {
       localResponses: [],
       ip,
       ...(sessionId !== undefined ? { sessionId } : {}),
+      ...(body !== undefined ? { body } : {}),
     };
 
     // 6. Probe keys are read-only: refused methods are answered here, never forwarded.

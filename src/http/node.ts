@@ -94,7 +94,7 @@ export function createNodeMcpAuth(gateOrOptions: Gate | GateOptions): NodeMcpAut
       });
       return false;
     }
-    if (bodyText !== undefined) r.body = JSON.parse(bodyText);
+    if (bodyText !== undefined) r.body = a.body;
     r.auth = toAuthInfo(a.identity, a.token, resource);
     r.mcpgate = a;
     watchSessionHeader(gate, a, req, res);

@@ -4,7 +4,7 @@ import type { JsonRpcId } from "../core/outcome.js";
 export type { InspectedMessage };
 
 export type ParseResult =
-  | { ok: true; messages: InspectedMessage[]; batch: boolean }
+  | { ok: true; messages: InspectedMessage[]; batch: boolean; value: unknown }
   | { ok: false; kind: "parse_error" | "invalid_request"; message: string };
 
 /** Maximum nesting we accept before JSON.parse even runs; deeper bodies are refused, not parsed. */
@@ -102,6 +102,35 @@ export function parseJsonRpc(text: string): ParseResult {
   } catch {
     return { ok: false, kind: "parse_error", message: "Parse error: body is not valid JSON" };
   }
+  return inspectJsonRpc(value);
+}
+
+/**
+ * Inspect a body some earlier middleware already parsed (e.g. `express.json()`): the same checks as
+ * {@link parseJsonRpc} without serialising and parsing it again. Never throws.
+ *
+ * @example inspectParsedJsonRpc({ jsonrpc: "2.0", id: 1, method: "ping" }).ok // true
+ */
+export function inspectParsedJsonRpc(value: unknown): ParseResult {
+  if (valueDepthExceeds(value, MAX_JSON_DEPTH)) {
+    return { ok: false, kind: "parse_error", message: "Parse error: JSON nested too deeply" };
+  }
+  return inspectJsonRpc(value);
+}
+
+/** Depth of an object graph, walked with an explicit stack (a deep value must not overflow ours). */
+function valueDepthExceeds(value: unknown, max: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (!v || typeof v !== "object") continue;
+    if (depth > max) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
+function inspectJsonRpc(value: unknown): ParseResult {
   const batch = Array.isArray(value);
   const items = batch ? (value as unknown[]) : [value];
   if (batch && items.length === 0) return { ok: false, kind: "invalid_request", message: "empty batch" };
@@ -113,5 +142,5 @@ export function parseJsonRpc(text: string): ParseResult {
     if (typeof m === "string") return { ok: false, kind: "invalid_request", message: m };
     messages.push(m);
   }
-  return { ok: true, messages, batch };
+  return { ok: true, messages, batch, value };
 }

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { MAX_BATCH, MAX_JSON_DEPTH, parseJsonRpc } from "../../src/mcp/jsonrpc.js";
+import { inspectParsedJsonRpc, MAX_BATCH, MAX_JSON_DEPTH, parseJsonRpc } from "../../src/mcp/jsonrpc.js";
 
 /** Ids a client might send, legal or not: odd strings, huge/tiny numbers, floats, objects. */
 const oddId = fc.oneof(
@@ -180,5 +180,34 @@ describe("parseJsonRpc under fuzzing", () => {
       ),
       { numRuns: 300 },
     );
+  });
+});
+
+describe("inspectParsedJsonRpc (a body express.json() already parsed)", () => {
+  it("decides every JSON text exactly as parseJsonRpc does, without re-serialising", () => {
+    fc.assert(
+      fc.property(fc.json({ maxDepth: 6 }), (text) => {
+        const fromText = parseJsonRpc(text);
+        const fromValue = inspectParsedJsonRpc(JSON.parse(text));
+        expect(fromValue.ok).toBe(fromText.ok);
+        if (fromText.ok && fromValue.ok) {
+          expect(fromValue.messages.map((m) => [m.type, m.method, m.id, m.name])).toEqual(
+            fromText.messages.map((m) => [m.type, m.method, m.id, m.name]),
+          );
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it("refuses a parsed value nested deeper than MAX_JSON_DEPTH, even 100 000 levels deep, without recursion", () => {
+    const nest = (n: number) => {
+      let v: unknown = 1;
+      for (let i = 0; i < n; i++) v = [v];
+      return { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "x", arguments: { a: v } } };
+    };
+    expect(inspectParsedJsonRpc(nest(MAX_JSON_DEPTH - 4)).ok).toBe(true);
+    const deep = inspectParsedJsonRpc(nest(100_000));
+    expect(deep).toMatchObject({ ok: false, kind: "parse_error" });
   });
 });
