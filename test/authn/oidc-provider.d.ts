@@ -1,9 +1,0 @@
-// Minimal typing of the oidc-provider surface the tests use (the package ships no types).
-declare module "oidc-provider" {
-  import type { IncomingMessage, ServerResponse } from "node:http";
-  export default class Provider {
-    constructor(issuer: string, configuration?: Record<string, unknown>);
-    callback(): (req: IncomingMessage, res: ServerResponse) => void;
-    on(event: string, listener: (...args: unknown[]) => void): this;
-  }
-}
