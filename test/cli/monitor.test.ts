@@ -13,14 +13,14 @@ function mcpgate(args: string[], env: Record<string, string> = {}) {
     execFile(
       process.execPath,
       ["--import", "tsx", "src/cli/main.ts", ...args],
-      { cwd: ROOT, env: { ...process.env, ...env }, timeout: 20_000 },
+      { cwd: ROOT, env: { ...process.env, ...env }, timeout: 50_000 },
       (err, stdout, stderr) =>
         done({ code: err ? (typeof err.code === "number" ? err.code : -1) : 0, stdout, stderr }),
     );
   });
 }
 
-describe("mcpgate monitor", () => {
+describe("mcpgate monitor", { timeout: 60_000 }, () => {
   let server: SdkTestServer;
   let dir: string;
   beforeAll(async () => {

@@ -17,7 +17,7 @@ function mcpgate(args: string[], env: Record<string, string> = {}): Promise<Run>
     execFile(
       process.execPath,
       ["--import", "tsx", "src/cli/main.ts", ...args],
-      { cwd: ROOT, env: { ...process.env, MCPGATE_PROBE_KEY: "", ...env }, timeout: 20_000 },
+      { cwd: ROOT, env: { ...process.env, MCPGATE_PROBE_KEY: "", ...env }, timeout: 50_000 },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === "number" ? err.code : -1) : 0;
         done({ code, stdout, stderr });
@@ -26,7 +26,7 @@ function mcpgate(args: string[], env: Record<string, string> = {}): Promise<Run>
   });
 }
 
-describe("mcpgate probe", () => {
+describe("mcpgate probe", { timeout: 60_000 }, () => {
   let server: SdkTestServer;
   beforeAll(async () => {
     server = await startSdkServer({ key: KEY });

@@ -15,7 +15,7 @@ function run(args: string[], env: NodeJS.ProcessEnv = {}) {
   return spawnSync(process.execPath, [...CLI, ...args], {
     encoding: "utf8",
     env: { ...process.env, ...env },
-    timeout: 20_000,
+    timeout: 50_000,
   });
 }
 
@@ -91,7 +91,7 @@ describe("mcpgate serve", () => {
     });
     try {
       const url = `http://127.0.0.1:${port}/mcp`;
-      for (let i = 0; i < 100 && !out.includes("mcpgate listening"); i++)
+      for (let i = 0; i < 400 && !out.includes("mcpgate listening"); i++)
         await new Promise((r) => setTimeout(r, 100));
       expect(out).toContain("mcpgate listening");
       const { client } = await connectClient(url, KEY);
@@ -109,5 +109,5 @@ describe("mcpgate serve", () => {
       child.kill("SIGKILL");
       await upstream.close();
     }
-  });
+  }, 60_000);
 });
