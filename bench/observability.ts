@@ -14,7 +14,7 @@ import { createStaticKeyVerifier } from "../src/authn/static-key.js";
 import { startDemoHttpServer } from "../src/cli/demo-server.js";
 import { validateConfig } from "../src/config.js";
 import { createGate } from "../src/gate/gate.js";
-import { startGateway } from "../src/gateway/assemble.js";
+import { startGateway } from "../src/gateway/assembly/assemble.js";
 import { createFileAuditSink } from "../src/observe/audit.js";
 import { createGuard } from "../src/observe/guard.js";
 import { createLogger } from "../src/observe/logger.js";

@@ -20,7 +20,7 @@ import { compilePolicy } from "../src/authz/policy.js";
 import { startDemoHttpServer } from "../src/cli/demo-server.js";
 import { validateConfig } from "../src/config.js";
 import type { Identity } from "../src/core/identity.js";
-import { type RunningGateway, startGateway } from "../src/gateway/assemble.js";
+import { type RunningGateway, startGateway } from "../src/gateway/assembly/assemble.js";
 import { listRequestIds } from "../src/mcp/list-filter.js";
 import { createSseRewriter, rewriteJsonBody } from "../src/mcp/response-rewriter.js";
 import { createLogger } from "../src/observe/logger.js";

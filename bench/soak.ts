@@ -28,7 +28,7 @@ import { issueApiKey } from "../src/authn/key-lifecycle.js";
 import { startDemoHttpServer } from "../src/cli/demo-server.js";
 import { validateConfig } from "../src/config.js";
 import { parseDuration } from "../src/core/duration.js";
-import { startGateway } from "../src/gateway/assemble.js";
+import { startGateway } from "../src/gateway/assembly/assemble.js";
 import { createLogger } from "../src/observe/logger.js";
 import { openKeyStore } from "../src/stores/open-key-store.js";
 

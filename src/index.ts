@@ -1,7 +1,10 @@
 /**
  * `mcpgate`: the gate, the credential verifiers, the core types and the store interfaces.
  * Named exports only (STYLE.md rule 2). Framework adapters live in `mcpgate/express` and
- * `mcpgate/node`, SDK helpers in `mcpgate/sdk`, drivers in `mcpgate/stores/*`.
+ * `mcpgate/node`, SDK helpers in `mcpgate/sdk`, drivers in `mcpgate/stores/*`, logs, metrics,
+ * audit and alerts in `mcpgate/observe`, the gateway (`startGateway`, config) in `mcpgate/gateway`.
+ * Importing this entry loads no HTTP client, logger, metrics, schema or process module
+ * (test/architecture/root-import.test.ts).
  */
 
 export { generateApiKey, hashSecret, parseApiKey } from "./authn/api-key.js";
@@ -46,8 +49,6 @@ export {
   type RateLimitPlanInput,
   type ToolLimitInput,
 } from "./authz/rate-limit-plan.js";
-// config + gateway (for embedding the gateway in a program)
-export { type GatewayConfig, loadConfigFile, validateConfig } from "./config.js";
 export type { AuditEvent, AuditEventType } from "./core/audit-event.js";
 // core
 export {
@@ -84,39 +85,6 @@ export {
 } from "./core/webhook-signature.js";
 // gate
 export { type Admission, createGate, type Gate, type GateDecision, type GateOptions } from "./gate/gate.js";
-export { type RunningGateway, startGateway } from "./gateway/assemble.js";
-// observe: logs, audit, metrics, guard, alerts (docs/observability.md)
-export {
-  type Alert,
-  type AlertDelivery,
-  type Alerter,
-  type AlerterOptions,
-  type AlertKind,
-  createAlerter,
-} from "./observe/alerts.js";
-export {
-  type AuditSink,
-  type AuditTrail,
-  type AuditTrailOptions,
-  createAuditTrail,
-  createFileAuditSink,
-} from "./observe/audit.js";
-export {
-  type CredentialGuard,
-  createGuard,
-  createMemoryGuardStore,
-  type GuardOptions,
-  type GuardStore,
-} from "./observe/guard.js";
-export { createLogger, type LoggerOptions } from "./observe/logger.js";
-export {
-  createMetrics,
-  type GateMetrics,
-  type MetricsOptions,
-  startMetricsServer,
-} from "./observe/metrics.js";
-export { createObserver, type Observer, type ObserverOptions } from "./observe/observer.js";
-export { createSpikeDetector, type SpikeDetectorOptions } from "./observe/spike.js";
 // stores
 export { type KeyRecord, type KeyStatus, type KeyStore, keyStatus } from "./stores/key-store.js";
 export { createMemoryKeyStore } from "./stores/memory-keys.js";

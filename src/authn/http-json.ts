@@ -1,5 +1,3 @@
-import { request } from "undici";
-
 /** Options of {@link fetchJson}. */
 export interface FetchJsonOptions {
   method?: "GET" | "POST";
@@ -30,6 +28,8 @@ export async function fetchJson(url: string, options: FetchJsonOptions): Promise
   let status: number;
   let text = "";
   try {
+    // Loaded on first use, so that importing the `mcpgate` root entry loads no HTTP client.
+    const { request } = await import("undici");
     const res = await request(url, {
       method: options.method ?? "GET",
       headers: { accept: "application/json", ...options.headers },

@@ -1,7 +1,7 @@
 import { type Command, Option } from "commander";
 import { issueApiKey } from "../authn/key-lifecycle.js";
 import { validateConfig } from "../config.js";
-import { startGateway } from "../gateway/assemble.js";
+import { startGateway } from "../gateway/assembly/assemble.js";
 import { firstFreePort } from "../gateway/free-port.js";
 import { openKeyStore } from "../stores/open-key-store.js";
 import { runDemoStdioServer, startDemoHttpServer } from "./demo-server.js";

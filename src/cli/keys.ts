@@ -6,7 +6,7 @@ import { type GatewayConfig, loadConfigFile, SCOPE_PATTERN } from "../config.js"
 import type { AuditEvent } from "../core/audit-event.js";
 import { parseDuration } from "../core/duration.js";
 import { McpGateError } from "../core/errors.js";
-import { openAuditSinks } from "../gateway/observability.js";
+import { openAuditSinks } from "../gateway/assembly/observability.js";
 import { createAuditTrail } from "../observe/audit.js";
 import type { KeyRecord, KeyStore } from "../stores/key-store.js";
 import { keyStatus } from "../stores/key-store.js";

@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { type GatewayConfig, type GatewayConfigInput, loadConfigFile, validateConfig } from "../config.js";
-import { startGateway } from "../gateway/assemble.js";
+import { startGateway } from "../gateway/assembly/assemble.js";
 import { flushLogger, type Logger } from "../observe/logger.js";
 import { fail, parsePort } from "./util.js";
 

@@ -44,7 +44,9 @@ describe("package entry points (package.json exports)", () => {
       [
         ".",
         "./express",
+        "./gateway",
         "./node",
+        "./observe",
         "./probe",
         "./sdk",
         "./stores/postgres",

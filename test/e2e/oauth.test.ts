@@ -8,7 +8,7 @@ import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as z from "zod";
 import { validateConfig } from "../../src/config.js";
-import { type RunningGateway, startGateway } from "../../src/gateway/assemble.js";
+import { type RunningGateway, startGateway } from "../../src/gateway/assembly/assemble.js";
 import { createLogger } from "../../src/observe/logger.js";
 import { deadUrl, makeKey, mint } from "../authn/jwks-fixture.js";
 import { type AuthServer, startAuthServer } from "../authn/oidc-fixture.js";

@@ -1,9 +1,9 @@
 import { spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { validateConfig } from "../../src/config.js";
-import { type RunningGateway, startGateway } from "../../src/gateway/assemble.js";
+import { type RunningGateway, startGateway } from "../../src/gateway/assembly/assemble.js";
 import { findFreePort } from "../../src/gateway/free-port.js";
-import type { StdioUpstream } from "../../src/gateway/stdio-upstream.js";
+import type { StdioUpstream } from "../../src/gateway/stdio/stdio-upstream.js";
 import { createLogger } from "../../src/observe/logger.js";
 import {
   connectClient,

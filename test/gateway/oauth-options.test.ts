@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { validateConfig } from "../../src/config.js";
-import { configuredIssuers, jwtVerifierOptions } from "../../src/gateway/oauth-options.js";
+import { configuredIssuers, jwtVerifierOptions } from "../../src/gateway/assembly/oauth-options.js";
 
 describe("mapping the auth.jwt / auth.issuers configuration to verifier options", () => {
   it("parses durations and keeps every field, and uses the shortest cacheTtl", () => {

@@ -9,7 +9,7 @@ import {
   createStdioUpstream,
   type StdioUpstream,
   type StdioUpstreamOptions,
-} from "../../src/gateway/stdio-upstream.js";
+} from "../../src/gateway/stdio/stdio-upstream.js";
 import { createLogger } from "../../src/observe/logger.js";
 
 export const TINY_SERVER = [process.execPath, "test/gateway/fixtures/tiny-mcp-server.mjs"];

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { buildChildEnv } from "../../src/gateway/child-process.js";
+import { buildChildEnv } from "../../src/gateway/stdio/child-process.js";
 import {
   bobCannotSeeAdmin,
   childrenOf,

@@ -1,6 +1,6 @@
 import { Writable } from "node:stream";
 import { type GatewayConfigInput, validateConfig } from "../../src/config.js";
-import { type RunningGateway, startGateway } from "../../src/gateway/assemble.js";
+import { type RunningGateway, startGateway } from "../../src/gateway/assembly/assemble.js";
 import { createLogger } from "../../src/observe/logger.js";
 
 export interface TestGateway extends RunningGateway {

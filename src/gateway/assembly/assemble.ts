@@ -1,17 +1,17 @@
 import type { AddressInfo } from "node:net";
-import { compilePolicy } from "../authz/policy.js";
-import { createRateLimitPlanner } from "../authz/rate-limit-plan.js";
-import { durationMs, type GatewayConfig } from "../config.js";
-import { McpGateError } from "../core/errors.js";
-import { createGate, type Gate } from "../gate/gate.js";
-import { createLogger, type Logger } from "../observe/logger.js";
-import { findFreePort } from "./free-port.js";
-import { createHttpUpstream } from "./http-upstream.js";
+import { compilePolicy } from "../../authz/policy.js";
+import { createRateLimitPlanner } from "../../authz/rate-limit-plan.js";
+import { durationMs, type GatewayConfig } from "../../config.js";
+import { McpGateError } from "../../core/errors.js";
+import { createGate, type Gate } from "../../gate/gate.js";
+import { createLogger, type Logger } from "../../observe/logger.js";
+import { findFreePort } from "../free-port.js";
+import { createHttpUpstream } from "../http-upstream.js";
+import { createGatewayServer, type GatewayServer } from "../server.js";
+import { createStdioUpstream } from "../stdio/stdio-upstream.js";
+import type { Upstream } from "../upstream.js";
 import { buildObservability, type Observability } from "./observability.js";
-import { createGatewayServer, type GatewayServer } from "./server.js";
 import { buildState } from "./shared-state.js";
-import { createStdioUpstream } from "./stdio-upstream.js";
-import type { Upstream } from "./upstream.js";
 import { buildVerifiers } from "./verifiers.js";
 
 export interface StartGatewayOptions {

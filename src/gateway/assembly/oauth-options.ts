@@ -1,5 +1,5 @@
-import type { JwtIssuerOptions, JwtVerifierOptions } from "../authn/jwt.js";
-import { durationMs, type GatewayConfig, type IssuerConfig } from "../config.js";
+import type { JwtIssuerOptions, JwtVerifierOptions } from "../../authn/jwt.js";
+import { durationMs, type GatewayConfig, type IssuerConfig } from "../../config.js";
 
 /**
  * The OAuth issuers a configuration names: `auth.jwt` (one) and `auth.issuers` (several), together.

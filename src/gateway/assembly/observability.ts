@@ -1,17 +1,17 @@
-import { durationMs, type GatewayConfig } from "../config.js";
-import { McpGateError } from "../core/errors.js";
-import { type Alerter, createAlerter } from "../observe/alerts.js";
-import { type AuditSink, createFileAuditSink } from "../observe/audit.js";
-import { type CredentialGuard, createGuard, type GuardStore } from "../observe/guard.js";
-import type { Logger } from "../observe/logger.js";
+import { durationMs, type GatewayConfig } from "../../config.js";
+import { McpGateError } from "../../core/errors.js";
+import { type Alerter, createAlerter } from "../../observe/alerts.js";
+import { type AuditSink, createFileAuditSink } from "../../observe/audit.js";
+import { type CredentialGuard, createGuard, type GuardStore } from "../../observe/guard.js";
+import type { Logger } from "../../observe/logger.js";
 import {
   createMetrics,
   type GateMetrics,
   type MetricsServer,
   startMetricsServer,
-} from "../observe/metrics.js";
-import { createObserver, type Observer } from "../observe/observer.js";
-import { parseKeyStoreLocation } from "../stores/open-key-store.js";
+} from "../../observe/metrics.js";
+import { createObserver, type Observer } from "../../observe/observer.js";
+import { parseKeyStoreLocation } from "../../stores/open-key-store.js";
 
 /**
  * Build the observability parts a configuration asks for (docs/observability.md): the audit sinks
@@ -52,7 +52,7 @@ export async function openAuditSinks(config: {
     const loc = parseKeyStoreLocation(store);
     if (loc.kind === "postgres") {
       // Loaded only here, so a deployment without PostgreSQL never loads `pg` for auditing.
-      const { createPostgresAuditSink } = await import("../stores/postgres-audit.js");
+      const { createPostgresAuditSink } = await import("../../stores/postgres-audit.js");
       const sink = createPostgresAuditSink({
         connectionString: loc.connectionString,
         ...(loc.schema !== undefined ? { schema: loc.schema } : {}),
@@ -66,7 +66,7 @@ export async function openAuditSinks(config: {
 
 async function openGuardStore(config: GatewayConfig): Promise<GuardStore | undefined> {
   if (!config.state.redis) return undefined;
-  const { createRedisGuardStore } = await import("../stores/redis-guard.js");
+  const { createRedisGuardStore } = await import("../../stores/redis-guard.js");
   return createRedisGuardStore({ url: config.state.redis, prefix: config.state.prefix });
 }
 

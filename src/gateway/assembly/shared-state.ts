@@ -1,8 +1,8 @@
-import type { CredentialVerifier } from "../authn/verifier.js";
-import type { GatewayConfig } from "../config.js";
-import type { StateStore } from "../core/contracts.js";
-import type { Logger } from "../observe/logger.js";
-import { createMemoryStateStore } from "../stores/memory-state.js";
+import type { CredentialVerifier } from "../../authn/verifier.js";
+import type { GatewayConfig } from "../../config.js";
+import type { StateStore } from "../../core/contracts.js";
+import type { Logger } from "../../observe/logger.js";
+import { createMemoryStateStore } from "../../stores/memory-state.js";
 
 /** The gateway's state store, plus what must be released with it. */
 export interface BuiltState {
@@ -41,7 +41,7 @@ export async function buildState(
     };
   }
   const prefix = config.state.prefix;
-  const { createRedisStateStore } = await import("../stores/redis-state.js");
+  const { createRedisStateStore } = await import("../../stores/redis-state.js");
   let lastError = 0;
   const state = createRedisStateStore({
     url: redisUrl,
@@ -61,7 +61,7 @@ export async function buildState(
   const closers: Array<() => Promise<void>> = [() => state.close()];
   const keyVerifiers = ctx.verifiers.filter((v) => v.kind === "api_key").filter(isInvalidating);
   if (keyVerifiers.length > 0) {
-    const { createRedisKeyEvents } = await import("../stores/redis-key-events.js");
+    const { createRedisKeyEvents } = await import("../../stores/redis-key-events.js");
     const events = createRedisKeyEvents({ url: redisUrl, prefix });
     try {
       // `undefined` after a reconnect: messages may have been missed, drop every cached key.

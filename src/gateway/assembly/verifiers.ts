@@ -1,11 +1,11 @@
-import { createJwtVerifier } from "../authn/jwt.js";
-import { createStaticKeyVerifier } from "../authn/static-key.js";
-import { createApiKeyVerifier } from "../authn/stored-key.js";
-import type { CredentialVerifier } from "../authn/verifier.js";
-import type { GatewayConfig } from "../config.js";
-import { durationMs } from "../config.js";
-import { McpGateError } from "../core/errors.js";
-import { openKeyStore } from "../stores/open-key-store.js";
+import { createJwtVerifier } from "../../authn/jwt.js";
+import { createStaticKeyVerifier } from "../../authn/static-key.js";
+import { createApiKeyVerifier } from "../../authn/stored-key.js";
+import type { CredentialVerifier } from "../../authn/verifier.js";
+import type { GatewayConfig } from "../../config.js";
+import { durationMs } from "../../config.js";
+import { McpGateError } from "../../core/errors.js";
+import { openKeyStore } from "../../stores/open-key-store.js";
 import { configuredIssuers, jwtVerifierOptions } from "./oauth-options.js";
 
 export interface BuiltVerifiers {

@@ -1,7 +1,7 @@
 import { type ChildProcessByStdio, spawn } from "node:child_process";
 import type { Readable, Writable } from "node:stream";
-import { McpGateError } from "../core/errors.js";
-import type { Logger } from "../observe/logger.js";
+import { McpGateError } from "../../core/errors.js";
+import type { Logger } from "../../observe/logger.js";
 
 /**
  * Environment variables a stdio child inherits from the gateway by default. Everything else

@@ -1,6 +1,6 @@
-import type { Logger } from "../observe/logger.js";
+import type { Logger } from "../../observe/logger.js";
 import { spawnStdioChild } from "./child-process.js";
-import { ChildRelay } from "./stdio-relay.js";
+import { ChildRelay } from "./relay.js";
 
 export interface ChildSupervisorOptions {
   command: readonly string[];

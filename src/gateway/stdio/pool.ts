@@ -1,6 +1,6 @@
-import { renderDenial } from "../core/challenge.js";
-import { type Channel, type ChildRelay, openChannel } from "./stdio-relay.js";
-import type { ForwardContext, ForwardOutcome } from "./upstream.js";
+import { renderDenial } from "../../core/challenge.js";
+import type { ForwardContext, ForwardOutcome } from "../upstream.js";
+import { type Channel, type ChildRelay, openChannel } from "./relay.js";
 
 /** The `initialize` the gateway sends to a pooled child on its own behalf. */
 const POOL_INIT = {

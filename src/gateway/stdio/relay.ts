@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { JsonRpcId } from "../core/outcome.js";
-import type { Era } from "../mcp/era.js";
-import { filterListResponse, isListMethod, type VisibilityPredicate } from "../mcp/list-filter.js";
+import type { JsonRpcId } from "../../core/outcome.js";
+import type { Era } from "../../mcp/era.js";
+import { filterListResponse, isListMethod, type VisibilityPredicate } from "../../mcp/list-filter.js";
 import type { StdioChild } from "./child-process.js";
 
 /** One HTTP response that carries messages from the child back to the client. */

@@ -1,13 +1,13 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { renderDenial } from "../core/challenge.js";
-import { redactSessionId } from "../gate/gate.js";
-import type { Logger } from "../observe/logger.js";
+import { renderDenial } from "../../core/challenge.js";
+import { redactSessionId } from "../../gate/gate.js";
+import type { Logger } from "../../observe/logger.js";
+import type { ForwardContext, ForwardOutcome, Upstream } from "../upstream.js";
 import { buildChildEnv } from "./child-process.js";
-import { type ChildSupervisor, createChildSupervisor } from "./stdio-children.js";
-import { createStdioPool, initializeChild, type StdioPool } from "./stdio-pool.js";
-import { accepts, type Channel, type ChildRelay, createSseChannel, openChannel } from "./stdio-relay.js";
-import type { ForwardContext, ForwardOutcome, Upstream } from "./upstream.js";
+import { type ChildSupervisor, createChildSupervisor } from "./children.js";
+import { createStdioPool, initializeChild, type StdioPool } from "./pool.js";
+import { accepts, type Channel, type ChildRelay, createSseChannel, openChannel } from "./relay.js";
 
 export interface StdioUpstreamOptions {
   /** The program and its arguments, e.g. ["npx", "-y", "some-mcp-server"]. */
