@@ -2,6 +2,13 @@ import type { Authorizer, AuthzDecision } from "../core/contracts.js";
 import { McpGateError } from "../core/errors.js";
 import type { Identity } from "../core/identity.js";
 import type { InspectedMessage } from "../core/message.js";
+import {
+  type Canonical,
+  canonicalResourceUri,
+  canonicalUriTemplate,
+  MAX_NAME_LENGTH,
+  MAX_URI_LENGTH,
+} from "./resource-uri.js";
 
 /**
  * Per-tool authorization (DESIGN.md §2 "authorize each message"; docs/policy.md).
@@ -31,6 +38,11 @@ export interface PolicyInput {
   tools?: readonly PolicyRuleInput[];
   resources?: readonly PolicyRuleInput[];
   prompts?: readonly PolicyRuleInput[];
+  /**
+   * The `scope` of 401 challenges (`auth.challengeScopes`): what a client asks for at first login.
+   * Default: the scopes the catch-all (`*`) rules need (least privilege to start; step-up adds more).
+   */
+  challengeScopes?: readonly string[];
 }
 
 /** A compiled rule. */
@@ -60,6 +72,23 @@ export interface Policy extends Authorizer {
   readonly rules: Readonly<Record<PolicyKind, readonly PolicyRule[]>>;
   /** Decide one item for a set of granted scopes (the one function `authorize` and `isVisible` share). */
   evaluate(kind: PolicyKind, name: string, granted: readonly string[]): PolicyVerdict;
+  /** The `scope` of a 401 challenge: the least a client needs to start. */
+  challengeScopes(): string[];
+}
+
+/** Longest glob accepted in a rule (config; the matcher's cost is linear in name × glob). */
+const MAX_GLOB_LENGTH = 1024;
+
+/** One `*`-free piece of a glob, as code points; `undefined` stands for `?`. */
+type Piece = ReadonlyArray<string | undefined>;
+
+/** Whether `piece` matches `name` (code points) at `at`. */
+function pieceAt(name: readonly string[], at: number, piece: Piece): boolean {
+  for (let j = 0; j < piece.length; j++) {
+    const p = piece[j];
+    if (p !== undefined && name[at + j] !== p) return false;
+  }
+  return true;
 }
 
 /**
@@ -68,28 +97,65 @@ export interface Policy extends Authorizer {
  * Unicode normalization: a look-alike (Cyrillic "а" for Latin "a") or a different case does not
  * match.
  *
+ * Matching never backtracks: the glob is cut at each `*` into pieces; the first piece must match
+ * at the start, the last at the end, and each middle piece is taken at its leftmost place after
+ * the previous one (leftmost is always right: a later place leaves less room for what follows).
+ * The cost is at most (name length × glob length), whatever the number of `*` — a backtracking
+ * regex for `a*b*c*d` is polynomial of degree 3 in the name, which one large request turned into
+ * seconds of blocked event loop.
+ *
  * @example compileGlob("delete_*")("delete_note") // true
  */
 export function compileGlob(glob: string): (name: string) => boolean {
   if (typeof glob !== "string" || glob.length === 0) {
     throw new McpGateError("ERR_INVALID_OPTION", "policy: a rule's match must be a non-empty string");
   }
-  if (!/[*?]/.test(glob)) return (name) => name === glob;
-  if (glob === "*") return () => true;
-  // Fast paths for the common shapes ("delete_*", "*_admin"): no regex per name.
-  const body = glob.slice(0, -1);
-  if (glob.endsWith("*") && !/[*?]/.test(body)) return (name) => name.startsWith(body);
-  const tail = glob.slice(1);
-  if (glob.startsWith("*") && !/[*?]/.test(tail)) return (name) => name.endsWith(tail);
-  let source = "";
-  for (const ch of glob) {
-    if (ch === "*") source += "[^]*";
-    else if (ch === "?") source += "[^]";
-    else source += ch.replace(/[\\^$.|+()[\]{}*?/]/g, "\\$&");
+  if (glob.length > MAX_GLOB_LENGTH) {
+    throw new McpGateError("ERR_INVALID_OPTION", `policy: a rule's match is longer than ${MAX_GLOB_LENGTH}`);
   }
-  // `u`: `?` is one code point, not half of a surrogate pair.
-  const re = new RegExp(`^${source}$`, "u");
-  return (name) => re.test(name);
+  if (!/[*?]/.test(glob)) return (name) => name === glob;
+  if (/^\*+$/.test(glob)) return () => true;
+  const parts = glob.split("*");
+  if (!glob.includes("?")) {
+    // Literal pieces: compare UTF-16 strings directly (a literal piece cannot split a code point).
+    const first = parts[0]!;
+    const last = parts.length > 1 ? parts[parts.length - 1]! : "";
+    const middle = parts.slice(1, -1).filter((p) => p.length > 0);
+    const min = parts.reduce((n, p) => n + p.length, 0);
+    return (name) => {
+      if (name.length < min || !name.startsWith(first) || !name.endsWith(last)) return false;
+      let pos = first.length;
+      const end = name.length - last.length;
+      for (const piece of middle) {
+        const i = name.indexOf(piece, pos);
+        if (i < 0 || i + piece.length > end) return false;
+        pos = i + piece.length;
+      }
+      return pos <= end;
+    };
+  }
+  // With `?`, work on code points: `?` is one code point, not half of a surrogate pair.
+  const pieces: Piece[] = parts.map((p) => Array.from(p, (ch) => (ch === "?" ? undefined : ch)));
+  const starred = pieces.length > 1;
+  const first = pieces[0]!;
+  const last = starred ? pieces[pieces.length - 1]! : [];
+  const middle = pieces.slice(1, -1).filter((p) => p.length > 0);
+  const min = pieces.reduce((n, p) => n + p.length, 0);
+  return (text) => {
+    if (text.length < min) return false;
+    const name = Array.from(text);
+    if (!starred) return name.length === first.length && pieceAt(name, 0, first);
+    const end = name.length - last.length;
+    if (end < first.length || !pieceAt(name, 0, first) || !pieceAt(name, end, last)) return false;
+    let pos = first.length;
+    for (const piece of middle) {
+      let at = pos;
+      while (at + piece.length <= end && !pieceAt(name, at, piece)) at++;
+      if (at + piece.length > end) return false;
+      pos = at + piece.length;
+    }
+    return true;
+  };
 }
 
 /**
@@ -171,6 +237,38 @@ export function governedItem(m: InspectedMessage): { kind: PolicyKind; name: str
   }
 }
 
+/**
+ * A resource rule is matched against canonical URIs (resource-uri.ts), so a glob that is not itself
+ * canonical could never match what it was written for: refuse it at start and name the canonical
+ * spelling. Wildcards are tried as a plain letter; a glob that starts with `*` may be any suffix.
+ */
+function checkResourceGlob(glob: string, index: number): void {
+  if (typeof glob !== "string" || glob.startsWith("*")) return;
+  const probe = glob.replace(/[*?]/g, "a");
+  const canon = canonicalUriTemplate(probe);
+  if (!canon.ok) {
+    throw new McpGateError("ERR_INVALID_OPTION", `policy.resources[${index}].match: ${canon.reason}`);
+  }
+  if (canon.value !== probe) {
+    throw new McpGateError(
+      "ERR_INVALID_OPTION",
+      `policy.resources[${index}].match is not a canonical URI (resources are matched as ${JSON.stringify(canon.value)}; see docs/policy.md)`,
+    );
+  }
+}
+
+/** Default `challengeScopes`: what the catch-all rules need (any-of: the first listed scope). */
+function catchAllScopes(rules: readonly PolicyRule[]): string[] {
+  return rules
+    .filter((r) => /^\*+$/.test(r.match))
+    .flatMap((r) => (r.mode === "any" ? r.scopes.slice(0, 1) : r.scopes));
+}
+
+/** A read/subscribe URI is a URI; a completion reference names a template. */
+function canonicalRef(message: InspectedMessage, name: string): Canonical {
+  return message.method === "completion/complete" ? canonicalUriTemplate(name) : canonicalResourceUri(name);
+}
+
 function compileRules(kind: PolicyKind, input: readonly PolicyRuleInput[] | undefined): PolicyRule[] {
   if (input === undefined) return [];
   if (!Array.isArray(input)) throw new McpGateError("ERR_INVALID_OPTION", `policy.${kind} must be an array`);
@@ -185,6 +283,7 @@ function compileRules(kind: PolicyKind, input: readonly PolicyRuleInput[] | unde
         throw new McpGateError("ERR_INVALID_OPTION", `policy.${kind}[${index}].scopes: invalid scope`);
       }
     }
+    if (kind === "resources") checkResourceGlob(r.match, index);
     return Object.freeze({
       kind,
       index,
@@ -220,12 +319,18 @@ export function compilePolicy(input: PolicyInput = {}): Policy {
   });
   const all = [...rules.tools, ...rules.resources, ...rules.prompts];
   const supported = Object.freeze([...new Set(all.flatMap((r) => r.scopes))]);
+  if (input.challengeScopes !== undefined && !Array.isArray(input.challengeScopes)) {
+    throw new McpGateError("ERR_INVALID_OPTION", "auth.challengeScopes must be an array of scopes");
+  }
+  const challenge = Object.freeze([...new Set(input.challengeScopes ?? catchAllScopes(all))]);
   // With no rules and default allow, every caller sees everything: lists need no rewriting.
   const filters = !(def === "allow" && all.length === 0);
 
   function evaluate(kind: PolicyKind, name: string, granted: readonly string[]): PolicyVerdict {
     const list = rules[kind];
-    if (list === undefined) return { allow: false, missing: [] };
+    if (list === undefined || typeof name !== "string" || name.length > MAX_URI_LENGTH) {
+      return { allow: false, missing: [] };
+    }
     for (const rule of list) {
       if (!rule.test(name)) continue;
       const missing = missingScopes(rule, granted);
@@ -237,13 +342,37 @@ export function compilePolicy(input: PolicyInput = {}): Policy {
   function authorize(identity: Identity, message: InspectedMessage): AuthzDecision {
     const item = governedItem(message);
     if (!item) return { allow: true };
+    if (item.kind !== "resources" && item.name.length > MAX_NAME_LENGTH) {
+      return {
+        allow: false,
+        scopes: [],
+        reason: `Forbidden: name longer than ${MAX_NAME_LENGTH} characters`,
+      };
+    }
+    if (item.kind === "resources") {
+      // Only the canonical form is ever matched, and only the canonical form may go upstream: the
+      // gate canonicalizes before authorizing (canonicalizeRequestNames); anything else is refused.
+      const canon = canonicalRef(message, item.name);
+      if (!canon.ok || canon.value !== item.name) {
+        const why = canon.ok
+          ? `is not in canonical form (${quoteName(canon.value)})`
+          : `is refused: ${canon.reason}`;
+        return { allow: false, scopes: [], reason: `Forbidden: resource ${quoteName(item.name)} ${why}` };
+      }
+    }
     const verdict = evaluate(item.kind, item.name, identity.scopes);
     if (verdict.allow) return { allow: true };
     // Step-up names every scope the operation needs (spec A-0728: all in a single challenge); for
-    // any-of rules, the first listed scope is enough.
+    // any-of rules, the first listed scope is enough. No rule: no scope can help (empty list).
     const rule = verdict.rule;
     const scopes = !rule ? [] : rule.mode === "any" ? rule.scopes.slice(0, 1) : [...rule.scopes];
     return { allow: false, scopes, reason: denialReason(item.kind, item.name, verdict) };
+  }
+
+  /** A listed resource (URI) or template is visible when its canonical form is allowed. */
+  function resourceVisible(identity: Identity, name: string): boolean {
+    const canon = canonicalUriTemplate(name);
+    return canon.ok && evaluate("resources", canon.value, identity.scopes).allow;
   }
 
   return Object.freeze({
@@ -254,9 +383,10 @@ export function compilePolicy(input: PolicyInput = {}): Policy {
     authorize,
     filtersLists: () => filters,
     isVisible: (identity: Identity, kind: PolicyKind, name: string) =>
-      evaluate(kind, name, identity.scopes).allow,
+      kind === "resources" ? resourceVisible(identity, name) : evaluate(kind, name, identity.scopes).allow,
     onDenied: (identity: Identity) =>
       onDeniedMode === "auto" ? (identity.kind === "oauth2" ? "step-up" : "tool-error") : onDeniedMode,
     scopesSupported: () => [...supported],
+    challengeScopes: () => [...challenge],
   });
 }

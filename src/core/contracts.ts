@@ -79,7 +79,11 @@ export type RateOutcome =
   | { ok: true; bucket?: RateBucket; remaining?: number; resetMs?: number }
   | { ok: false; bucket: RateBucket; retryAfterMs: number; resetMs?: number };
 
-/** Per-message authorization (issue: per-tool authorization). */
+/**
+ * Per-message authorization (issue: per-tool authorization). A denial's `scopes` are those that
+ * would allow the operation; empty when no scope can (no rule matched, a malformed name): such a
+ * denial is never answered with a 403 step-up, which the client could not satisfy.
+ */
 export type AuthzDecision = { allow: true } | { allow: false; scopes: string[]; reason: string };
 
 export interface Authorizer {
@@ -90,8 +94,13 @@ export interface Authorizer {
   isVisible(identity: Identity, kind: "tools" | "resources" | "prompts", name: string): boolean;
   /** How a denial is answered for this identity. */
   onDenied(identity: Identity): "tool-error" | "step-up";
-  /** Scopes to advertise (PRM scopes_supported, 401 `scope`). */
+  /** Scopes to advertise (PRM `scopes_supported`). */
   scopesSupported(): string[];
+  /**
+   * The `scope` of 401 challenges: the least a client needs to start (`auth.challengeScopes`);
+   * when absent, `scopesSupported()`.
+   */
+  challengeScopes?(): string[];
 }
 
 /** Per-caller rate limits: which buckets a request consumes. */
@@ -109,12 +118,36 @@ export interface Guard {
   sourceOf(remoteAddress: string | undefined, headers: GateRequest["headers"]): string;
 }
 
+/** One finished MCP request, as the front door (http/front-door.ts) reports it. */
+export interface RequestSummary {
+  requestId: string;
+  httpMethod: string;
+  /** The first JSON-RPC method of the body, if any. */
+  rpcMethod?: string;
+  /** The tool of the first `tools/call`, if any. */
+  tool?: string;
+  /** Tools of the `tools/call` messages that went upstream (denied ones are reported by `decision`). */
+  forwardedTools?: string[];
+  era?: string;
+  /** The caller's display name (key prefix, issuer#subject); never a secret. */
+  principal?: string;
+  /** The mount (upstream) name, when the gateway serves several. */
+  mount?: string;
+  status: number;
+  /** "allow", the denial kind, or the upstream failure class. */
+  decision: string;
+  latencyMs: number;
+  upstreamMs?: number;
+}
+
 /** Where the gate reports what happened. All optional. */
 export interface GateObserver {
   audit?(event: AuditEvent): void;
   authFailure?(reason: string): void;
   decision?(d: { method?: string; tool?: string; decision: string }): void;
   storeError?(store: string, err: unknown): void;
+  /** Once per finished request (logs, metrics, 401-spike detection). */
+  request?(summary: RequestSummary): void;
 }
 
 export type { Denial };

@@ -1,5 +1,10 @@
 import type { JsonRpcId } from "./outcome.js";
 
+/** Longest tool or prompt name a request may carry (SEP-986 allows 128); longer is a 400. */
+export const MAX_NAME_LENGTH = 512;
+/** Longest resource URI or URI template a request may carry (the usual URL limit); longer is a 400. */
+export const MAX_URI_LENGTH = 8192;
+
 /** One JSON-RPC message as the gate sees it: what it is and what it names. */
 export interface InspectedMessage {
   type: "request" | "notification" | "response";

@@ -1,4 +1,4 @@
-import type { InspectedMessage } from "../core/message.js";
+import { type InspectedMessage, MAX_NAME_LENGTH, MAX_URI_LENGTH } from "../core/message.js";
 import type { JsonRpcId } from "../core/outcome.js";
 
 export type { InspectedMessage };
@@ -61,6 +61,9 @@ export function inspectMessage(value: unknown): InspectedMessage | string {
     if (hasId) out.id = msg.id as JsonRpcId;
     if (msg.method === "tools/call" || msg.method === "prompts/get") {
       if (typeof params.name !== "string") return `${msg.method} requires a string params.name`;
+      // Bounded before any matcher sees it (issue 14: a 240 KB name stalled a backtracking glob).
+      if (params.name.length > MAX_NAME_LENGTH)
+        return `params.name longer than ${MAX_NAME_LENGTH} characters`;
       out.name = params.name;
     } else if (
       msg.method === "resources/read" ||
@@ -68,7 +71,14 @@ export function inspectMessage(value: unknown): InspectedMessage | string {
       msg.method === "resources/unsubscribe"
     ) {
       if (typeof params.uri !== "string") return `${msg.method} requires a string params.uri`;
+      if (params.uri.length > MAX_URI_LENGTH) return `params.uri longer than ${MAX_URI_LENGTH} characters`;
       out.name = params.uri;
+    } else if (msg.method === "completion/complete") {
+      const ref = params.ref as { name?: unknown; uri?: unknown } | undefined;
+      if (typeof ref?.name === "string" && ref.name.length > MAX_NAME_LENGTH)
+        return `params.ref.name longer than ${MAX_NAME_LENGTH} characters`;
+      if (typeof ref?.uri === "string" && ref.uri.length > MAX_URI_LENGTH)
+        return `params.ref.uri longer than ${MAX_URI_LENGTH} characters`;
     }
     const meta = params._meta;
     if (

@@ -1,0 +1,22 @@
+/** Every spelling of the issue that the WHATWG parser (the SDK upstream's `new URL`) resolves to the secret. */
+export const SECRET_SPELLINGS = [
+  "file:///srv/shared/%2e%2e/secret/key.txt",
+  "file:///srv/shared/%2E%2e/secret/key.txt",
+  "file:///srv/shared/.%2e/secret/key.txt",
+  "FILE:///srv/secret/key.txt",
+  "File://LocalHost/srv/secret/key.txt",
+  "file://localhost/srv/secret/key.txt",
+  " file:///srv/secret/key.txt",
+  "\tfile:///srv/secret/key.txt \n",
+  "file:///srv/shared/../secret/key.txt",
+  "file:///srv/x/../secret/key.txt",
+  "file:///srv/./secret/key.txt",
+  "file:///srv/shared/./../secret/./key.txt",
+  "file:\\\\\\srv\\secret\\key.txt",
+  "file:///srv/shared\\..\\secret\\key.txt",
+  "file:/srv/secret/key.txt",
+  "file:///srv/se\ncret/key.txt",
+  "file:///srv/sec\tret/key.txt",
+  "file:///srv/%73ecret/key.txt",
+  "file:///srv/secret/%6Bey.txt",
+];
