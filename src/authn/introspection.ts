@@ -49,7 +49,21 @@ function audienceMatches(aud: unknown, accepted: readonly string[]): boolean | u
 }
 
 /**
- * Verify opaque access tokens with RFC 7662 token introspection. An inactive token is `inactive`;
+ * RFC 7662 §2.3 / RFC 6749 §5.2 error answers that are about the token sent, not about the
+ * resource server's request: oidc-provider answers 400 `unsupported_token_type` for a JWT-shaped
+ * token it did not issue, others 400 `invalid_request`. A 401 `invalid_client` (our credentials)
+ * stays an endpoint failure.
+ */
+const TOKEN_REFUSALS = new Set(["invalid_request", "unsupported_token_type", "invalid_token"]);
+
+function refusesToken(json: unknown): boolean {
+  const error = (json as { error?: unknown } | null)?.error;
+  return typeof error === "string" && TOKEN_REFUSALS.has(error);
+}
+
+/**
+ * Verify opaque access tokens with RFC 7662 token introspection. An inactive token is `inactive`,
+ * and so is one the AS refuses with 400 `invalid_request`/`unsupported_token_type`/`invalid_token`;
  * an endpoint that is down or answers garbage throws McpGateError `ERR_INTROSPECTION` (the gate
  * answers 503: the token may well be valid). Active results are cached by the SHA-256 of the token
  * until `exp`, so a client's repeat requests cost no round trip.
@@ -98,6 +112,9 @@ export function createIntrospectionVerifier(
   async function introspect(token: string): Promise<VerifyResult> {
     const body = new URLSearchParams({ token, token_type_hint: "access_token" }).toString();
     const res = await fetchJson(options.endpoint, { method: "POST", headers, body, timeoutMs });
+    // The AS refusing the *token* (not us): "not a token we know", a 401 that counts toward the
+    // guard, never a 503 an unauthenticated caller could trigger at will (issue 14 item 9).
+    if (res.ok && res.status === 400 && refusesToken(res.json)) return { ok: false, reason: "inactive" };
     if (!res.ok || res.status !== 200) {
       const why = res.ok ? `HTTP ${res.status}` : res.error;
       throw new McpGateError("ERR_INTROSPECTION", `token introspection failed (${why})`);

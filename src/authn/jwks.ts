@@ -47,6 +47,13 @@ export interface JwksKeySource {
   readonly uri: string;
   /** Epoch ms of the last successful fetch, if any. */
   readonly fetchedAt: number | undefined;
+  /**
+   * A test that stays true while the key a token was verified with is still published: for a
+   * `kid`, while the last key set fetched lists that `kid`; without one, while the key set is the
+   * one the token was verified against. The verified-token cache drops an entry once it turns
+   * false (issue 14 item 6: a cached token must not outlive its signing key).
+   */
+  binding(kid: string | undefined): () => boolean;
 }
 
 const DEFAULTS = {
@@ -186,11 +193,35 @@ export function createJwksKeySource(options: JwksOptions): JwksKeySource {
     }
   };
 
+  // The published kids and a content version, recomputed only when jose stores a new key set.
+  let seenSet: JSONWebKeySet | undefined;
+  let seenJson = "";
+  let kids = new Set<string>();
+  let version = 0;
+  const current = () => {
+    const jwks = lastGood.jwks;
+    if (jwks !== seenSet) {
+      seenSet = jwks;
+      const json = JSON.stringify(jwks?.keys ?? []);
+      if (json !== seenJson) {
+        seenJson = json;
+        version++;
+        kids = new Set((jwks?.keys ?? []).flatMap((k) => (typeof k.kid === "string" ? [k.kid] : [])));
+      }
+    }
+    return { kids, version };
+  };
+
   return {
     getKey,
     uri: url.href,
     get fetchedAt() {
       return lastGood.uat;
+    },
+    binding(kid) {
+      if (kid !== undefined) return () => current().kids.has(kid);
+      const at = current().version;
+      return () => current().version === at;
     },
   };
 }

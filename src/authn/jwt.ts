@@ -1,17 +1,19 @@
 import {
   type CryptoKey,
   decodeJwt,
+  decodeProtectedHeader,
   type JWTPayload,
   type JWTVerifyGetKey,
   type JWTVerifyOptions,
   jwtVerify,
 } from "jose";
 import { isMcpGateError, McpGateError } from "../core/errors.js";
+import type { Identity } from "../core/identity.js";
 import type { AuthFailureReason } from "../core/outcome.js";
 import { MAX_TOKEN_LENGTH } from "./bearer.js";
 import { createIntrospectionVerifier, type IntrospectionOptions } from "./introspection.js";
 import { discoverIssuer } from "./issuer-discovery.js";
-import { createJwksKeySource, type JwksOptions } from "./jwks.js";
+import { createJwksKeySource, type JwksKeySource, type JwksOptions } from "./jwks.js";
 import { oauthIdentity, scopesFromClaims } from "./oauth-identity.js";
 import { createTokenCache, type TokenCache, tokenHash } from "./token-cache.js";
 import type { CredentialVerifier, VerifyResult } from "./verifier.js";
@@ -73,7 +75,11 @@ export interface JwtVerifierOptions {
   issuers: JwtIssuerOptions[];
   /** Canonical URL of the protected MCP endpoint: the default audience of every issuer (RFC 8707). */
   publicUrl?: string;
-  /** Verified-token cache. `false` turns it off. Default 10 000 entries, each until the token's `exp`. */
+  /**
+   * Verified-token cache. `false` turns it off. Default 10 000 entries, each until the token's
+   * `exp` or `ttlMs` (default {@link DEFAULT_TOKEN_CACHE_TTL_MS}), whichever comes first, and
+   * never after the token's signing key left the issuer's JWKS.
+   */
   cache?: false | { maxEntries?: number; ttlMs?: number };
   /** Clock in epoch milliseconds (tests freeze it). Default `Date.now`. */
   now?: () => number;
@@ -86,8 +92,15 @@ export interface JwtVerifier extends CredentialVerifier {
   readonly cache: TokenCache;
 }
 
+/** Default `auth.jwt.cacheTtl`: a cached verification is redone at least this often (5 min). */
+export const DEFAULT_TOKEN_CACHE_TTL_MS = 300_000;
+/** Default `clockTolerance`: no leeway on `exp`/`nbf` (docs/configuration.md says the same). */
+export const DEFAULT_CLOCK_TOLERANCE_SEC = 0;
+
 interface IssuerState {
   issuer: string;
+  /** The JWKS the issuer's tokens are verified with, once known (bindings of cached tokens). */
+  source?: JwksKeySource;
   verifyOptions: JWTVerifyOptions;
   /** The key source when it is known at construction (a configured `jwksUri`): no await per token. */
   getKey?: JWTVerifyGetKey;
@@ -178,7 +191,7 @@ function createIssuerState(
   const issuer = opts.issuer;
   const algorithms = checkAlgorithms(opts.algorithms, where);
   const audience = checkAudience(opts.audience, publicUrl, where);
-  const tolerance = opts.clockToleranceSec ?? 0;
+  const tolerance = opts.clockToleranceSec ?? DEFAULT_CLOCK_TOLERANCE_SEC;
   if (!Number.isFinite(tolerance) || tolerance < 0)
     throw invalidOption(`${where}.clockToleranceSec must be >= 0`);
   const discoveryTimeoutMs = opts.discoveryTimeoutMs ?? 5_000;
@@ -209,10 +222,12 @@ function createIssuerState(
     });
   }
 
+  const state: IssuerState = { issuer, verifyOptions, keys: async () => undefined };
   let keys: () => Promise<JWTVerifyGetKey | undefined>;
   let staticKey: JWTVerifyGetKey | undefined;
   if (opts.jwksUri !== undefined) {
     const source = createJwksKeySource({ ...opts.jwks, jwksUri: opts.jwksUri });
+    state.source = source;
     staticKey = source.getKey;
     keys = async () => source.getKey;
   } else if (introspect) {
@@ -236,7 +251,8 @@ function createIssuerState(
       pending ??= discoverIssuer(issuer, { timeoutMs: discoveryTimeoutMs }).then((meta) => {
         if (!meta.jwks_uri)
           throw new McpGateError("ERR_ISSUER_DISCOVERY", `issuer ${issuer} publishes no jwks_uri`);
-        return createJwksKeySource({ ...opts.jwks, jwksUri: meta.jwks_uri }).getKey;
+        state.source = createJwksKeySource({ ...opts.jwks, jwksUri: meta.jwks_uri });
+        return state.source.getKey;
       });
       try {
         resolved = await pending;
@@ -248,7 +264,7 @@ function createIssuerState(
       }
     };
   }
-  const state: IssuerState = { issuer, verifyOptions, keys };
+  state.keys = keys;
   if (staticKey) state.getKey = staticKey;
   if (introspect) state.introspect = introspect;
   return state;
@@ -308,8 +324,14 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
   const cacheOpts =
     options.cache === false
       ? { maxEntries: 0 }
-      : { maxEntries: options.cache?.maxEntries, maxTtlMs: options.cache?.ttlMs };
+      : {
+          maxEntries: options.cache?.maxEntries,
+          maxTtlMs: options.cache?.ttlMs ?? DEFAULT_TOKEN_CACHE_TTL_MS,
+        };
   const cache = createTokenCache({ ...cacheOpts, ...(now ? { now } : {}) });
+
+  /** Why a cached JWT stops being trusted before its `exp`: its key left the issuer's JWKS. */
+  const bindings = new WeakMap<Identity, () => boolean>();
 
   async function verifyJwt(token: string): Promise<VerifyResult> {
     let claims: JWTPayload;
@@ -347,16 +369,18 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
         : typeof payload.azp === "string"
           ? payload.azp
           : undefined;
-    return {
-      ok: true,
-      identity: oauthIdentity({
-        issuer: state.issuer,
-        subject: payload.sub,
-        scopes: scopesFromClaims(payload),
-        clientId,
-        expiresAt: payload.exp,
-      }),
-    };
+    const identity = oauthIdentity({
+      issuer: state.issuer,
+      subject: payload.sub,
+      scopes: scopesFromClaims(payload),
+      clientId,
+      expiresAt: payload.exp,
+    });
+    if (state.source) {
+      const kid = decodeProtectedHeader(token).kid;
+      bindings.set(identity, state.source.binding(typeof kid === "string" ? kid : undefined));
+    }
+    return { ok: true, identity };
   }
 
   async function verifyOpaque(token: string): Promise<VerifyResult> {
@@ -386,7 +410,7 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
         if (hit) return { ok: true, identity: hit };
       }
       const result = JWT_SHAPE.test(token) ? await verifyJwt(token) : await verifyOpaque(token);
-      if (result.ok && cache.enabled) cache.setByHash(hash, result.identity);
+      if (result.ok && cache.enabled) cache.setByHash(hash, result.identity, bindings.get(result.identity));
       return result;
     },
   };

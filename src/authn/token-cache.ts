@@ -20,8 +20,11 @@ export interface TokenCache {
   set(token: string, identity: Identity): void;
   /** `get` by a precomputed {@link tokenHash} (saves hashing twice on a miss). */
   getByHash(hash: string): Identity | undefined;
-  /** `set` by a precomputed {@link tokenHash}. */
-  setByHash(hash: string, identity: Identity): void;
+  /**
+   * `set` by a precomputed {@link tokenHash}. `stillValid`, when given, is asked on every hit: once
+   * it answers false the entry is dropped (e.g. the token's signing key left the JWKS).
+   */
+  setByHash(hash: string, identity: Identity, stillValid?: () => boolean): void;
   /** Forget a token (e.g. after revocation). */
   delete(token: string): void;
   clear(): void;
@@ -34,6 +37,7 @@ interface Entry {
   identity: Identity;
   /** Epoch ms after which the entry is dead. */
   until: number;
+  stillValid?: () => boolean;
 }
 
 /**
@@ -85,7 +89,7 @@ export function createTokenCache(options: TokenCacheOptions = {}): TokenCache {
       if (maxEntries === 0) return undefined;
       const entry = entries.get(key);
       if (!entry) return undefined;
-      if (now() >= entry.until) {
+      if (now() >= entry.until || entry.stillValid?.() === false) {
         entries.delete(key);
         return undefined;
       }
@@ -97,7 +101,7 @@ export function createTokenCache(options: TokenCacheOptions = {}): TokenCache {
       if (maxEntries === 0) return;
       this.setByHash(tokenHash(token), identity);
     },
-    setByHash(key, identity) {
+    setByHash(key, identity, stillValid) {
       if (maxEntries === 0) return;
       const t = now();
       // A token without exp is never cached: its lifetime is unknown (and our verifiers refuse it).
@@ -105,7 +109,7 @@ export function createTokenCache(options: TokenCacheOptions = {}): TokenCache {
       const until = Math.min(identity.expiresAt * 1000, t + maxTtlMs);
       if (until <= t) return;
       entries.delete(key);
-      entries.set(key, { identity: freezeIdentity(identity), until });
+      entries.set(key, { identity: freezeIdentity(identity), until, ...(stillValid ? { stillValid } : {}) });
       while (entries.size > maxEntries) {
         const oldest = entries.keys().next().value as string;
         entries.delete(oldest);

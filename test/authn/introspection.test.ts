@@ -188,6 +188,25 @@ describe("introspection endpoint failures and odd answers", () => {
     }
   });
 
+  it("maps a 400 about the token to inactive, and a 400/401 about our request to ERR_INTROSPECTION", async () => {
+    for (const error of ["unsupported_token_type", "invalid_request", "invalid_token"]) {
+      reply({ error }, 400);
+      expect(await v().verify("tok-6"), error).toEqual({ ok: false, reason: "inactive" });
+    }
+    for (const [body, status] of [
+      [{ error: "invalid_client" }, 401],
+      [{ error: "invalid_client" }, 400],
+      ["bad request", 400],
+      [{ error: "unsupported_token_type" }, 500],
+    ] as const) {
+      reply(body, status);
+      const err = await v()
+        .verify("tok-7")
+        .catch((e: unknown) => e);
+      expect(isMcpGateError(err, "ERR_INTROSPECTION"), JSON.stringify(body)).toBe(true);
+    }
+  });
+
   it("throws ERR_INTROSPECTION when the endpoint is unreachable, without the token in the message", async () => {
     const dead = createIntrospectionVerifier({
       issuer: "https://as.example",
