@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { authServerSchema, durationSchema } from "./authserver/config-schema.js";
 import { readConfigFile } from "./core/config-file.js";
 import { parseDuration } from "./core/duration.js";
 import { interpolateEnv } from "./core/env-interpolation.js";
@@ -10,17 +11,7 @@ import { McpGateError } from "./core/errors.js";
  * (`durationMs`), so error messages can name the field.
  */
 
-const duration = z.union([z.string(), z.number()]).refine(
-  (v) => {
-    try {
-      parseDuration(v);
-      return true;
-    } catch {
-      return false;
-    }
-  },
-  { message: "invalid duration: use e.g. 500ms, 10s, 30m, 24h, 90d" },
-);
+const duration = durationSchema;
 
 // RFC 6749 §3.3 scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 export const SCOPE_PATTERN = /^[\x21\x23-\x5b\x5d-\x7e]+$/;
@@ -141,6 +132,8 @@ export const configSchema = z.strictObject({
     })
     .default({ level: "info", redactHeaders: [] }),
   origins: z.array(z.string()).optional(),
+  /** The gateway as OAuth authorization server (DESIGN.md §9; src/authserver/config-schema.ts). */
+  authServer: authServerSchema,
   limits: z
     .strictObject({
       maxBody: z

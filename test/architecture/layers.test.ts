@@ -17,6 +17,8 @@ const LAYER: Record<string, number> = {
   gate: 3,
   http: 4,
   probe: 4,
+  // The gateway's own authorization server (DESIGN.md §9): beside http/probe, below the assembly.
+  authserver: 4,
   sdk: 4,
   gateway: 5,
   config: 5,

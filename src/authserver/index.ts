@@ -1,0 +1,251 @@
+import { randomBytes } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { exportJWK, generateKeyPair, type JWK } from "jose";
+import Provider from "oidc-provider";
+import type { CredentialVerifier } from "../authn/verifier.js";
+import { McpGateError } from "../core/errors.js";
+import type { KeyStore } from "../stores/key-store.js";
+import { keyStatus } from "../stores/key-store.js";
+import type { OAuthRecordStore } from "../stores/oauth-records.js";
+import { createWindowLimiter } from "./client-policy.js";
+import { sendOAuthError } from "./http-util.js";
+import { createInteractions } from "./interactions.js";
+import { providerConfiguration } from "./provider-config.js";
+import { createOwnTokenVerifier } from "./token-verifier.js";
+import { createUpstreamLogin, type UpstreamLoginOptions } from "./upstream-login.js";
+
+/** Signing keys the authorization server uses (the shared key store's `current()`, or a local one). */
+export interface SigningKeySource {
+  current(): Promise<{ active: { kid: string; alg: string; privateJwk: JWK }; publicJwks: JWK[] }>;
+}
+
+/** Options of {@link createAuthorizationServer}. Durations in seconds/milliseconds as named. */
+export interface AuthorizationServerOptions {
+  /** The issuer (an origin: https, or http on loopback for development). */
+  issuer: string;
+  /** The gateway's protected resources; `resource` must be one of them (RFC 8707). */
+  resources: string[];
+  /** Scopes clients may ask for. */
+  scopes: string[];
+  login:
+    | { apiKey: { verifier: CredentialVerifier; keys: KeyStore } }
+    | { oidc: Omit<UpstreamLoginOptions, "redirectUri"> };
+  clients?: {
+    registration?: boolean;
+    metadataDocuments?: boolean;
+    allowLoopbackMetadataDocuments?: boolean;
+    maxRegistered?: number;
+    registrationRateLimit?: { limit: number; windowMs: number };
+  };
+  accessTtlSec?: number;
+  refreshTtlSec?: number;
+  consentRememberSec?: number;
+  /** Clients, grants, refresh tokens (the key store's database). */
+  store: OAuthRecordStore;
+  /** Codes, interactions, sessions (Redis with `state.redis`); default `store`. */
+  shortLivedStore?: OAuthRecordStore;
+  /** Default: one ES256 key kept in `store` (shared by instances on the same database). */
+  signingKeys?: SigningKeySource;
+  /** Source address of a request (honours trustProxy), for the registration rate limit. */
+  sourceOf?(req: IncomingMessage): string;
+  /** Set when a TLS-terminating proxy sits in front (X-Forwarded-Proto is then believed). */
+  trustProxy?: boolean;
+}
+
+/** The running authorization server. */
+export interface AuthorizationServer {
+  readonly issuer: string;
+  /** Answer a request if it is the authorization server's; false otherwise (the gateway goes on). */
+  handle(req: IncomingMessage, res: ServerResponse): Promise<boolean>;
+  /** Verifies the access tokens this server issues (the gateway's resource-server path). */
+  readonly verifier: CredentialVerifier & { readonly issuers: readonly string[] };
+  close(): Promise<void>;
+}
+
+/** Stored secrets (model "Secret"): created once, then shared by every instance on the database. */
+async function sharedSecret<T extends Record<string, unknown>>(
+  store: OAuthRecordStore,
+  id: string,
+  make: () => Promise<T>,
+): Promise<T> {
+  const found = await store.find("Secret", id);
+  if (found) return found as T;
+  await store.upsert("Secret", id, await make());
+  // Two instances starting together: the last write wins, and both read it back.
+  return (await store.find("Secret", id)) as T;
+}
+
+function localSigningKeys(store: OAuthRecordStore): SigningKeySource {
+  let cached: Awaited<ReturnType<SigningKeySource["current"]>> | undefined;
+  return {
+    async current() {
+      if (cached) return cached;
+      const { jwk } = await sharedSecret(store, "signing-key", async () => {
+        const { privateKey } = await generateKeyPair("ES256", { extractable: true });
+        const kid = randomBytes(8).toString("hex");
+        return { jwk: { ...(await exportJWK(privateKey)), kid, alg: "ES256", use: "sig" } };
+      });
+      const privateJwk = jwk as JWK;
+      const { d: _d, ...publicJwk } = privateJwk;
+      cached = { active: { kid: privateJwk.kid!, alg: "ES256", privateJwk }, publicJwks: [publicJwk] };
+      return cached;
+    },
+  };
+}
+
+const AS_PATHS = ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"];
+
+/**
+ * The gateway as an OAuth 2.1 authorization server for MCP clients (DESIGN.md §9), built on
+ * oidc-provider: RFC 8414 metadata, authorization code + PKCE S256, RFC 8707 resources, RFC 9207
+ * `iss`, rotating refresh tokens with reuse detection, RFC 7009 revocation, RFC 7591 registration,
+ * Client ID Metadata Documents, and login through an OIDC IdP or an mcpgate API key.
+ *
+ * @example
+ * const as = await createAuthorizationServer({ issuer: "https://mcp.example.com", resources: ["https://mcp.example.com/mcp"],
+ *   scopes: ["tools:call"], login: { apiKey: { verifier, keys } }, store: await openOAuthStore("sqlite:./mcpgate.db") });
+ * server.on("request", async (req, res) => { if (await as.handle(req, res)) return; … });
+ */
+export async function createAuthorizationServer(
+  options: AuthorizationServerOptions,
+): Promise<AuthorizationServer> {
+  const issuer = options.issuer.replace(/\/$/, "");
+  let url: URL;
+  try {
+    url = new URL(issuer);
+  } catch {
+    throw new McpGateError("ERR_INVALID_OPTION", "authServer.issuer must be a URL");
+  }
+  if (url.pathname !== "/" || url.search || url.hash) {
+    throw new McpGateError("ERR_INVALID_OPTION", "authServer.issuer must be an origin (no path)");
+  }
+  if (options.resources.length === 0)
+    throw new McpGateError("ERR_INVALID_OPTION", "authServer: no resource to issue tokens for");
+  const clients = options.clients ?? {};
+  const store = options.store;
+  const keys = options.signingKeys ?? localSigningKeys(store);
+  const keySet = await keys.current();
+  let publicJwks = keySet.publicJwks;
+  const { cookieKeys } = await sharedSecret(store, "cookie-keys", async () => ({
+    cookieKeys: [randomBytes(32).toString("base64url")],
+  }));
+  const csrfKey = (cookieKeys as string[])[0]!;
+
+  const apiKey = "apiKey" in options.login ? options.login.apiKey : undefined;
+  async function keyScopes(keyId: string): Promise<string[] | undefined> {
+    const record = await apiKey?.keys.get(keyId);
+    if (!record) return undefined;
+    const status = keyStatus(record, Date.now());
+    return status === "active" || status === "grace" ? [...record.scopes] : undefined;
+  }
+  const accountScopes = async (accountId: string) =>
+    accountId.startsWith("key:") ? ((await keyScopes(accountId.slice(4))) ?? []) : undefined;
+  const accountActive = async (accountId: string) =>
+    accountId.startsWith("key:")
+      ? (await keyScopes(accountId.slice(4))) !== undefined
+      : accountId.startsWith("idp:");
+
+  const provider = new Provider(
+    issuer,
+    providerConfiguration({
+      resources: options.resources,
+      scopes: options.scopes,
+      accessTtlSec: options.accessTtlSec ?? 3600,
+      refreshTtlSec: options.refreshTtlSec ?? 30 * 86_400,
+      consentRememberSec: options.consentRememberSec ?? 30 * 86_400,
+      registration: clients.registration ?? true,
+      metadataDocuments: clients.metadataDocuments ?? true,
+      allowLoopbackMetadataDocuments: clients.allowLoopbackMetadataDocuments ?? false,
+      store,
+      ...(options.shortLivedStore ? { shortLivedStore: options.shortLivedStore } : {}),
+      signingKey: keySet.active.privateJwk,
+      cookieKeys: cookieKeys as string[],
+      accountScopes,
+      accountActive,
+      interactionUrl: (uid) => `/oauth/interaction/${uid}`,
+    }),
+  );
+  provider.proxy = options.trustProxy === true;
+  // oidc-provider reports errors it already answered; they carry no secrets, but are not ours to log.
+  provider.on("server_error", () => {});
+  const callback = provider.callback();
+
+  const interactions = createInteractions({
+    provider,
+    store,
+    csrfKey,
+    issuer,
+    scopes: options.scopes,
+    accountScopes,
+    login: apiKey
+      ? { apiKey: apiKey.verifier }
+      : {
+          oidc: createUpstreamLogin({
+            ...(options.login as { oidc: Omit<UpstreamLoginOptions, "redirectUri"> }).oidc,
+            redirectUri: `${issuer}/oauth/callback`,
+          }),
+        },
+  });
+  const rate = clients.registrationRateLimit ?? { limit: 10, windowMs: 60_000 };
+  const registrations = createWindowLimiter({ limit: rate.limit, windowMs: rate.windowMs });
+  const maxRegistered = clients.maxRegistered ?? 10_000;
+
+  async function register(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    const source = options.sourceOf?.(req) ?? req.socket.remoteAddress ?? "unknown";
+    if (!registrations.take(source)) {
+      sendOAuthError(res, 429, "too_many_requests", "too many registrations from this address", {
+        "retry-after": String(Math.ceil(rate.windowMs / 1000)),
+      });
+      return true;
+    }
+    if ((await store.count("Client")) >= maxRegistered) {
+      sendOAuthError(res, 503, "temporarily_unavailable", "the registration limit is reached");
+      return true;
+    }
+    callback(req, res);
+    return true;
+  }
+
+  const verifier = createOwnTokenVerifier({
+    issuer,
+    resources: options.resources,
+    jwks: () => publicJwks,
+    liveness: {
+      grantAlive: async (grantId) => (await store.find("Grant", grantId)) !== undefined,
+      keyScopes,
+    },
+  });
+  // Pick up keys published by rotation (the shared key store), without blocking a request.
+  const refresh = setInterval(() => {
+    keys.current().then(
+      (k) => (publicJwks = k.publicJwks),
+      () => {},
+    );
+  }, 30_000);
+  refresh.unref();
+
+  return {
+    issuer,
+    verifier,
+    async handle(req, res) {
+      const path = (req.url ?? "/").split("?", 1)[0]!;
+      if (AS_PATHS.includes(path)) {
+        // RFC 8414 §3 and OIDC Discovery serve the same document.
+        if (path !== "/.well-known/openid-configuration") req.url = "/.well-known/openid-configuration";
+        callback(req, res);
+        return true;
+      }
+      if (!path.startsWith("/oauth/")) return false;
+      if (await interactions.handle(req, res)) return true;
+      if (path === "/oauth/register" && req.method === "POST") {
+        if (clients.registration === false) return false;
+        return register(req, res);
+      }
+      callback(req, res);
+      return true;
+    },
+    async close() {
+      clearInterval(refresh);
+    },
+  };
+}

@@ -1,0 +1,67 @@
+// The surface of oidc-provider (which ships no types) that mcpgate and its tests use.
+declare module "oidc-provider" {
+  import type { IncomingMessage, ServerResponse } from "node:http";
+
+  export interface InteractionDetails {
+    uid: string;
+    prompt: { name: string; reasons: string[]; details: Record<string, unknown> };
+    params: Record<string, unknown>;
+    session?: { accountId?: string; uid?: string };
+    grantId?: string;
+    returnTo: string;
+    lastSubmission?: Record<string, unknown>;
+  }
+
+  export interface ProviderGrant {
+    jti: string;
+    accountId: string;
+    clientId: string;
+    addOIDCScope(scope: string): void;
+    addResourceScope(resource: string, scope: string): void;
+    save(ttlSec?: number): Promise<string>;
+  }
+
+  export interface ProviderClient {
+    clientId: string;
+    clientName?: string;
+    redirectUris?: string[];
+    clientUri?: string;
+  }
+
+  export interface ProviderContext {
+    ip?: string;
+    oidc?: {
+      route?: string;
+      params?: Record<string, unknown>;
+      session?: { accountId?: string };
+      entities?: { Account?: { accountId: string } };
+      client?: ProviderClient;
+    };
+  }
+
+  export default class Provider {
+    constructor(issuer: string, configuration?: Record<string, unknown>);
+    callback(): (req: IncomingMessage, res: ServerResponse) => void;
+    on(event: string, listener: (...args: unknown[]) => void): this;
+    proxy: boolean;
+    readonly issuer: string;
+    interactionDetails(req: IncomingMessage, res: ServerResponse): Promise<InteractionDetails>;
+    interactionFinished(
+      req: IncomingMessage,
+      res: ServerResponse,
+      result: Record<string, unknown>,
+      options?: { mergeWithLastSubmission?: boolean },
+    ): Promise<void>;
+    Grant: {
+      new (init: { accountId: string; clientId: string }): ProviderGrant;
+      find(id: string): Promise<ProviderGrant | undefined>;
+    };
+    Client: { find(id: string): Promise<ProviderClient | undefined> };
+  }
+
+  export const errors: {
+    InvalidTarget: new (description?: string) => Error;
+    InvalidClientMetadata: new (description?: string) => Error;
+    InvalidRedirectUri: new (description?: string) => Error;
+  };
+}
