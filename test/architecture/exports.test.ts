@@ -52,6 +52,7 @@ describe("package entry points (package.json exports)", () => {
         "./stores/postgres",
         "./stores/redis",
         "./stores/sqlite",
+        "./upstream",
       ].sort(),
     );
   });

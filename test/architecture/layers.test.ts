@@ -15,17 +15,21 @@ const LAYER: Record<string, number> = {
   mcp: 2,
   observe: 2,
   gate: 3,
+  // Telling upstreams who calls: signs with stores' keys, exchanges tokens with authn's HTTP client.
+  identity: 3,
   http: 4,
   probe: 4,
   // The gateway's own authorization server (DESIGN.md §9): beside http/probe, below the assembly.
   authserver: 4,
   sdk: 4,
+  // mcpgate/upstream: the assertion verifier an SDK server behind the gateway runs.
+  upstream: 4,
   gateway: 5,
   config: 5,
   cli: 6,
   index: 7,
 };
-const NEUTRAL = new Set(["core", "authn", "authz", "mcp", "gate"]);
+const NEUTRAL = new Set(["core", "authn", "authz", "mcp", "gate", "identity"]);
 const FORBIDDEN_IN_NEUTRAL = [
   /^express$/,
   /^@modelcontextprotocol\//,

@@ -14,6 +14,10 @@ export interface AuthServer {
   gateway: { id: string; secret: string };
   /** Every request path the server saw, in order. */
   paths: string[];
+  /** The oidc-provider instance (e.g. to register an extension grant: test/identity/token-exchange-grant.ts). */
+  provider: Provider;
+  /** The JWKS the server signs access tokens with (public part). */
+  jwks: { keys: Record<string, unknown>[] };
   /** Get an access token for `resource` via client_credentials (RFC 8707 `resource`). */
   token(resource: string, scope?: string): Promise<string>;
   stop(): Promise<void>;
@@ -26,6 +30,8 @@ export interface AuthServerOptions {
   scopes?: string[];
   /** Lifetime of access tokens in seconds. Default 300. */
   ttlSec?: number;
+  /** Grant types of the gateway's client (e.g. RFC 8693 token exchange). Default none. */
+  gatewayGrantTypes?: string[];
 }
 
 export async function startAuthServer(options: AuthServerOptions = {}): Promise<AuthServer> {
@@ -35,7 +41,7 @@ export async function startAuthServer(options: AuthServerOptions = {}): Promise<
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
   const issuer = `http://127.0.0.1:${port}`;
-  const { privateKey } = await generateKeyPair("RS256", { extractable: true });
+  const { privateKey, publicKey } = await generateKeyPair("RS256", { extractable: true });
   const signing = { ...(await exportJWK(privateKey)), kid: "as-rsa-1", alg: "RS256", use: "sig" };
   const client = { id: "mcp-client", secret: "mcp-client-secret-0123456789abcdef" };
   const gateway = { id: "mcp-gateway", secret: "mcp-gateway-secret-0123456789abcdef" };
@@ -53,7 +59,7 @@ export async function startAuthServer(options: AuthServerOptions = {}): Promise<
       {
         client_id: gateway.id,
         client_secret: gateway.secret,
-        grant_types: [],
+        grant_types: options.gatewayGrantTypes ?? [],
         redirect_uris: [],
         response_types: [],
       },
@@ -61,6 +67,9 @@ export async function startAuthServer(options: AuthServerOptions = {}): Promise<
     jwks: { keys: [signing] },
     scopes,
     ttl: { ClientCredentials: () => options.ttlSec ?? 300 },
+    // RFC 8693 §4.1: a token issued by exchange names the actor (test/identity/token-exchange-grant.ts).
+    extraTokenClaims: async (_ctx: unknown, token: { gty?: string; clientId?: string }) =>
+      token.gty === "token-exchange" ? { act: { sub: token.clientId } } : undefined,
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
@@ -95,6 +104,8 @@ export async function startAuthServer(options: AuthServerOptions = {}): Promise<
     client,
     gateway,
     paths,
+    provider,
+    jwks: { keys: [{ ...(await exportJWK(publicKey)), kid: "as-rsa-1", alg: "RS256", use: "sig" }] },
     async token(resource, scope = scopes.join(" ")) {
       const res = await fetch(tokenEndpoint, {
         method: "POST",
