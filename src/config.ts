@@ -4,6 +4,7 @@ import { readConfigFile } from "./core/config-file.js";
 import { parseDuration } from "./core/duration.js";
 import { interpolateEnv } from "./core/env-interpolation.js";
 import { McpGateError } from "./core/errors.js";
+import { tracingSchema } from "./gateway/tracing-config.js";
 
 /**
  * The configuration file (DESIGN.md §7): YAML or JSON by extension, `${VAR}` from the environment,
@@ -132,6 +133,8 @@ export const configSchema = z.strictObject({
     })
     .default({ level: "info", redactHeaders: [] }),
   origins: z.array(z.string()).optional(),
+  /** OpenTelemetry traces (DESIGN.md §9; src/gateway/tracing-config.ts, docs/tracing.md). */
+  tracing: tracingSchema,
   /** The gateway as OAuth authorization server (DESIGN.md §9; src/authserver/config-schema.ts). */
   authServer: authServerSchema,
   limits: z
