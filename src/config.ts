@@ -87,13 +87,20 @@ export const configSchema = z.strictObject({
       jwt: issuerSchema.optional(),
       issuers: z.array(issuerSchema).optional(),
       realm: z.string().default("mcp"),
+      /** `scope` of 401 challenges (issue 14 item 7); default: what the policy's catch-all rules need. */
+      challengeScopes: z.array(scope).optional(),
     })
     .default({ realm: "mcp" }),
   state: z
     .strictObject({ redis: z.string().optional(), prefix: z.string().default("mcpgate:") })
     .default({ prefix: "mcpgate:" }),
   sessions: z
-    .strictObject({ idleTtl: duration.default("30m"), max: z.number().int().positive().default(100_000) })
+    .strictObject({
+      idleTtl: duration.default("30m"),
+      max: z.number().int().positive().default(100_000),
+      /** Live sessions of one principal (issue 14 item 3); default: stores/memory-state.ts defaultSessionsPerPrincipal. */
+      perPrincipal: z.number().int().positive().optional(),
+    })
     .default({ idleTtl: "30m", max: 100_000 }),
   policy: z
     .strictObject({

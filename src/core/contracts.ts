@@ -31,12 +31,26 @@ export type SessionCheck = "ok" | "unknown" | "mismatch";
 export interface StateStore {
   init?(): Promise<void>;
   admit(input: AdmitInput): Promise<AdmitResult>;
+  /**
+   * Bind a minted session to its owner. Throws `SessionLimitError` (core/errors.ts) when the owner
+   * already holds its share of live sessions or the store is full: a live session of another
+   * principal is never evicted to make room (issue 14 item 3).
+   */
   bindSession(sessionId: string, owner: SessionOwner, idleTtlMs: number): Promise<void>;
+  /**
+   * Whether `principal` could open one more session now: checked before an `initialize` is
+   * forwarded, so that a refusal (429 for the caller's share, 503 when the store is full, both
+   * with `Retry-After`) comes before the upstream mints a session. `bindSession` checks again.
+   */
+  sessionRoom?(principal: string): Promise<SessionRoom>;
   removeSession(sessionId: string): Promise<void>;
   /** Number of live sessions (for metrics). */
   sessionCount?(): Promise<number>;
   close?(): Promise<void>;
 }
+
+/** Answer of {@link StateStore.sessionRoom}. */
+export type SessionRoom = { ok: true } | { ok: false; scope: "principal" | "global"; retryAfterSec: number };
 
 export interface SessionOwner {
   principal: string;

@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   ERR_INTROSPECTION: "The token introspection endpoint failed or answered malformed data.",
   ERR_STDIO_SPAWN: "A stdio upstream process could not be started.",
   ERR_USAGE: "A command line was invalid.",
+  ERR_SESSION_LIMIT: "A new session was refused: the caller's share of sessions, or the store, is full.",
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -37,6 +38,26 @@ export class McpGateError extends Error {
     super(message, options);
     this.name = "McpGateError";
     this.code = code;
+  }
+}
+
+/**
+ * A new session refused because the caller holds `sessions.perPrincipal` live sessions
+ * (`scope: "principal"`, answered 429) or the store holds `sessions.max` (`scope: "global"`, 503).
+ * Never evicting another principal's live session is the point (issue 14 item 3): the caller is
+ * told when a slot frees up instead.
+ */
+export class SessionLimitError extends McpGateError {
+  constructor(
+    readonly scope: "principal" | "global",
+    /** Seconds until the oldest session in the way idles out (at least 1). */
+    readonly retryAfterSec: number,
+  ) {
+    super(
+      "ERR_SESSION_LIMIT",
+      scope === "principal" ? "too many live sessions for this caller" : "too many live sessions",
+    );
+    this.name = "SessionLimitError";
   }
 }
 

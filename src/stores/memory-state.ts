@@ -4,18 +4,24 @@ import type {
   RateBucket,
   RateOutcome,
   SessionOwner,
+  SessionRoom,
   StateStore,
 } from "../core/contracts.js";
-import { McpGateError } from "../core/errors.js";
+import { McpGateError, SessionLimitError } from "../core/errors.js";
 import { gcraStep } from "./gcra.js";
 
 /** Options of {@link createMemoryStateStore}. */
 export interface MemoryStateStoreOptions {
   /**
-   * Most live session bindings kept. When full, binding a new session evicts the binding used
-   * least recently (its next request gets 404, as for an expired session). Default 100 000.
+   * Most live session bindings kept. When full, a new session is refused (`SessionLimitError`,
+   * scope "global"); no live binding is evicted to make room. Default 100 000.
    */
   maxSessions?: number;
+  /**
+   * Most live sessions of one principal (`sessions.perPrincipal`); one more is refused
+   * (`SessionLimitError`, scope "principal"). Default {@link defaultSessionsPerPrincipal}.
+   */
+  maxSessionsPerPrincipal?: number;
   /** Most rate-limit buckets kept; expired ones are swept first, then the least recently used. Default 100 000. */
   maxBuckets?: number;
   /** Clock for bindings and sweeps (epoch ms). `admit` uses the `nowMs` it is given. Default `Date.now`. */
@@ -32,11 +38,29 @@ export interface MemoryStateStore extends StateStore {
 /** Session ids are visible ASCII (spec T-1125 §Session Management); longer ones are refused to bound memory. */
 export const MAX_SESSION_ID_LENGTH = 512;
 
-/** Owners are shared between the sessions of one principal (a principal opens many sessions). */
+/**
+ * Default `sessions.perPrincipal`: a tenth of `sessions.max`, at most 1 000, at least 1 — no
+ * caller can hold more than a tenth of the store, whatever `sessions.max` is set to.
+ *
+ * @example defaultSessionsPerPrincipal(100_000) // 1000
+ */
+export function defaultSessionsPerPrincipal(maxSessions: number): number {
+  return Math.max(1, Math.min(1000, Math.ceil(maxSessions / 10)));
+}
+
+/** Seconds until `deadlineMs`, at least 1 (a Retry-After value). */
+export function retryAfterSec(deadlineMs: number, nowMs: number): number {
+  return Math.max(1, Math.ceil((deadlineMs - nowMs) / 1000));
+}
+
+/**
+ * Owners are shared between the sessions of one principal (a principal opens many sessions);
+ * `sessions` holds that principal's bindings in recency order (its share, and its oldest one).
+ */
 interface SharedOwner {
   readonly principal: string;
   readonly display: string | undefined;
-  refs: number;
+  readonly sessions: Map<string, Binding>;
 }
 
 /** One live binding: two fields, so 100k bindings stay well under 300 bytes each. */
@@ -54,7 +78,8 @@ const SWEEP_STEP = 8;
  * Session bindings and GCRA rate-limit buckets in process memory: the single-instance default
  * (DESIGN.md principle 7). Bindings slide their idle deadline on every admitted request; the map's
  * insertion order is kept as recency order, so the head holds the least recently used binding
- * (evicted first when `maxSessions` is reached) and, with one idle TTL, the first to expire.
+ * and, with one idle TTL, the first to expire. A full store (or a principal at its share) refuses
+ * a new session rather than evicting a live one.
  * No timers: expired entries are swept a few at a time as the store is used.
  *
  * @example
@@ -64,6 +89,13 @@ const SWEEP_STEP = 8;
 export function createMemoryStateStore(options: MemoryStateStoreOptions = {}): MemoryStateStore {
   const maxSessions = options.maxSessions ?? 100_000;
   const maxBuckets = options.maxBuckets ?? 100_000;
+  const perPrincipal = options.maxSessionsPerPrincipal ?? defaultSessionsPerPrincipal(maxSessions);
+  if (!Number.isInteger(perPrincipal) || perPrincipal < 1) {
+    throw new McpGateError(
+      "ERR_INVALID_OPTION",
+      "createMemoryStateStore: maxSessionsPerPrincipal must be an integer ≥ 1",
+    );
+  }
   if (!Number.isInteger(maxSessions) || maxSessions < 1) {
     throw new McpGateError(
       "ERR_INVALID_OPTION",
@@ -79,12 +111,24 @@ export function createMemoryStateStore(options: MemoryStateStoreOptions = {}): M
   /** Bucket key → TAT (ms). Insertion order = last update order. */
   const buckets = new Map<string, number>();
 
-  function release(owner: SharedOwner): void {
-    if (--owner.refs <= 0) owners.delete(owner.principal);
-  }
   function drop(id: string, binding: Binding): void {
     sessions.delete(id);
-    release(binding.owner);
+    binding.owner.sessions.delete(id);
+    if (binding.owner.sessions.size === 0) owners.delete(binding.owner.principal);
+  }
+  /** Room for one more session of `principal` at `at`, after sweeping what has expired. */
+  function room(principal: string, at: number): SessionRoom {
+    sweepSessions(at, true);
+    const own = owners.get(principal);
+    if (own && own.sessions.size >= perPrincipal) {
+      const oldest = own.sessions.values().next().value as Binding;
+      return { ok: false, scope: "principal", retryAfterSec: retryAfterSec(oldest.expiresAt, at) };
+    }
+    if (sessions.size >= maxSessions) {
+      const oldest = sessions.values().next().value as Binding;
+      return { ok: false, scope: "global", retryAfterSec: retryAfterSec(oldest.expiresAt, at) };
+    }
+    return { ok: true };
   }
   function sweepSessions(at: number, all = false): void {
     let n = 0;
@@ -152,6 +196,8 @@ export function createMemoryStateStore(options: MemoryStateStoreOptions = {}): M
         b.expiresAt = at + idleTtlMs;
         sessions.delete(id);
         sessions.set(id, b);
+        b.owner.sessions.delete(id);
+        b.owner.sessions.set(id, b);
         out.session = { status: "ok" };
       }
       if (input.buckets.length > 0) out.rate = rate(input.buckets, at);
@@ -165,18 +211,20 @@ export function createMemoryStateStore(options: MemoryStateStoreOptions = {}): M
       const at = now();
       const previous = sessions.get(sessionId);
       if (previous) drop(sessionId, previous);
-      sweepSessions(at);
-      while (sessions.size >= maxSessions) {
-        const [id, b] = sessions.entries().next().value as [string, Binding];
-        drop(id, b);
-      }
+      const free = room(owner.principal, at);
+      if (!free.ok) throw new SessionLimitError(free.scope, free.retryAfterSec);
       let shared = owners.get(owner.principal);
       if (!shared) {
-        shared = { principal: owner.principal, display: owner.display, refs: 0 };
+        shared = { principal: owner.principal, display: owner.display, sessions: new Map() };
         owners.set(owner.principal, shared);
       }
-      shared.refs++;
-      sessions.set(sessionId, new Binding(shared, at + idleTtlMs));
+      const binding = new Binding(shared, at + idleTtlMs);
+      shared.sessions.set(sessionId, binding);
+      sessions.set(sessionId, binding);
+    },
+
+    async sessionRoom(principal: string): Promise<SessionRoom> {
+      return room(principal, now());
     },
 
     async removeSession(sessionId: string): Promise<void> {

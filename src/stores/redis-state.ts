@@ -1,7 +1,14 @@
 import { Redis } from "ioredis";
-import type { AdmitInput, AdmitResult, RateOutcome, SessionOwner, StateStore } from "../core/contracts.js";
-import { McpGateError } from "../core/errors.js";
-import { MAX_SESSION_ID_LENGTH } from "./memory-state.js";
+import type {
+  AdmitInput,
+  AdmitResult,
+  RateOutcome,
+  SessionOwner,
+  SessionRoom,
+  StateStore,
+} from "../core/contracts.js";
+import { McpGateError, SessionLimitError } from "../core/errors.js";
+import { defaultSessionsPerPrincipal, MAX_SESSION_ID_LENGTH } from "./memory-state.js";
 
 /**
  * Session bindings and rate-limit buckets in Redis, shared by every gateway instance
@@ -9,7 +16,8 @@ import { MAX_SESSION_ID_LENGTH } from "./memory-state.js";
  *
  * - `<prefix>s:<sessionId>`: hash `{p: principal, d: display}`, PEXPIRE = idle TTL, slid on use;
  * - `<prefix>sessions`: sorted set of live session ids, score = idle deadline (ms); it counts
- *   sessions and evicts the least recently used when `maxSessions` is reached;
+ *   sessions (a new one is refused when `maxSessions` are live: none is evicted);
+ * - `<prefix>ps:<principal>`: the same, per principal (its share, `maxSessionsPerPrincipal`);
  * - `<prefix><bucket.key>` (e.g. `mcpgate:rl:p:key:7Hq2xK9a`): GCRA theoretical arrival time (ms),
  *   PX = until the bucket is full again.
  *
@@ -27,8 +35,10 @@ export interface RedisStateStoreOptions {
   client?: Redis;
   /** Key prefix (config `state.prefix`). Default "mcpgate:". */
   prefix?: string;
-  /** Most live sessions; binding one more evicts the least recently used. 0 = unbounded. Default 100 000. */
+  /** Most live sessions; one more is refused (`SessionLimitError`). 0 = unbounded. Default 100 000. */
   maxSessions?: number;
+  /** Most live sessions of one principal; one more is refused. Default: `defaultSessionsPerPrincipal`. */
+  maxSessionsPerPrincipal?: number;
   /** Connection timeout for a `url`. Default 1000. */
   connectTimeoutMs?: number;
   /** A command not answered within this is failed (the gate answers 503). Default 1000. */
@@ -45,7 +55,7 @@ export interface RedisStateStore extends StateStore {
 }
 
 // KEYS: [sessionKey, indexKey]? then bucket keys. ARGV: hasSession, sessionId, principal, idleTtlMs,
-// then (limit, windowMs, cost) per bucket. Same arithmetic as gcra.ts.
+// principal set key, then (limit, windowMs, cost) per bucket. Same arithmetic as gcra.ts.
 const ADMIT_LUA = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -58,6 +68,8 @@ if ARGV[1] == '1' then
   local ttl = tonumber(ARGV[4])
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('ZADD', KEYS[2], now + ttl, ARGV[2])
+  redis.call('ZADD', ARGV[5], now + ttl, ARGV[2])
+  redis.call('PEXPIRE', ARGV[5], ttl)
   status = 'ok'
   k = 3
 end
@@ -67,9 +79,9 @@ local tats = {}
 local worst, worstWait, worstReset = 0, -1, 0
 local tight, tightRem, tightReset = 0, -1, 0
 for i = 0, n - 1 do
-  local limit = tonumber(ARGV[5 + 3 * i])
-  local window = tonumber(ARGV[6 + 3 * i])
-  local cost = tonumber(ARGV[7 + 3 * i])
+  local limit = tonumber(ARGV[6 + 3 * i])
+  local window = tonumber(ARGV[7 + 3 * i])
+  local cost = tonumber(ARGV[8 + 3 * i])
   local interval = window / limit
   local tat = tonumber(redis.call('GET', KEYS[k + i]) or '0')
   if tat < now then tat = now end
@@ -90,24 +102,60 @@ end
 return {status, '', 'ok', tight, tightRem, math.ceil(tightReset)}
 `;
 
-// KEYS: sessionKey, indexKey. ARGV: sessionId, principal, display, idleTtlMs, maxSessions, session key prefix.
-const BIND_LUA = `
+// Room for one more session (shared by BIND and ROOM). KEYS[2] indexKey, KEYS[3] principal set;
+// ARGV[5] maxSessions, ARGV[7] perPrincipal. Returns nil when there is room, else {scope, waitMs}.
+const ROOM_FN = `
+local function room(now)
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  local per = tonumber(ARGV[7])
+  if per > 0 and redis.call('ZCARD', KEYS[3]) >= per then
+    local first = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+    return {'principal', math.ceil(tonumber(first[2]) - now)}
+  end
+  local max = tonumber(ARGV[5])
+  if max > 0 and redis.call('ZCARD', KEYS[2]) >= max then
+    local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+    return {'global', math.ceil(tonumber(first[2]) - now)}
+  end
+  return nil
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+`;
+
+// KEYS: sessionKey, indexKey, principal set. ARGV: sessionId, principal, display, idleTtlMs,
+// maxSessions, principal-set key prefix, perPrincipal. Check and bind in one atomic step, so
+// concurrent initializes of one principal cannot overshoot its share.
+const BIND_LUA = `${ROOM_FN}
 local ttl = tonumber(ARGV[4])
-redis.call('DEL', KEYS[1])
+local previous = redis.call('HGET', KEYS[1], 'p')
+if previous then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('ZREM', ARGV[6] .. previous, ARGV[1])
+end
+local full = room(now)
+if full then return full end
 redis.call('HSET', KEYS[1], 'p', ARGV[2], 'd', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('ZADD', KEYS[2], now + ttl, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-local max = tonumber(ARGV[5])
-if max > 0 then
-  local over = redis.call('ZCARD', KEYS[2]) - max
-  if over > 0 then
-    local victims = redis.call('ZPOPMIN', KEYS[2], over)
-    for i = 1, #victims, 2 do redis.call('DEL', ARGV[6] .. victims[i]) end
-  end
-end
+redis.call('ZADD', KEYS[3], now + ttl, ARGV[1])
+if redis.call('PTTL', KEYS[3]) < ttl then redis.call('PEXPIRE', KEYS[3], ttl) end
+return {'ok'}
+`;
+
+// KEYS: (unused), indexKey, principal set. ARGV as BIND (only 5 and 7 are read).
+const ROOM_LUA = `${ROOM_FN}
+return room(now) or {'ok'}
+`;
+
+// KEYS: sessionKey, indexKey. ARGV: sessionId, principal-set key prefix.
+const REMOVE_LUA = `
+local p = redis.call('HGET', KEYS[1], 'p')
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+if p then redis.call('ZREM', ARGV[2] .. p, ARGV[1]) end
 return 1
 `;
 
@@ -122,7 +170,9 @@ return redis.call('ZCARD', KEYS[1])
 type Arg = string | number;
 type ScriptedRedis = Redis & {
   mcpgateAdmit(numKeys: number, ...args: Arg[]): Promise<Array<string | number>>;
-  mcpgateBind(...args: Arg[]): Promise<number>;
+  mcpgateBind(...args: Arg[]): Promise<Array<string | number>>;
+  mcpgateRoom(...args: Arg[]): Promise<Array<string | number>>;
+  mcpgateRemove(...args: Arg[]): Promise<number>;
   mcpgateCount(...args: Arg[]): Promise<number>;
 };
 
@@ -161,6 +211,13 @@ export function createRedisStateStore(options: RedisStateStoreOptions): RedisSta
   if (!Number.isInteger(maxSessions) || maxSessions < 0) {
     throw new McpGateError("ERR_INVALID_OPTION", "createRedisStateStore: maxSessions must be an integer ≥ 0");
   }
+  const perPrincipal = options.maxSessionsPerPrincipal ?? defaultSessionsPerPrincipal(maxSessions || 100_000);
+  if (!Number.isInteger(perPrincipal) || perPrincipal < 0) {
+    throw new McpGateError(
+      "ERR_INVALID_OPTION",
+      "createRedisStateStore: maxSessionsPerPrincipal must be an integer ≥ 0",
+    );
+  }
   const owned = options.client === undefined;
   const redis = (options.client ??
     new Redis(options.url!, {
@@ -174,10 +231,18 @@ export function createRedisStateStore(options: RedisStateStoreOptions): RedisSta
     })) as ScriptedRedis;
   if (owned) redis.on("error", (err: unknown) => options.onError?.(err));
   redis.defineCommand("mcpgateAdmit", { lua: ADMIT_LUA });
-  redis.defineCommand("mcpgateBind", { lua: BIND_LUA, numberOfKeys: 2 });
+  redis.defineCommand("mcpgateBind", { lua: BIND_LUA, numberOfKeys: 3 });
+  redis.defineCommand("mcpgateRoom", { lua: ROOM_LUA, numberOfKeys: 3 });
+  redis.defineCommand("mcpgateRemove", { lua: REMOVE_LUA, numberOfKeys: 2 });
   redis.defineCommand("mcpgateCount", { lua: COUNT_LUA, numberOfKeys: 1 });
   const indexKey = `${prefix}sessions`;
   const sessionKeyPrefix = `${prefix}s:`;
+  const principalKeyPrefix = `${prefix}ps:`;
+  /** A `{scope, waitMs}` script answer as a refusal. */
+  const refusal = (reply: Array<string | number>) => ({
+    scope: (reply[0] === "principal" ? "principal" : "global") as "principal" | "global",
+    retryAfterSec: Math.max(1, Math.ceil(Number(reply[1]) / 1000)),
+  });
 
   return {
     prefix,
@@ -198,8 +263,8 @@ export function createRedisStateStore(options: RedisStateStoreOptions): RedisSta
       }
       const keys: string[] = s ? [sessionKeyPrefix + s.id, indexKey] : [];
       const args: Arg[] = s
-        ? ["1", s.id, s.principal, Math.max(1, Math.round(s.idleTtlMs))]
-        : ["0", "", "", 0];
+        ? ["1", s.id, s.principal, Math.max(1, Math.round(s.idleTtlMs)), principalKeyPrefix + s.principal]
+        : ["0", "", "", 0, ""];
       for (const b of input.buckets) {
         keys.push(prefix + b.key);
         args.push(b.limit, Math.max(1, Math.round(b.windowMs)), b.cost ?? 1);
@@ -233,29 +298,53 @@ export function createRedisStateStore(options: RedisStateStoreOptions): RedisSta
       if (sessionId.length === 0 || sessionId.length > MAX_SESSION_ID_LENGTH) {
         throw new McpGateError("ERR_INVALID_OPTION", "redis state: session id is empty or too long");
       }
+      let reply: Array<string | number>;
       try {
-        await redis.mcpgateBind(
+        reply = await redis.mcpgateBind(
           sessionKeyPrefix + sessionId,
           indexKey,
+          principalKeyPrefix + owner.principal,
           sessionId,
           owner.principal,
           owner.display ?? "",
           Math.max(1, Math.round(idleTtlMs)),
           maxSessions,
-          sessionKeyPrefix,
+          principalKeyPrefix,
+          perPrincipal,
         );
       } catch (err) {
         throw unavailable(err);
       }
+      if (reply[0] !== "ok") {
+        const r = refusal(reply);
+        throw new SessionLimitError(r.scope, r.retryAfterSec);
+      }
+    },
+
+    async sessionRoom(principal: string): Promise<SessionRoom> {
+      let reply: Array<string | number>;
+      try {
+        reply = await redis.mcpgateRoom(
+          `${sessionKeyPrefix}-`,
+          indexKey,
+          principalKeyPrefix + principal,
+          "",
+          "",
+          "",
+          0,
+          maxSessions,
+          "",
+          perPrincipal,
+        );
+      } catch (err) {
+        throw unavailable(err);
+      }
+      return reply[0] === "ok" ? { ok: true } : { ok: false, ...refusal(reply) };
     },
 
     async removeSession(sessionId: string): Promise<void> {
       try {
-        await redis
-          .multi()
-          .del(sessionKeyPrefix + sessionId)
-          .zrem(indexKey, sessionId)
-          .exec();
+        await redis.mcpgateRemove(sessionKeyPrefix + sessionId, indexKey, sessionId, principalKeyPrefix);
       } catch (err) {
         throw unavailable(err);
       }

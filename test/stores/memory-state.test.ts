@@ -102,27 +102,6 @@ describe("memory state store: sessions", () => {
     ).toBe("unknown");
   });
 
-  it("evicts the least recently used binding when maxSessions is reached", async () => {
-    const c = clock();
-    const s = createMemoryStateStore({ maxSessions: 3, now: c.now });
-    for (const id of ["s1", "s2", "s3"]) await s.bindSession(id, A, 60_000);
-    // s1 is used, so s2 becomes the least recently used.
-    await s.admit({
-      session: { id: "s1", principal: A.principal, idleTtlMs: 60_000 },
-      buckets: [],
-      nowMs: c.now(),
-    });
-    await s.bindSession("s4", B, 60_000);
-    expect(await s.sessionCount()).toBe(3);
-    const status = async (id: string, p: string) =>
-      (await s.admit({ session: { id, principal: p, idleTtlMs: 60_000 }, buckets: [], nowMs: c.now() }))
-        .session?.status;
-    expect(await status("s2", A.principal)).toBe("unknown");
-    expect(await status("s1", A.principal)).toBe("ok");
-    expect(await status("s3", A.principal)).toBe("ok");
-    expect(await status("s4", B.principal)).toBe("ok");
-  });
-
   it("sweeps expired bindings so sessionCount reports only live ones", async () => {
     const c = clock();
     const s = createMemoryStateStore({ now: c.now });
