@@ -1,23 +1,18 @@
 import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { exportJWK, generateKeyPair, type JWK } from "jose";
 import Provider from "oidc-provider";
 import type { CredentialVerifier } from "../authn/verifier.js";
 import { McpGateError } from "../core/errors.js";
 import type { KeyStore } from "../stores/key-store.js";
 import { keyStatus } from "../stores/key-store.js";
 import type { OAuthRecordStore } from "../stores/oauth-records.js";
+import type { SigningKeyStore } from "../stores/signing-keys.js";
 import { createWindowLimiter } from "./client-policy.js";
 import { sendOAuthError } from "./http-util.js";
 import { createInteractions } from "./interactions.js";
 import { providerConfiguration } from "./provider-config.js";
 import { createOwnTokenVerifier } from "./token-verifier.js";
 import { createUpstreamLogin, type UpstreamLoginOptions } from "./upstream-login.js";
-
-/** Signing keys the authorization server uses (the shared key store's `current()`, or a local one). */
-export interface SigningKeySource {
-  current(): Promise<{ active: { kid: string; alg: string; privateJwk: JWK }; publicJwks: JWK[] }>;
-}
 
 /** Options of {@link createAuthorizationServer}. Durations in seconds/milliseconds as named. */
 export interface AuthorizationServerOptions {
@@ -44,8 +39,8 @@ export interface AuthorizationServerOptions {
   store: OAuthRecordStore;
   /** Codes, interactions, sessions (Redis with `state.redis`); default `store`. */
   shortLivedStore?: OAuthRecordStore;
-  /** Default: one ES256 key kept in `store` (shared by instances on the same database). */
-  signingKeys?: SigningKeySource;
+  /** The gateway's signing keys (shared by every instance: `openSigningKeyStore`, DESIGN.md §9). */
+  signingKeys: Pick<SigningKeyStore, "current">;
   /** Source address of a request (honours trustProxy), for the registration rate limit. */
   sourceOf?(req: IncomingMessage): string;
   /** Set when a TLS-terminating proxy sits in front (X-Forwarded-Proto is then believed). */
@@ -73,24 +68,6 @@ async function sharedSecret<T extends Record<string, unknown>>(
   await store.upsert("Secret", id, await make());
   // Two instances starting together: the last write wins, and both read it back.
   return (await store.find("Secret", id)) as T;
-}
-
-function localSigningKeys(store: OAuthRecordStore): SigningKeySource {
-  let cached: Awaited<ReturnType<SigningKeySource["current"]>> | undefined;
-  return {
-    async current() {
-      if (cached) return cached;
-      const { jwk } = await sharedSecret(store, "signing-key", async () => {
-        const { privateKey } = await generateKeyPair("ES256", { extractable: true });
-        const kid = randomBytes(8).toString("hex");
-        return { jwk: { ...(await exportJWK(privateKey)), kid, alg: "ES256", use: "sig" } };
-      });
-      const privateJwk = jwk as JWK;
-      const { d: _d, ...publicJwk } = privateJwk;
-      cached = { active: { kid: privateJwk.kid!, alg: "ES256", privateJwk }, publicJwks: [publicJwk] };
-      return cached;
-    },
-  };
 }
 
 const AS_PATHS = ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"];
@@ -123,7 +100,7 @@ export async function createAuthorizationServer(
     throw new McpGateError("ERR_INVALID_OPTION", "authServer: no resource to issue tokens for");
   const clients = options.clients ?? {};
   const store = options.store;
-  const keys = options.signingKeys ?? localSigningKeys(store);
+  const keys = options.signingKeys;
   const keySet = await keys.current();
   let publicJwks = keySet.publicJwks;
   const { cookieKeys } = await sharedSecret(store, "cookie-keys", async () => ({

@@ -11,6 +11,7 @@ import {
 import type { KeyStore } from "../../src/stores/key-store.js";
 import { createMemoryKeyStore } from "../../src/stores/memory-keys.js";
 import { createMemoryOAuthStore, type OAuthRecordStore } from "../../src/stores/oauth-records.js";
+import { createMemorySigningKeyStore } from "../../src/stores/signing-keys.js";
 
 /** A standalone authorization server on 127.0.0.1:<random> (the gateway mounts the same handler). */
 export interface TestAuthServer {
@@ -39,12 +40,15 @@ export async function startTestAuthServer(
   const { key, record } = await issueApiKey(keys, { name: "login", scopes: keyScopes });
   const verifier = createApiKeyVerifier({ store: keys, cacheTtlMs: 0 });
   const store = createMemoryOAuthStore();
+  const signingKeys = createMemorySigningKeyStore();
+  await signingKeys.init();
   const as = await createAuthorizationServer({
     issuer,
     resources: [resource],
     scopes: ["tools:call", "admin"],
     login: { apiKey: { verifier, keys } },
     store,
+    signingKeys,
     ...overrides,
   });
   server.on("request", (req, res) => {
@@ -146,7 +150,11 @@ export async function registerClient(
       response_types: ["code"],
     }),
   });
-  const body = (await res.json()) as { client_id?: string; error?: string; error_description?: string };
+  const body = (await res.json().catch(() => ({}))) as {
+    client_id?: string;
+    error?: string;
+    error_description?: string;
+  };
   if (!body.client_id)
     throw new Error(`registration failed: ${res.status} ${body.error} ${body.error_description}`);
   return body.client_id;

@@ -1,0 +1,231 @@
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  Agent,
+  authorize,
+  pkce,
+  registerClient,
+  startTestAuthServer,
+  type TestAuthServer,
+  tokenRequest,
+} from "./harness.js";
+
+const REDIRECT = "http://127.0.0.1:9/callback";
+
+/** A loopback web server serving Client ID Metadata Documents, good and hostile. */
+async function startDocumentServer(): Promise<{ base: string; hits: string[]; close(): Promise<void> }> {
+  const hits: string[] = [];
+  const server: Server = createServer((req, res) => {
+    const path = req.url ?? "/";
+    hits.push(path);
+    const self = `${base}${path}`;
+    const doc = (extra: Record<string, unknown> = {}) =>
+      JSON.stringify({
+        client_id: self,
+        client_name: "CIMD Test App",
+        redirect_uris: [REDIRECT],
+        grant_types: ["authorization_code", "refresh_token"],
+        response_types: ["code"],
+        token_endpoint_auth_method: "none",
+        ...extra,
+      });
+    const json = (body: string) =>
+      res.writeHead(200, { "content-type": "application/json", "cache-control": "max-age=60" }).end(body);
+    if (path === "/good.json") return json(doc());
+    if (path === "/mismatch.json") return json(doc({ client_id: `${base}/good.json` }));
+    if (path === "/secret.json") return json(doc({ client_secret: "s3cret-s3cret-s3cret" }));
+    if (path === "/evil-redirect.json") return json(doc({ redirect_uris: ["http://evil.example/cb"] }));
+    if (path === "/big.json") return json(doc({ client_name: "x".repeat(64 * 1024) }));
+    if (path === "/slow.json") {
+      // Head at once, body never: the fetch must give up on its own.
+      res.writeHead(200, { "content-type": "application/json" });
+      res.write('{"client_id":');
+      return;
+    }
+    res.writeHead(404).end();
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    base,
+    hits,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+function params(clientId: string, resource: string, challenge: string): Record<string, string> {
+  return {
+    client_id: clientId,
+    response_type: "code",
+    redirect_uri: REDIRECT,
+    code_challenge: challenge,
+    code_challenge_method: "S256",
+    scope: "tools:call",
+    resource,
+    state: "s",
+  };
+}
+
+describe("Client ID Metadata Documents (loopback allowed for development)", () => {
+  let t: TestAuthServer;
+  let docs: Awaited<ReturnType<typeof startDocumentServer>>;
+  beforeAll(async () => {
+    docs = await startDocumentServer();
+    t = await startTestAuthServer({ clients: { allowLoopbackMetadataDocuments: true } });
+  });
+  afterAll(async () => {
+    await t.close();
+    await docs.close();
+  });
+
+  it("runs the whole flow for a client known only by its document URL, and shows its name on the consent page", async () => {
+    const clientId = `${docs.base}/good.json`;
+    const p = pkce();
+    const { redirect, consentHtml } = await authorize(
+      t,
+      new Agent(),
+      params(clientId, t.resource, p.challenge),
+    );
+    expect(consentHtml).toContain("CIMD Test App");
+    const tok = await tokenRequest(t.issuer, {
+      grant_type: "authorization_code",
+      code: redirect.searchParams.get("code")!,
+      redirect_uri: REDIRECT,
+      client_id: clientId,
+      code_verifier: p.verifier,
+      resource: t.resource,
+    });
+    expect(tok.status).toBe(200);
+    const r = await t.as.verifier.verify(tok.body.access_token!);
+    expect(r.ok && r.identity.clientId).toBe(clientId);
+  });
+
+  for (const [name, path] of [
+    ["a document whose client_id is not its own URL", "/mismatch.json"],
+    ["a document carrying a client secret", "/secret.json"],
+    ["a document with a non-loopback http redirect URI", "/evil-redirect.json"],
+    ["an oversized document", "/big.json"],
+    ["a document that never finishes (slow)", "/slow.json"],
+    ["a missing document", "/absent.json"],
+  ] as const) {
+    it(`refuses ${name}: invalid_client, no redirect to the client`, async () => {
+      const p = pkce();
+      const started = Date.now();
+      const res = await new Agent().fetch(
+        `${t.issuer}/oauth/authorize?${new URLSearchParams(params(`${docs.base}${path}`, t.resource, p.challenge))}`,
+      );
+      expect(res.status).toBe(400);
+      expect(res.headers.get("location")).toBeNull();
+      expect(await res.text()).toContain("invalid_client");
+      expect(Date.now() - started).toBeLessThan(4000); // the fetch is bounded in time (2.5 s)
+    });
+  }
+});
+
+describe("Client ID Metadata Documents: SSRF protection (default settings)", () => {
+  let t: TestAuthServer;
+  let docs: Awaited<ReturnType<typeof startDocumentServer>>;
+  beforeAll(async () => {
+    docs = await startDocumentServer();
+    t = await startTestAuthServer();
+  });
+  afterAll(async () => {
+    await t.close();
+    await docs.close();
+  });
+
+  for (const [label, url] of [
+    ["http on loopback (not a CIMD URL without the development flag)", () => `${docs.base}/good.json`],
+    ["https on 127.0.0.1", () => `${docs.base.replace("http:", "https:")}/good.json`],
+    ["a host name resolving to loopback", () => `https://localhost:${new URL(docs.base).port}/good.json`],
+    ["a private address", () => "https://10.0.0.1/client.json"],
+    ["the link-local cloud metadata address", () => "https://169.254.169.254/latest/meta-data.json"],
+    ["IPv6 loopback", () => "https://[::1]/client.json"],
+  ] as const) {
+    it(`never fetches a document at ${label}`, async () => {
+      const before = docs.hits.length;
+      const p = pkce();
+      const started = Date.now();
+      const res = await new Agent().fetch(
+        `${t.issuer}/oauth/authorize?${new URLSearchParams(params(url(), t.resource, p.challenge))}`,
+      );
+      expect(res.status).toBe(400);
+      expect(await res.text()).toContain("invalid_client");
+      expect(docs.hits.length).toBe(before);
+      expect(Date.now() - started).toBeLessThan(2000); // refused before any connection attempt
+    });
+  }
+});
+
+describe("dynamic client registration (RFC 7591)", () => {
+  let t: TestAuthServer;
+  beforeAll(async () => {
+    t = await startTestAuthServer();
+  });
+  afterAll(async () => {
+    await t.close();
+  });
+
+  it("accepts https and loopback redirect URIs, refuses anything else", async () => {
+    expect(
+      await registerClient(t.issuer, ["https://app.example/cb", "http://localhost:7777/cb"]),
+    ).toBeTruthy();
+    for (const bad of [["http://app.example/cb"], ["myapp://cb"], ["https://app.example/cb#frag"], []]) {
+      const res = await fetch(`${t.issuer}/oauth/register`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ redirect_uris: bad, token_endpoint_auth_method: "none" }),
+      });
+      expect(res.status, JSON.stringify(bad)).toBe(400);
+      expect(((await res.json()) as { error: string }).error).toMatch(
+        /invalid_redirect_uri|invalid_client_metadata/,
+      );
+    }
+  });
+
+  it("is bounded: at most maxRegistered clients (503), at most `limit` attempts per address per window (429)", async () => {
+    const limited = await startTestAuthServer({
+      clients: { registrationRateLimit: { limit: 3, windowMs: 60_000 } },
+    });
+    const statuses: number[] = [];
+    try {
+      for (let i = 0; i < 4; i++) {
+        const res = await fetch(`${limited.issuer}/oauth/register`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ redirect_uris: [REDIRECT], token_endpoint_auth_method: "none" }),
+        });
+        statuses.push(res.status);
+        if (res.status === 429) expect(res.headers.get("retry-after")).toBe("60");
+      }
+    } finally {
+      await limited.close();
+    }
+    expect(statuses).toEqual([201, 201, 201, 429]);
+    const fresh = await startTestAuthServer({ clients: { maxRegistered: 2 } });
+    try {
+      await registerClient(fresh.issuer, [REDIRECT]);
+      await registerClient(fresh.issuer, [REDIRECT]);
+      await expect(registerClient(fresh.issuer, [REDIRECT])).rejects.toThrow(/503/);
+    } finally {
+      await fresh.close();
+    }
+  });
+
+  it("can be switched off: no endpoint, none advertised", async () => {
+    const off = await startTestAuthServer({ clients: { registration: false } });
+    try {
+      const meta = (await (
+        await fetch(`${off.issuer}/.well-known/oauth-authorization-server`)
+      ).json()) as Record<string, unknown>;
+      expect(meta.registration_endpoint).toBeUndefined();
+      await expect(registerClient(off.issuer, [REDIRECT])).rejects.toThrow(/404/);
+    } finally {
+      await off.close();
+    }
+  });
+});
