@@ -154,3 +154,37 @@ export function traceStateStore<S extends StateStoreLike>(store: S, kind: string
     );
   return overriding(store, { admit, bindSession, removeSession });
 }
+
+/** An upstream's identity hook as far as tracing is concerned (identity/upstream-identity.ts). */
+interface UpstreamIdentityLike {
+  readonly mode: string;
+  credential(request: never): Promise<{ ok: boolean; reason?: string; audit?: { cached?: boolean } }>;
+}
+
+/**
+ * Wrap an upstream's identity hook so each `credential` (signing an identity assertion, or an
+ * RFC 8693 token exchange and its HTTP call) is a child span `mcpgate.identity` with the mode,
+ * whether a cached credential was used (when the hook says) and the refusal reason. The
+ * credential itself — assertion or exchanged token — never reaches the span.
+ *
+ * @example const hook = traceUpstreamIdentity(createUpstreamIdentity({ upstream, mode, audience, signer }));
+ */
+export function traceUpstreamIdentity<H extends UpstreamIdentityLike>(hook: H): H {
+  if (hook.mode === "none") return hook;
+  const credential = ((request: never) =>
+    withChildSpan(
+      "mcpgate.identity",
+      { "mcpgate.identity.mode": hook.mode },
+      async (span) => {
+        const res = await hook.credential(request);
+        if (span) {
+          if (res.audit?.cached !== undefined) span.setAttribute("mcpgate.identity.cached", res.audit.cached);
+          if (!res.ok) markSpanFailed(span, res.reason ?? "refused");
+        }
+        return res;
+      },
+      SpanKind.INTERNAL,
+      (ctx) => ctx.setValue(HTTP_CHILDREN, true),
+    )) as H["credential"];
+  return overriding(hook, { credential });
+}

@@ -10,10 +10,18 @@ import {
   TracerProvider,
 } from "@opentelemetry/sdk-trace";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { createAssertionSigner } from "../../src/identity/assertion-signer.js";
+import { createUpstreamIdentity } from "../../src/identity/upstream-identity.js";
 import { activeTraceId, startRequestSpan, traceLogFields } from "../../src/observe/tracing.js";
 import { traceAuthHttpCalls } from "../../src/observe/tracing-http.js";
 import { startUpstreamSpan, withTraceMeta } from "../../src/observe/tracing-upstream.js";
-import { traceKeyStore, traceStateStore, traceVerifier } from "../../src/observe/tracing-wrappers.js";
+import {
+  traceKeyStore,
+  traceStateStore,
+  traceUpstreamIdentity,
+  traceVerifier,
+} from "../../src/observe/tracing-wrappers.js";
+import { openSigningKeyStore } from "../../src/stores/signing-keys.js";
 
 /**
  * The library's tracing (src/observe/tracing*.ts) against the official SDK with its in-memory
@@ -292,6 +300,39 @@ describe("child spans of the parts plugged into the gate", () => {
     const traced = traceVerifier(okVerifier);
     await traced.verify(TOKEN);
     expect(spans()).toHaveLength(0);
+  });
+});
+
+describe("telling the upstream who calls", () => {
+  it("signing an identity assertion is a child span that never holds the assertion", async () => {
+    const keys = await openSigningKeyStore("memory:");
+    const signer = createAssertionSigner({ keys, issuer: "https://gw.example.com" });
+    const hook = traceUpstreamIdentity(
+      createUpstreamIdentity({
+        upstream: "notes",
+        mode: "assertion",
+        audience: "http://127.0.0.1:3001/mcp",
+        signer,
+      }),
+    );
+    expect(hook.header).toBe("authorization");
+    const identity = {
+      principal: "key:Ab3dEf9h",
+      kind: "api_key" as const,
+      subject: "Ab3dEf9h",
+      scopes: ["notes:read"],
+    };
+    const t = startRequestSpan({ method: "POST", path: "/notes/mcp", headers: {} });
+    const cred = await t.run(() => hook.credential({ identity, sessionId: "s-1" }));
+    t.end({ status: 200, decision: "allow" });
+    await keys.close();
+    expect(cred.ok).toBe(true);
+    const jwt = cred.ok ? cred.headers.authorization!.slice("Bearer ".length) : "";
+    expect(jwt.split(".")).toHaveLength(3);
+    const span = byName("mcpgate.identity");
+    expect(span?.attributes["mcpgate.identity.mode"]).toBe("assertion");
+    expect(parentOf(span)).toBe(byName("POST /notes/mcp")?.spanContext().spanId);
+    for (const part of jwt.split(".")) expect(allSpanStrings()).not.toContain(part);
   });
 });
 
