@@ -12,7 +12,8 @@ export const SESSION_VERSIONS: ReadonlySet<string> = new Set([
 export type Era = "2025" | "2026";
 
 /**
- * Decide the era of one HTTP request (spec V-0728 "dual-era": a request carrying modern
+ * Decide the era of one HTTP request (spec V-0728 "dual-era"; prefer {@link decideEra}, which also
+ * refuses mixed eras and a 2026 marker with a session id: a request carrying modern
  * per-request metadata is served statelessly; `initialize` selects legacy semantics).
  *
  * @example detectEra("2026-07-28", messages) // "2026"
@@ -22,6 +23,66 @@ export function detectEra(protocolHeader: string | undefined, messages: readonly
   if (messages.some((m) => m.metaProtocolVersion && STATELESS_VERSIONS.has(m.metaProtocolVersion)))
     return "2026";
   return "2025";
+}
+
+/** One decision for a whole request: its era, and the session id the gate must check (2025 only). */
+export type EraDecision = { ok: true; era: Era; sessionId?: string } | { ok: false; message: string };
+
+/** The era a protocol version names, if it is one we know. */
+function eraOf(version: string | undefined): Era | undefined {
+  if (version === undefined) return undefined;
+  if (STATELESS_VERSIONS.has(version)) return "2026";
+  if (SESSION_VERSIONS.has(version)) return "2025";
+  return undefined;
+}
+
+/**
+ * Decide the era of one HTTP request once, from the `MCP-Protocol-Version` header and the
+ * `_meta["io.modelcontextprotocol/protocolVersion"]` of every message together (issue 14 item 8),
+ * so that no part of the pipeline can see a different era than another. Refused (400):
+ *
+ * - markers that disagree: a 2026 header with a message marked 2025 (or the reverse), or a batch
+ *   in which some requests/notifications carry the 2026 marker and others do not (2026-07-28 has
+ *   no batches; such a body is built to be read two ways);
+ * - a 2026 marker together with an `Mcp-Session-Id`: 2026-07-28 has no sessions, and a session id
+ *   the gate does not check must never reach the upstream or the app (the library middleware
+ *   would otherwise hand it to the app's transport, which routes the call into that session).
+ *
+ * Otherwise the era is 2026 when anything marks it, else 2025 with its session id, which the gate
+ * then checks against the caller.
+ *
+ * @example decideEra({ protocolHeader: "2026-07-28", messages }) // { ok: true, era: "2026" }
+ */
+export function decideEra(input: {
+  protocolHeader?: string | undefined;
+  sessionId?: string | undefined;
+  messages: readonly InspectedMessage[];
+}): EraDecision {
+  const header = eraOf(input.protocolHeader);
+  let marked2026 = 0;
+  let marked2025 = 0;
+  let unmarked = 0;
+  for (const m of input.messages) {
+    if (m.type === "response") continue;
+    const e = eraOf(m.metaProtocolVersion);
+    if (e === "2026") marked2026++;
+    else if (e === "2025") marked2025++;
+    else unmarked++;
+  }
+  const is2026 = header === "2026" || marked2026 > 0;
+  if (is2026) {
+    if (header === "2025" || marked2025 > 0) {
+      return { ok: false, message: "the request mixes protocol versions of two eras" };
+    }
+    if (marked2026 > 0 && unmarked > 0) {
+      return { ok: false, message: "some messages carry the 2026-07-28 protocol version and others do not" };
+    }
+    if (input.sessionId !== undefined) {
+      return { ok: false, message: "Mcp-Session-Id cannot be used with protocol version 2026-07-28" };
+    }
+    return { ok: true, era: "2026" };
+  }
+  return { ok: true, era: "2025", ...(input.sessionId !== undefined ? { sessionId: input.sessionId } : {}) };
 }
 
 /**
