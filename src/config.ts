@@ -49,33 +49,130 @@ const ruleBase = {
 };
 const policyRule = z.strictObject(ruleBase);
 
+const policySchema = z.strictObject({
+  default: z.enum(["allow", "deny"]).default("deny"),
+  onDenied: z.enum(["auto", "tool-error", "step-up"]).default("auto"),
+  tools: z.array(policyRule).default([]),
+  resources: z.array(policyRule).default([]),
+  prompts: z.array(policyRule).default([]),
+});
+
+const rateLimitSchema = z.strictObject({
+  perPrincipal: z.strictObject({ limit: z.number().int().positive(), window: duration }).optional(),
+  tools: z
+    .array(z.strictObject({ match: z.string().min(1), limit: z.number().int().positive(), window: duration }))
+    .default([]),
+  failOpen: z.boolean().default(false),
+});
+
+/** Every `upstream.*` field: the one-upstream shorthand and each `upstreams[]` entry share them. */
+const upstreamFields = {
+  url: z.string().url().optional(),
+  command: z.array(z.string()).min(1).optional(),
+  env: z.record(z.string(), z.string()).optional(),
+  envAllow: z.array(z.string()).optional(),
+  headers: z.record(z.string(), z.string()).default({}),
+  timeout: duration.default("30s"),
+  maxChildren: z.number().int().positive().optional(),
+  /** stdio: children kept for 2026-era stateless requests (docs/stdio.md). */
+  poolSize: z.number().int().positive().optional(),
+  /** stdio: time between SIGTERM and SIGKILL when a child is ended. */
+  killGrace: duration.optional(),
+};
+
+// RFC 9110 §5.1 field-name token.
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+// Headers an identity credential may not replace: framing, hop-by-hop, MCP's own, and cookies.
+const RESERVED_HEADERS = new Set([
+  "host",
+  "content-length",
+  "content-type",
+  "transfer-encoding",
+  "connection",
+  "keep-alive",
+  "upgrade",
+  "te",
+  "trailer",
+  "accept",
+  "cookie",
+  "mcp-session-id",
+  "mcp-protocol-version",
+  "mcp-method",
+  "mcp-name",
+  "last-event-id",
+  "traceparent",
+  "tracestate",
+]);
+
+/** How one upstream is told who calls (DESIGN.md §9): per upstream, over the top-level `identity`. */
+const upstreamIdentityFields = {
+  mode: z.enum(["none", "assertion", "token-exchange"]).optional(),
+  header: z
+    .string()
+    .regex(HEADER_NAME, "invalid header name")
+    .refine((h) => !RESERVED_HEADERS.has(h.toLowerCase()), {
+      message: "this header cannot carry the identity",
+    })
+    .optional(),
+  audience: z.string().min(1).optional(),
+  tokenEndpoint: z.string().url().optional(),
+  clientId: z.string().min(1).optional(),
+  clientSecret: z.string().min(1).optional(),
+  forKeys: z.enum(["assertion", "refuse"]).optional(),
+};
+const upstreamIdentitySchema = z.strictObject(upstreamIdentityFields);
+
+const identitySchema = z.strictObject({
+  ...upstreamIdentityFields,
+  /** `iss` of assertions; default the publicUrl origin. */
+  issuer: z.string().url().optional(),
+  ttl: duration
+    .refine((v) => parseDuration(v) >= 1000 && parseDuration(v) <= 3_600_000, {
+      message: "identity.ttl must be between 1s and 1h",
+    })
+    .optional(),
+  alg: z.enum(["ES256", "EdDSA"]).optional(),
+  /** Where the signing keys live; default auth.apiKeys.store, else sqlite:./mcpgate.db. */
+  keyStore: z.string().optional(),
+});
+
+const upstreamEntrySchema = z
+  .strictObject({
+    name: z.string().regex(/^[a-z0-9-]{1,63}$/, "upstream name: lower-case letters, digits and -"),
+    path: z
+      .string()
+      .regex(/^\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$/, "upstream path: an absolute URL path")
+      .refine((p) => !/^\/(\.well-known|oauth|healthz|metrics)(\/|$)/.test(p), {
+        message: "upstream path: /.well-known, /oauth, /healthz and /metrics belong to the gateway",
+      }),
+    ...upstreamFields,
+    identity: upstreamIdentitySchema.optional(),
+    policy: policySchema.optional(),
+    rateLimit: rateLimitSchema.optional(),
+  })
+  .refine((u) => Boolean(u.url) !== Boolean(u.command), {
+    message: "set either url or command (exactly one)",
+  });
+
 const listenSchema = z.strictObject({
   host: z.string().default("127.0.0.1"),
   port: z.number().int().min(0).max(65535).default(8080),
 });
 
-export const configSchema = z.strictObject({
+const configObject = z.strictObject({
   listen: listenSchema.default({ host: "127.0.0.1", port: 8080 }),
   publicUrl: z.string().url().optional(),
   mcpPath: z.string().startsWith("/").default("/mcp"),
   upstream: z
-    .strictObject({
-      url: z.string().url().optional(),
-      command: z.array(z.string()).min(1).optional(),
-      env: z.record(z.string(), z.string()).optional(),
-      envAllow: z.array(z.string()).optional(),
-      headers: z.record(z.string(), z.string()).default({}),
-      timeout: duration.default("30s"),
-      maxChildren: z.number().int().positive().optional(),
-      /** stdio: children kept for 2026-era stateless requests (docs/stdio.md). */
-      poolSize: z.number().int().positive().optional(),
-      /** stdio: time between SIGTERM and SIGKILL when a child is ended. */
-      killGrace: duration.optional(),
-    })
+    .strictObject(upstreamFields)
     .refine((u) => !(u.url && u.command), {
       message: "set either upstream.url or upstream.command, not both",
     })
     .optional(),
+  /** Several upstreams behind one gateway, each its own protected resource (DESIGN.md §9, docs/upstreams.md). */
+  upstreams: z.array(upstreamEntrySchema).min(1).optional(),
+  /** Telling upstreams who calls (DESIGN.md §9, docs/identity.md): defaults for every upstream. */
+  identity: identitySchema.optional(),
   auth: z
     .strictObject({
       staticKey: z
@@ -102,26 +199,8 @@ export const configSchema = z.strictObject({
       perPrincipal: z.number().int().positive().optional(),
     })
     .default({ idleTtl: "30m", max: 100_000 }),
-  policy: z
-    .strictObject({
-      default: z.enum(["allow", "deny"]).default("deny"),
-      onDenied: z.enum(["auto", "tool-error", "step-up"]).default("auto"),
-      tools: z.array(policyRule).default([]),
-      resources: z.array(policyRule).default([]),
-      prompts: z.array(policyRule).default([]),
-    })
-    .optional(),
-  rateLimit: z
-    .strictObject({
-      perPrincipal: z.strictObject({ limit: z.number().int().positive(), window: duration }).optional(),
-      tools: z
-        .array(
-          z.strictObject({ match: z.string().min(1), limit: z.number().int().positive(), window: duration }),
-        )
-        .default([]),
-      failOpen: z.boolean().default(false),
-    })
-    .optional(),
+  policy: policySchema.optional(),
+  rateLimit: rateLimitSchema.optional(),
   guard: z
     .strictObject({
       failures: z.number().int().positive().default(20),
@@ -163,8 +242,69 @@ export const configSchema = z.strictObject({
     }),
 });
 
+/** The configuration file's schema: the fields, then the rules that span them. */
+export const configSchema = configObject.superRefine(checkUpstreams);
+
 export type GatewayConfig = z.infer<typeof configSchema>;
 export type GatewayConfigInput = z.input<typeof configSchema>;
+
+type UpstreamEntry = z.infer<typeof upstreamEntrySchema>;
+type ConfigShape = { upstream?: UpstreamEntry | Omit<UpstreamEntry, "name" | "path"> | undefined } & {
+  upstreams?: UpstreamEntry[] | undefined;
+  identity?: z.infer<typeof identitySchema> | undefined;
+  mcpPath: string;
+  auth: { jwt?: unknown; issuers?: unknown[] | undefined };
+};
+
+/**
+ * The rules that span fields (`mcpgate config check` and `serve` both refuse them): unique upstream
+ * names and paths, one shape at a time, and an identity that can work — its header not already set
+ * by `upstream.headers`, token exchange only for HTTP upstreams and with client credentials and an
+ * issuer to exchange at.
+ */
+function checkUpstreams(config: ConfigShape, ctx: z.RefinementCtx): void {
+  const issue = (path: (string | number)[], message: string) =>
+    ctx.addIssue({ code: "custom", path, message });
+  if (config.upstream && config.upstreams) {
+    issue(["upstreams"], "set either upstream (one upstream at mcpPath) or upstreams (several), not both");
+    return;
+  }
+  const names = new Map<string, number>();
+  const paths = new Map<string, number>();
+  (config.upstreams ?? []).forEach((u, i) => {
+    if (names.has(u.name)) issue(["upstreams", i, "name"], `duplicate upstream name "${u.name}"`);
+    names.set(u.name, i);
+    // Paths are compared the way they are routed: exact, without a trailing slash.
+    const key = u.path.replace(/\/+$/, "") || "/";
+    if (paths.has(key)) issue(["upstreams", i, "path"], `duplicate upstream path "${u.path}"`);
+    paths.set(key, i);
+  });
+  const entries: Array<{ at: (string | number)[]; u: Omit<UpstreamEntry, "name" | "path"> }> =
+    config.upstreams
+      ? config.upstreams.map((u, i) => ({ at: ["upstreams", i], u }))
+      : config.upstream
+        ? [{ at: ["upstream"], u: config.upstream }]
+        : [];
+  const top = config.identity ?? {};
+  const hasIssuer = Boolean(config.auth.jwt) || (config.auth.issuers?.length ?? 0) > 0;
+  for (const { at, u } of entries) {
+    const id = { ...top, ...(("identity" in u && u.identity) || {}) };
+    const mode = id.mode ?? "none";
+    if (mode === "none") continue;
+    const header = (id.header ?? "authorization").toLowerCase();
+    if (Object.keys(u.headers ?? {}).some((h) => h.toLowerCase() === header))
+      issue([...at, "headers"], `identity header "${header}" is already set by headers: remove one of them`);
+    if (mode !== "token-exchange") continue;
+    if (!u.url) issue([...at, "identity", "mode"], "token-exchange needs an HTTP upstream (url)");
+    if (!id.clientId || !id.clientSecret)
+      issue([...at, "identity"], "token-exchange needs identity.clientId and identity.clientSecret");
+    if (!id.tokenEndpoint && !hasIssuer)
+      issue(
+        [...at, "identity"],
+        "token-exchange needs identity.tokenEndpoint or an auth.jwt issuer to discover it",
+      );
+  }
+}
 
 /** Validate a parsed object; throws ERR_CONFIG_INVALID naming the first bad field(s). */
 export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv | null = process.env): GatewayConfig {
