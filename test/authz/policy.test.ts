@@ -235,6 +235,38 @@ describe("compilePolicy", () => {
     expect(compilePolicy({ onDenied: "tool-error" }).onDenied(id([], "oauth2"))).toBe("tool-error");
   });
 
+  it("asks the least for a first login: the catch-all rules' scopes, or auth.challengeScopes (issue 14 item 7)", () => {
+    const p = compilePolicy({
+      tools: [
+        { match: "delete_*", scopes: ["admin"] },
+        { match: "*", scopes: ["tools:call"] },
+      ],
+      resources: [{ match: "*", scopes: ["files:read", "files:list"], mode: "any" }],
+      prompts: [{ match: "summarize", scopes: ["prompts:use"] }],
+    });
+    expect(p.challengeScopes()).toEqual(["tools:call", "files:read"]);
+    expect(p.scopesSupported()).toContain("admin");
+    expect(p.challengeScopes()).not.toContain("admin");
+    expect(compilePolicy({ tools: [{ match: "a", scopes: ["x"] }] }).challengeScopes()).toEqual([]);
+    expect(
+      compilePolicy({
+        tools: [{ match: "*", scopes: ["x"] }],
+        challengeScopes: ["openid", "x"],
+      }).challengeScopes(),
+    ).toEqual(["openid", "x"]);
+  });
+
+  it("names no scope when none would allow the call (no step-up a client cannot satisfy)", () => {
+    const toolsOnly = compilePolicy({ tools: [{ match: "*", scopes: ["tools:call"] }] });
+    const read = msg({ jsonrpc: "2.0", id: 1, method: "resources/read", params: { uri: "file:///x" } });
+    expect(toolsOnly.authorize(id(["tools:call"], "oauth2"), read)).toMatchObject({
+      allow: false,
+      scopes: [],
+    });
+    const malformed = msg({ jsonrpc: "2.0", id: 2, method: "resources/read", params: { uri: "no uri" } });
+    expect(toolsOnly.authorize(id([], "oauth2"), malformed)).toMatchObject({ allow: false, scopes: [] });
+  });
+
   it("advertises the union of the rules' scopes", () => {
     expect(policy.scopesSupported()).toEqual([
       "admin",
