@@ -11,6 +11,12 @@ import { createAuditTrail } from "../observe/audit.js";
 import type { KeyRecord, KeyStore } from "../stores/key-store.js";
 import { keyStatus } from "../stores/key-store.js";
 import { openKeyStore } from "../stores/open-key-store.js";
+import {
+  openSigningKeyStore,
+  type SigningAlg,
+  type SigningKeyInfo,
+  type SigningKeyStore,
+} from "../stores/signing-keys.js";
 
 /**
  * `mcpgate keys create|list|revoke|rotate` (DESIGN.md §6). The store comes from `--store`, else
@@ -439,5 +445,109 @@ export function registerKeysCommand(program: Command): Command {
         }),
       ),
   );
+  registerSigningKeyCommands(keys);
   return keys;
+}
+
+/**
+ * The gateway's signing keys (identity assertions, authServer tokens): where they live is
+ * `--store`, else `MCPGATE_STORE`, else the config's `identity.keyStore`, then `auth.apiKeys.store`,
+ * else `sqlite:./mcpgate.db` — the same store the gateway opens.
+ */
+async function withSigningKeys(
+  opts: CommonOptions,
+  fn: (keys: SigningKeyStore) => Promise<void>,
+): Promise<void> {
+  const config = opts.config ? loadConfigFile(opts.config) : undefined;
+  const location =
+    opts.store ??
+    process.env.MCPGATE_STORE ??
+    config?.identity?.keyStore ??
+    config?.auth.apiKeys?.store ??
+    DEFAULT_KEY_STORE;
+  const keys = await openSigningKeyStore(location, config?.identity?.alg ? { alg: config.identity.alg } : {});
+  try {
+    await fn(keys);
+  } finally {
+    await keys.close();
+  }
+}
+
+function signingKeyJson(k: SigningKeyInfo): Record<string, unknown> {
+  return {
+    kid: k.kid,
+    alg: k.alg,
+    state: k.state,
+    createdAt: iso(k.createdAt),
+    activatesAt: iso(k.activatesAt),
+    retiresAt: iso(k.retiresAt),
+  };
+}
+
+function registerSigningKeyCommands(keys: Command): void {
+  usageExit(
+    keys
+      .command("rotate-signing")
+      .description(
+        "make a new signing key the one that signs; the old ones stay published for the overlap, then retire",
+      )
+      .option(
+        "--overlap <duration>",
+        "how long replaced keys stay published (≥ the longest token lifetime)",
+        "24h",
+      )
+      .option("--publish-ahead <duration>", "publish the new key this long before it signs", "0s")
+      .option("--alg <alg>", "ES256 or EdDSA (default: identity.alg, else the store's)")
+      .option("--json", "print JSON")
+      .action(
+        action(
+          async (
+            opts: { overlap: string; publishAhead: string; alg?: string; json?: boolean },
+            cmd: Command,
+          ) => {
+            const overlapMs = parsePositiveDuration("--overlap", opts.overlap, true);
+            const publishAheadMs = parsePositiveDuration("--publish-ahead", opts.publishAhead, true);
+            if (opts.alg !== undefined && opts.alg !== "ES256" && opts.alg !== "EdDSA")
+              throw new UsageError("--alg must be ES256 or EdDSA");
+            await withSigningKeys(common(cmd), async (store) => {
+              const r = await store.rotate({
+                overlapMs,
+                publishAheadMs,
+                ...(opts.alg ? { alg: opts.alg as SigningAlg } : {}),
+              });
+              const out = {
+                kid: r.kid,
+                alg: r.alg,
+                activatesAt: iso(r.activatesAt),
+                retiring: r.retiring.map((x) => ({ kid: x.kid, retiresAt: iso(x.retiresAt) })),
+              };
+              if (opts.json) process.stdout.write(`${JSON.stringify(out)}\n`);
+              else {
+                process.stdout.write(`New signing key ${r.kid} (${r.alg}) signs from ${out.activatesAt}.\n`);
+                for (const x of out.retiring)
+                  process.stdout.write(`Key ${x.kid} stays published until ${x.retiresAt}.\n`);
+              }
+            });
+          },
+        ),
+      ),
+  );
+
+  usageExit(
+    keys
+      .command("list-signing")
+      .description("list the signing keys (kid, algorithm, state; never key material)")
+      .option("--json", "print JSON")
+      .action(
+        action(async (opts: { json?: boolean }, cmd: Command) => {
+          await withSigningKeys(common(cmd), async (store) => {
+            const all = (await store.list()).map(signingKeyJson);
+            if (opts.json) process.stdout.write(`${JSON.stringify(all)}\n`);
+            else
+              for (const k of all)
+                process.stdout.write(`${k.kid}  ${k.alg}  ${k.state}  retires ${k.retiresAt ?? "-"}\n`);
+          });
+        }),
+      ),
+  );
 }
