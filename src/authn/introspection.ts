@@ -48,6 +48,9 @@ function audienceMatches(aud: unknown, accepted: readonly string[]): boolean | u
   return list.some((a) => typeof a === "string" && accepted.includes(a));
 }
 
+/** Default `introspection.timeout` (docs/configuration.md). */
+export const DEFAULT_INTROSPECTION_TIMEOUT_MS = 5_000;
+
 /**
  * RFC 7662 §2.3 / RFC 6749 §5.2 error answers that are about the token sent, not about the
  * resource server's request: oidc-provider answers 400 `unsupported_token_type` for a JWT-shaped
@@ -100,7 +103,7 @@ export function createIntrospectionVerifier(
     );
   }
   const requireAudience = options.requireAudience ?? true;
-  const timeoutMs = options.timeoutMs ?? 5_000;
+  const timeoutMs = options.timeoutMs ?? DEFAULT_INTROSPECTION_TIMEOUT_MS;
   const toleranceSec = options.clockToleranceSec ?? 0;
   const now = options.now ?? Date.now;
   const cache = createTokenCache({ maxEntries: options.cacheMaxEntries, maxTtlMs: options.cacheTtlMs, now });

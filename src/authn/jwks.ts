@@ -56,7 +56,8 @@ export interface JwksKeySource {
   binding(kid: string | undefined): () => boolean;
 }
 
-const DEFAULTS = {
+/** Defaults of {@link JwksOptions} (docs/configuration.md `jwksTimeout`, `jwksCooldown`, `jwksMaxAge`). */
+export const JWKS_DEFAULTS = {
   timeoutMs: 5_000,
   cooldownMs: 30_000,
   refreshMs: 600_000,
@@ -107,13 +108,13 @@ export function createJwksKeySource(options: JwksOptions): JwksKeySource {
   if (url.protocol !== "https:" && url.protocol !== "http:") {
     throw new McpGateError("ERR_INVALID_OPTION", "jwksUri must be an http(s) URL");
   }
-  const timeoutMs = nonNegativeInt(options.timeoutMs, DEFAULTS.timeoutMs, "jwksTimeoutMs");
-  const cooldownMs = nonNegativeInt(options.cooldownMs, DEFAULTS.cooldownMs, "jwksCooldownMs");
-  const refreshMs = nonNegativeInt(options.refreshMs, DEFAULTS.refreshMs, "jwksRefreshMs");
-  const maxStaleMs = nonNegativeInt(options.maxStaleMs, DEFAULTS.maxStaleMs, "jwksMaxStaleMs");
+  const timeoutMs = nonNegativeInt(options.timeoutMs, JWKS_DEFAULTS.timeoutMs, "jwksTimeoutMs");
+  const cooldownMs = nonNegativeInt(options.cooldownMs, JWKS_DEFAULTS.cooldownMs, "jwksCooldownMs");
+  const refreshMs = nonNegativeInt(options.refreshMs, JWKS_DEFAULTS.refreshMs, "jwksRefreshMs");
+  const maxStaleMs = nonNegativeInt(options.maxStaleMs, JWKS_DEFAULTS.maxStaleMs, "jwksMaxStaleMs");
   const retryAfterFailureMs = nonNegativeInt(
     options.retryAfterFailureMs,
-    DEFAULTS.retryAfterFailureMs,
+    JWKS_DEFAULTS.retryAfterFailureMs,
     "jwksRetryAfterFailureMs",
   );
 

@@ -28,6 +28,9 @@ export interface ApiKeyVerifierOptions {
   onTouchError?: (err: unknown) => void;
 }
 
+/** Default `auth.apiKeys.cacheTtl`: a revocation is seen within 1 s without a revocation feed. */
+export const DEFAULT_KEY_CACHE_TTL_MS = 1000;
+
 /** A stored-key verifier, plus the hooks a revocation feed and shutdown need. */
 export interface ApiKeyVerifier extends CredentialVerifier {
   readonly kind: "api_key";
@@ -63,7 +66,7 @@ export function createApiKeyVerifier(options: ApiKeyVerifierOptions): ApiKeyVeri
   if (!store || typeof store.get !== "function") {
     throw new McpGateError("ERR_INVALID_OPTION", "createApiKeyVerifier: store is required");
   }
-  const cacheTtlMs = options.cacheTtlMs ?? 1000;
+  const cacheTtlMs = options.cacheTtlMs ?? DEFAULT_KEY_CACHE_TTL_MS;
   if (!Number.isFinite(cacheTtlMs) || cacheTtlMs < 0) {
     throw new McpGateError("ERR_INVALID_OPTION", "createApiKeyVerifier: cacheTtlMs must be a number ≥ 0");
   }
