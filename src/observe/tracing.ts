@@ -7,6 +7,8 @@ import {
   type Span,
   SpanKind,
   SpanStatusCode,
+  type Tracer,
+  type TracerProvider,
   trace,
 } from "@opentelemetry/api";
 
@@ -25,12 +27,19 @@ import {
  * from typed fields, never from raw headers (docs/tracing.md "What a span never holds").
  */
 
+let cachedTracer: { provider: TracerProvider; tracer: Tracer } | undefined;
+
 /**
- * The tracer, looked up on each use: a tracer kept from an earlier provider would outlive a
- * gateway's shutdown and keep feeding that provider (tests and library users start and stop
- * gateways in one process).
+ * mcpgate's tracer, kept per global provider: a tracer kept from an earlier provider would outlive a
+ * gateway's shutdown (`trace.disable()` installs a new provider) and keep feeding the old one.
+ *
+ * @example tracer().startSpan("mcpgate.something");
  */
-export const tracer = () => trace.getTracer("mcpgate");
+export function tracer(): Tracer {
+  const provider = trace.getTracerProvider();
+  if (cachedTracer?.provider !== provider) cachedTracer = { provider, tracer: provider.getTracer("mcpgate") };
+  return cachedTracer.tracer;
+}
 
 /**
  * Attribute names. HTTP ones follow the stable HTTP semantic conventions; MCP ones the MCP semantic
