@@ -91,14 +91,7 @@ export function startUpstreamSpan(start: UpstreamSpanStart): UpstreamTrace {
     inject(headers) {
       propagation.inject(ctx, headers);
     },
-    metaFields() {
-      const carrier: Record<string, string> = {};
-      propagation.inject(ctx, carrier);
-      return {
-        ...(carrier.traceparent ? { traceparent: carrier.traceparent } : {}),
-        ...(carrier.tracestate ? { tracestate: carrier.tracestate } : {}),
-      };
-    },
+    metaFields: () => context.with(ctx, activeTraceMeta),
     end(result) {
       if (ended) return;
       ended = true;
@@ -142,4 +135,31 @@ export function withTraceMeta<M extends { method?: unknown; params?: unknown }>(
   if (fields.tracestate) nextMeta.tracestate = fields.tracestate;
   else delete nextMeta.tracestate;
   return { ...message, params: { ...params, _meta: nextMeta } };
+}
+
+/**
+ * Add the active context's `traceparent` (and `tracestate`) to outgoing upstream headers: for code
+ * that runs inside {@link UpstreamTrace.run}. Replaces a client's own values. No-op without an SDK.
+ *
+ * @example injectTraceHeaders(upstreamHeaders);
+ */
+export function injectTraceHeaders(headers: Record<string, string | string[] | undefined>): void {
+  delete headers.traceparent;
+  delete headers.tracestate;
+  propagation.inject(context.active(), headers);
+}
+
+/**
+ * The active context's W3C fields for `params._meta` (stdio upstreams), for code that runs inside
+ * {@link UpstreamTrace.run}: pass them to {@link withTraceMeta}. Empty without an SDK.
+ *
+ * @example const fields = activeTraceMeta(); … write(withTraceMeta(message, fields));
+ */
+export function activeTraceMeta(): { traceparent?: string; tracestate?: string } {
+  const carrier: Record<string, string> = {};
+  propagation.inject(context.active(), carrier);
+  return {
+    ...(carrier.traceparent ? { traceparent: carrier.traceparent } : {}),
+    ...(carrier.tracestate ? { tracestate: carrier.tracestate } : {}),
+  };
 }
