@@ -6,6 +6,8 @@ export interface IssuerMetadata {
   issuer: string;
   jwks_uri?: string;
   introspection_endpoint?: string;
+  /** RFC 8414 §2: where RFC 8693 token exchange is sent (`identity: token-exchange`). */
+  token_endpoint?: string;
   /** The URL the metadata was read from. */
   source: string;
 }
@@ -69,6 +71,7 @@ export async function discoverIssuer(
     if (typeof doc.jwks_uri === "string") meta.jwks_uri = doc.jwks_uri;
     if (typeof doc.introspection_endpoint === "string")
       meta.introspection_endpoint = doc.introspection_endpoint;
+    if (typeof doc.token_endpoint === "string") meta.token_endpoint = doc.token_endpoint;
     return meta;
   }
   throw new McpGateError(

@@ -19,8 +19,8 @@ export interface UpstreamIdentityOptions {
   header?: string;
   /** Required for `assertion`, and for `token-exchange` with `forKeys: assertion`. */
   signer?: AssertionSigner;
-  /** Required for `token-exchange`. */
-  exchanger?: TokenExchanger;
+  /** Required for `token-exchange`: one client, or one per caller issuer (token endpoint discovered per issuer). */
+  exchanger?: TokenExchanger | ((identity: Identity) => TokenExchanger | undefined);
   /** `token-exchange` only: what API-key and static-key callers get. Default `assertion`. */
   forKeys?: "assertion" | "refuse";
   /** RFC 8693 `audience` parameter for exchanges, when the issuer wants one. */
@@ -132,7 +132,15 @@ export function createUpstreamIdentity(options: UpstreamIdentityOptions): Upstre
     };
     if (req.identity.expiresAt !== undefined) ask.subjectExpiresAt = req.identity.expiresAt;
     if (options.exchangeAudience !== undefined) ask.audience = options.exchangeAudience;
-    const r = await exchanger!.exchange(ask);
+    const client = typeof exchanger === "function" ? exchanger(req.identity) : exchanger;
+    if (!client)
+      return {
+        ok: false,
+        reason: "exchange_failed",
+        detail: "unavailable",
+        audit: { mode: "token-exchange" },
+      };
+    const r = await client.exchange(ask);
     if (!r.ok)
       return { ok: false, reason: "exchange_failed", detail: r.reason, audit: { mode: "token-exchange" } };
     return {

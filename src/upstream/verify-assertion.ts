@@ -121,9 +121,10 @@ export function verifyGatewayAssertion(options: GatewayAssertionOptions): Gatewa
   };
 }
 
-// "key:<id>" → id; "oauth:<iss>#<sub>" → sub (the last '#': an issuer URL has no fragment); "static".
+// "key:<id>" → id; "oauth:<iss>#<sub>" → sub (after the first '#': an issuer URL has no
+// fragment, RFC 8414 §2, while a `sub` may contain '#'); "static".
 function subjectOf(principal: string): string {
   if (principal.startsWith("key:")) return principal.slice(4);
-  if (principal.startsWith("oauth:")) return principal.slice(principal.lastIndexOf("#") + 1);
+  if (principal.startsWith("oauth:")) return principal.slice(principal.indexOf("#") + 1);
   return principal;
 }

@@ -65,13 +65,13 @@ describe("verifyGatewayAssertion (mcpgate/upstream)", () => {
 
   it("reads the OAuth subject out of an oauth principal", async () => {
     const bob: Identity = {
-      principal: "oauth:https://as.example.com/t#1#bob",
+      principal: "oauth:https://as.example.com/t#bob#1",
       kind: "oauth2",
       subject: "bob",
       scopes: [],
     };
     const info = await verifier().verifyAccessToken(await signer.sign({ identity: bob, audience: AUD }));
-    expect(info.extra).toMatchObject({ subject: "bob", kind: "oauth2" });
+    expect(info.extra).toMatchObject({ subject: "bob#1", kind: "oauth2" });
     expect(info.scopes).toEqual([]);
   });
 
