@@ -27,7 +27,9 @@ export interface TestAuthServer {
 }
 
 export async function startTestAuthServer(
-  overrides: Partial<AuthorizationServerOptions> = {},
+  overrides:
+    | Partial<AuthorizationServerOptions>
+    | ((issuer: string) => Promise<Partial<AuthorizationServerOptions>>) = {},
   keyScopes = ["tools:call"],
 ): Promise<TestAuthServer> {
   const server: Server = createServer();
@@ -49,7 +51,7 @@ export async function startTestAuthServer(
     login: { apiKey: { verifier, keys } },
     store,
     signingKeys,
-    ...overrides,
+    ...(typeof overrides === "function" ? await overrides(issuer) : overrides),
   });
   server.on("request", (req, res) => {
     as.handle(req, res).then(
