@@ -34,11 +34,31 @@ export const DEFAULT_KEY_CACHE_TTL_MS = 1000;
 /** A stored-key verifier, plus the hooks a revocation feed and shutdown need. */
 export interface ApiKeyVerifier extends CredentialVerifier {
   readonly kind: "api_key";
-  /** Drop a cached record (one id) or the whole cache, so the next use asks the store. */
+  /**
+   * Drop a cached record (one id) or the whole cache, so the next use asks the store. A watched
+   * key (see `watch`) is checked again at once: a revocation feed ends its open streams now.
+   */
   invalidate(id?: string): void;
+  /**
+   * A signal that fires when the stored key behind `identity` stops being acceptable (revoked,
+   * rotated past its grace, deleted, expired) while a stream it opened lasts, until `until` fires
+   * (the stream ended). Watched keys are checked every second, and at once on `invalidate(id)`, so
+   * an open stream ends within the same 1 s bound as new requests (issue 14 item 5). Undefined for
+   * identities that are not stored keys.
+   */
+  watch(identity: Identity, until: AbortSignal): AbortSignal | undefined;
   /** Write pending last-used instants now. */
   flush(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** How often watched keys are checked when no revocation feed tells us (DESIGN.md §5: within 1 s). */
+const WATCH_INTERVAL_MS = 1000;
+
+/** One watched key: the signal its streams share, and how many streams still hold it. */
+interface KeyWatch {
+  readonly controller: AbortController;
+  streams: number;
 }
 
 interface CacheEntry {
@@ -146,6 +166,37 @@ export function createApiKeyVerifier(options: ApiKeyVerifierOptions): ApiKeyVeri
     return p;
   }
 
+  // Keys with open streams (issue 14 item 5), checked every second while any is watched.
+  const watched = new Map<string, KeyWatch>();
+  let watchTimer: ReturnType<typeof setInterval> | undefined;
+
+  async function recheck(id: string): Promise<void> {
+    const w = watched.get(id);
+    if (!w) return;
+    let record: KeyRecord | undefined;
+    try {
+      record = await store.get(id);
+    } catch {
+      // Store unreachable: new requests get 503 meanwhile; the stream is checked again next tick.
+      return;
+    }
+    const status = record ? keyStatus(record, now()) : "revoked";
+    if (status === "revoked" || status === "rotated" || status === "expired") {
+      if (watched.get(id) === w) watched.delete(id);
+      stopWatchTimer();
+      w.controller.abort(new Error("the API key is no longer valid"));
+    }
+  }
+  function recheckAll(): void {
+    for (const id of watched.keys()) void recheck(id);
+  }
+  function stopWatchTimer(): void {
+    if (watched.size === 0 && watchTimer) {
+      clearInterval(watchTimer);
+      watchTimer = undefined;
+    }
+  }
+
   function deny(reason: AuthFailureReason): VerifyResult {
     return { ok: false, reason };
   }
@@ -173,11 +224,40 @@ export function createApiKeyVerifier(options: ApiKeyVerifierOptions): ApiKeyVeri
       generation++;
       if (id === undefined) cache.clear();
       else cache.delete(id);
+      if (id === undefined) recheckAll();
+      else if (watched.has(id)) void recheck(id);
+    },
+    watch(identity: Identity, until: AbortSignal): AbortSignal | undefined {
+      if (identity.kind !== "api_key" || closed || until.aborted) return undefined;
+      const id = identity.subject;
+      let w = watched.get(id);
+      if (!w) {
+        w = { controller: new AbortController(), streams: 0 };
+        watched.set(id, w);
+        if (!watchTimer) {
+          watchTimer = setInterval(recheckAll, WATCH_INTERVAL_MS);
+          watchTimer.unref();
+        }
+      }
+      const entry = w;
+      entry.streams++;
+      until.addEventListener(
+        "abort",
+        () => {
+          if (--entry.streams > 0 || watched.get(id) !== entry) return;
+          watched.delete(id);
+          stopWatchTimer();
+        },
+        { once: true },
+      );
+      return entry.controller.signal;
     },
     flush,
     async close() {
       closed = true;
       clearInterval(timer);
+      if (watchTimer) clearInterval(watchTimer);
+      watched.clear();
       await flush();
     },
   };
