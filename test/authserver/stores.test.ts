@@ -1,0 +1,97 @@
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pg from "pg";
+import { afterAll, describe, expect, it } from "vitest";
+import { createPostgresOAuthStore } from "../../src/stores/oauth-postgres.js";
+import { createMemoryOAuthStore, type OAuthRecordStore } from "../../src/stores/oauth-records.js";
+import { createRedisOAuthStore } from "../../src/stores/oauth-redis.js";
+import { createSqliteOAuthStore } from "../../src/stores/oauth-sqlite.js";
+
+const PG_URL = process.env.MCPGATE_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+const REDIS_URL = process.env.MCPGATE_TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
+const run = randomBytes(4).toString("hex");
+const dir = mkdtempSync(join(tmpdir(), "mcpgate-oauth-"));
+const schema = `oauth_test_${run}`;
+
+afterAll(async () => {
+  rmSync(dir, { recursive: true, force: true });
+  const c = new pg.Client({ connectionString: PG_URL });
+  await c.connect();
+  await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  await c.end();
+});
+
+const backends: Array<[string, () => OAuthRecordStore]> = [
+  ["memory", () => createMemoryOAuthStore()],
+  ["sqlite", () => createSqliteOAuthStore({ path: join(dir, "oauth.db") })],
+  ["postgres", () => createPostgresOAuthStore({ connectionString: PG_URL, schema })],
+  ["redis", () => createRedisOAuthStore({ url: REDIS_URL, prefix: `mcpgate-test-${run}:` })],
+];
+
+describe.each(backends)("%s oauth record store (the same behaviour everywhere)", (_name, make) => {
+  it("stores, finds by id and uid, consumes, expires, and revokes a grant's records of every model", async () => {
+    const store = make();
+    await store.init();
+    try {
+      await store.upsert("Session", "s1", { uid: "u-1", accountId: "key:abc" }, 60);
+      expect(await store.find("Session", "s1")).toEqual({ uid: "u-1", accountId: "key:abc" });
+      expect(await store.findByUid("Session", "u-1")).toEqual({ uid: "u-1", accountId: "key:abc" });
+      expect(await store.find("Session", "absent")).toBeUndefined();
+      expect(await store.find("AccessToken", "s1")).toBeUndefined(); // models never mix
+
+      await store.upsert("AuthorizationCode", "c1", { grantId: "g1", scope: "tools:call" }, 60);
+      await store.consume("AuthorizationCode", "c1");
+      const consumed = await store.find("AuthorizationCode", "c1");
+      expect(typeof consumed?.consumed).toBe("number");
+      expect(consumed?.scope).toBe("tools:call");
+
+      await store.upsert("RefreshToken", "r1", { grantId: "g1" }, 600);
+      await store.upsert("RefreshToken", "r2", { grantId: "g2" }, 600);
+      await store.revokeByGrantId("g1");
+      expect(await store.find("AuthorizationCode", "c1")).toBeUndefined();
+      expect(await store.find("RefreshToken", "r1")).toBeUndefined();
+      expect(await store.find("RefreshToken", "r2")).toEqual({ grantId: "g2" });
+
+      await store.upsert("Interaction", "short", { uid: "u-2" }, 1);
+      await new Promise((r) => setTimeout(r, 1100));
+      expect(await store.find("Interaction", "short")).toBeUndefined();
+      expect(await store.findByUid("Interaction", "u-2")).toBeUndefined();
+
+      await store.destroy("RefreshToken", "r2");
+      expect(await store.find("RefreshToken", "r2")).toBeUndefined();
+      await expect(store.upsert("Client", "huge", { blob: "x".repeat(70 * 1024) })).rejects.toThrow(
+        /too large/,
+      );
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe("durable stores count live clients (bounds dynamic registration)", () => {
+  it.each(backends.filter(([n]) => n !== "redis"))("%s", async (_name, make) => {
+    const store = make();
+    await store.init();
+    try {
+      const before = await store.count("Client");
+      await store.upsert("Client", `c-${run}-1`, { client_id: "a" });
+      await store.upsert("Client", `c-${run}-2`, { client_id: "b" });
+      expect(await store.count("Client")).toBe(before + 2);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe("store outages fail closed with ERR_STORE_UNAVAILABLE", () => {
+  it("postgres and redis unreachable", async () => {
+    const p = createPostgresOAuthStore({ connectionString: "postgres://postgres@127.0.0.1:1/none" });
+    await expect(p.init()).rejects.toMatchObject({ code: "ERR_STORE_UNAVAILABLE" });
+    await p.close();
+    const r = createRedisOAuthStore({ url: "redis://127.0.0.1:1" });
+    await expect(r.init()).rejects.toMatchObject({ code: "ERR_STORE_UNAVAILABLE" });
+    await r.close();
+  });
+});
