@@ -1,0 +1,159 @@
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { generateApiKey } from "../../src/authn/api-key.js";
+import { issueApiKey } from "../../src/authn/key-lifecycle.js";
+import { openKeyStore } from "../../src/stores/open-key-store.js";
+import { type JwksServer, makeKey, mint, startJwksServer } from "../authn/jwks-fixture.js";
+import { INIT, rawPost } from "../helpers/client.js";
+import { startTestGateway, type TestGateway } from "../helpers/gateway.js";
+import { type OtlpReceiver, startOtlpReceiver } from "../helpers/otlp-receiver.js";
+import { type RecordingUpstream, startRecordingUpstream } from "../helpers/upstream.js";
+
+/**
+ * The leak test over exported spans (issue 17 item 3; the pattern of test/e2e/observability.test.ts):
+ * every credential kind, valid and invalid, goes through a traced gateway; no credential, token,
+ * key secret, cookie, secret header or the gateway's own upstream credential appears in any string
+ * the collector receives — span names, attributes, events, status messages, the resource, the scope —
+ * nor anywhere in the raw protobuf bodies.
+ */
+
+const ISSUER = "https://issuer.trace-leak.test";
+const b62 = (n: number) =>
+  Array.from(
+    randomBytes(n),
+    (b) => "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"[b % 62],
+  ).join("");
+/** The secret part of an mcpg_<id>_<secret> key: must not appear even without its prefix. */
+const secretPart = (key: string) => key.split("_").slice(2).join("_");
+
+describe("no credential in any exported span", () => {
+  let dir: string;
+  let otlp: OtlpReceiver;
+  let upstream: RecordingUpstream;
+  let jwks: JwksServer;
+  let gw: TestGateway;
+  const secrets: Record<string, string> = {};
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "mcpgate-trace-leak-"));
+    const location = `sqlite:${join(dir, "keys.db")}`;
+    const store = await openKeyStore(location);
+    const good = await issueApiKey(store, { name: "good", scopes: ["tools:call"] });
+    const revoked = await issueApiKey(store, { name: "revoked" });
+    await store.revoke(revoked.record.id);
+    await store.close();
+    Object.assign(secrets, {
+      stored: good.key,
+      revoked: revoked.key,
+      wrongSecret: generateApiKey(good.record.id).key,
+      static: `static-${b62(40)}`,
+      wrongStatic: `static-${b62(40)}`,
+      cookie: `ck-${b62(32)}`,
+      header: `hdr-${b62(32)}`,
+      upstreamCredential: `up-${b62(32)}`,
+      exportKey: `otlp-${b62(32)}`,
+    });
+    const signer = await makeKey("ES256", "k1");
+    jwks = await startJwksServer([signer.jwk]);
+    otlp = await startOtlpReceiver();
+    upstream = await startRecordingUpstream();
+    gw = await startTestGateway(
+      {
+        upstream: { url: upstream.url, headers: { authorization: `Bearer ${secrets.upstreamCredential!}` } },
+        auth: {
+          apiKeys: { store: location },
+          jwt: { issuer: ISSUER, jwksUri: jwks.url, algorithms: ["ES256"] },
+        },
+        tracing: { endpoint: otlp.url, headers: { "x-otlp-key": secrets.exportKey! } },
+        logging: { level: "info", redactHeaders: ["X-Secret-Header"] },
+      },
+      { MCP_API_KEY: secrets.static!, OTEL_BSP_SCHEDULE_DELAY: "50" },
+      "info",
+    );
+    const now = Math.floor(Date.now() / 1000);
+    const claims = { iss: ISSUER, aud: gw.publicUrl, sub: "alice", scope: "tools:call" };
+    secrets.jwt = await mint(signer, { ...claims, iat: now, exp: now + 300 });
+    secrets.expiredJwt = await mint(signer, { ...claims, iat: now - 600, exp: now - 300 });
+    secrets.forgedJwt = await mint(await makeKey("ES256", "k1"), { ...claims, iat: now, exp: now + 300 });
+  });
+
+  afterAll(async () => {
+    await gw?.close();
+    await upstream?.close();
+    await otlp?.close();
+    await jwks?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("exports spans for valid and refused credentials of every kind, and none of them holds a secret", async () => {
+    for (const token of [secrets.static!, secrets.stored!, secrets.jwt!]) {
+      const transport = new StreamableHTTPClientTransport(new URL(gw.url), {
+        requestInit: {
+          headers: {
+            authorization: `Bearer ${token}`,
+            cookie: `session=${secrets.cookie}`,
+            "x-secret-header": secrets.header!,
+            traceparent: `00-${randomBytes(16).toString("hex")}-${randomBytes(8).toString("hex")}-01`,
+          },
+        },
+      });
+      const client = new Client({ name: "trace-leak", version: "1.0.0" });
+      await client.connect(transport);
+      await client.callTool({ name: "echo", arguments: { message: "hi" } });
+      await client.close();
+    }
+    for (const token of [
+      secrets.revoked!,
+      secrets.wrongSecret!,
+      secrets.wrongStatic!,
+      secrets.expiredJwt!,
+      secrets.forgedJwt!,
+    ]) {
+      const res = await rawPost(gw.url, INIT, {
+        authorization: `Bearer ${token}`,
+        cookie: `s=${secrets.cookie}`,
+      });
+      expect(res.status).toBe(401);
+    }
+    // The upstream did get the gateway's own credential (so the test would see it, were it copied).
+    expect(
+      upstream.seen.some((r) => r.headers.authorization === `Bearer ${secrets.upstreamCredential}`),
+    ).toBe(true);
+
+    await gw.close();
+    const servers = otlp.spans.filter((s) => s.kind === "SERVER");
+    expect(servers.filter((s) => s.status.code === "ERROR").length).toBeGreaterThanOrEqual(5);
+    expect(
+      otlp.spans.some(
+        (s) => s.name === "mcpgate.authenticate" && s.attributes["mcpgate.auth.verifier"] === "oauth2",
+      ),
+    ).toBe(true);
+    expect(
+      otlp.spans.some(
+        (s) =>
+          s.name === "GET" &&
+          String(s.attributes["url.full"]).startsWith(jwks.url.split("/").slice(0, 3).join("/")),
+      ),
+    ).toBe(true);
+    expect(otlp.spans.some((s) => s.name === "mcpgate.keys.get")).toBe(true);
+
+    const haystack = otlp.allStrings().join("\n");
+    const raw = Buffer.concat(otlp.bodies).toString("latin1");
+    for (const [name, secret] of Object.entries(secrets)) {
+      const needles = [secret, secretPart(secret)].filter((n) => n.length >= 16);
+      for (const needle of needles) {
+        expect(haystack.includes(needle), `${name} in an exported span`).toBe(false);
+        expect(raw.includes(needle), `${name} in a raw OTLP body`).toBe(false);
+      }
+    }
+    // A JWT's signature and payload segments alone are secrets too.
+    for (const jwt of [secrets.jwt!, secrets.expiredJwt!, secrets.forgedJwt!]) {
+      for (const part of jwt.split(".").slice(1)) expect(raw.includes(part)).toBe(false);
+    }
+  });
+});
