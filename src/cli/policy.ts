@@ -40,6 +40,8 @@ export interface ItemOutcome {
 }
 
 export interface PolicyExplanation {
+  /** The upstream whose policy is explained (`--upstream NAME` with `upstreams:`). */
+  upstream?: string;
   caller: { scopes: string[]; key?: { id: string; name: string; status: string } };
   policy: boolean;
   default: "allow" | "deny";
@@ -113,6 +115,7 @@ function table(rows: string[][]): string {
 /** Render an explanation as human-readable text. */
 export function formatExplanation(e: PolicyExplanation): string {
   const lines: string[] = [];
+  if (e.upstream !== undefined) lines.push(`upstream: ${e.upstream}`);
   const who = e.caller.key
     ? `key ${e.caller.key.id} (${e.caller.key.name}, ${e.caller.key.status})`
     : "caller";
@@ -266,7 +269,10 @@ export function registerPolicyCommand(program: Command): Command {
       "key store for --key (default: $MCPGATE_STORE, config, sqlite:./mcpgate.db)",
     )
     .option("--live", "list the upstream's tools, resources and prompts and explain each")
-    .option("--upstream <url>", "upstream to list with --live (default: the config's upstream)")
+    .option(
+      "--upstream <name|url>",
+      "with upstreams: the upstream (by name) whose policy to explain and list; or a URL to list with --live",
+    )
     .option("--json", "print JSON")
     .exitOverride((err) => {
       process.exit(err.exitCode === 0 ? 0 : 2);
@@ -275,8 +281,16 @@ export function registerPolicyCommand(program: Command): Command {
       if ((flags.key === undefined) === (flags.scopes === undefined))
         fail("give exactly one of --key ID or --scopes a,b");
       if (!flags.config) fail("--config FILE is required (the policy lives there)");
-      const config = loadConfigFile(flags.config);
-      const compiled = config.policy ? compilePolicy(config.policy) : undefined;
+      const loaded = loadConfigFile(flags.config);
+      // docs/upstreams.md: each upstream has its own policy (else the top-level one).
+      const byName = flags.upstream !== undefined && !flags.upstream.includes("://");
+      const selected = byName ? loaded.upstreams?.find((u) => u.name === flags.upstream) : undefined;
+      if (byName && !selected) fail(`no upstream named "${flags.upstream}" in ${flags.config}`);
+      if (loaded.upstreams && !selected)
+        fail(`${flags.config} has several upstreams: name one with --upstream NAME`);
+      const config: GatewayConfig = selected ? { ...loaded, upstream: selected } : loaded;
+      const policySource = selected?.policy ?? config.policy;
+      const compiled = policySource ? compilePolicy(policySource) : undefined;
       const caller =
         flags.key !== undefined
           ? await scopesOfKey(
@@ -292,7 +306,7 @@ export function registerPolicyCommand(program: Command): Command {
       let items: Array<{ kind: PolicyKind; name: string }> | undefined;
       if (flags.live) {
         try {
-          items = await fetchLiveItems(config, flags.upstream);
+          items = await fetchLiveItems(config, byName ? undefined : flags.upstream);
         } catch (err) {
           process.stderr.write(`mcpgate: could not list the upstream: ${(err as Error).message}\n`);
           process.exit(1);
@@ -300,6 +314,7 @@ export function registerPolicyCommand(program: Command): Command {
       }
       const explanation = explainPolicy(compiled, caller.scopes, items);
       explanation.caller = caller;
+      if (selected) explanation.upstream = selected.name;
       process.stdout.write(
         flags.json ? `${JSON.stringify(explanation, null, 2)}\n` : formatExplanation(explanation),
       );
