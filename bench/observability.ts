@@ -114,6 +114,7 @@ async function perOp(gate: typeof bare, withSummary: boolean, n: number): Promis
     const d = await gate.admit({ method: "POST", headers, bodyText: body, remoteAddress: "127.0.0.1" });
     if (withSummary)
       observer.request({
+        requestId: "bench",
         httpMethod: "POST",
         rpcMethod: "tools/call",
         tool: "add",

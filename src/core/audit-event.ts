@@ -14,7 +14,9 @@ export type AuditEventType =
   | "key_created"
   | "key_revoked"
   | "key_rotated"
-  | "store_error";
+  | "store_error"
+  /** The upstream answered 401/403 to the gateway's own credential (answered 502 to the caller). */
+  | "upstream_credentials";
 
 export interface AuditEvent {
   type: AuditEventType;

@@ -1,4 +1,4 @@
-import type { Denial } from "./outcome.js";
+import type { Denial, JsonRpcId } from "./outcome.js";
 
 /** What the challenge needs to know about the deployment. */
 export interface ChallengeContext {
@@ -17,7 +17,10 @@ export interface HttpResponseSpec {
   body: string;
 }
 
-/** JSON-RPC error codes we emit. Custom codes stay outside -32768..-32000 (spec B-0728). */
+/**
+ * JSON-RPC error codes we emit, one per meaning (docs/errors.md lists them; a test keeps both in
+ * step). Custom codes stay outside -32768..-32000 (spec B-0728).
+ */
 export const JSONRPC = {
   PARSE_ERROR: -32700,
   INVALID_REQUEST: -32600,
@@ -27,7 +30,17 @@ export const JSONRPC = {
   FORBIDDEN: -31001,
   RATE_LIMITED: -31002,
   SESSION_NOT_FOUND: -31003,
-  UPSTREAM: -31004,
+  UPSTREAM_UNAVAILABLE: -31004,
+  UPSTREAM_TIMEOUT: -31005,
+  UPSTREAM_CREDENTIALS: -31006,
+  UPSTREAM_MALFORMED: -31007,
+  IDENTITY_UNAVAILABLE: -31008,
+  SERVICE_UNAVAILABLE: -31009,
+  SESSION_REQUIRED: -31010,
+  CREDENTIAL_EXPIRED: -31011,
+  CLIENT_TOO_SLOW: -31012,
+  ORIGIN_FORBIDDEN: -31013,
+  PAYLOAD_TOO_LARGE: -31014,
 } as const;
 
 /**
@@ -94,7 +107,7 @@ export function renderDenial(denial: Denial, ctx: ChallengeContext = {}): HttpRe
     case "not_configured":
       return json(500, { error: "server auth not configured" });
     case "origin_forbidden":
-      return rpcError(403, JSONRPC.INVALID_REQUEST, "Forbidden: Origin not allowed");
+      return rpcError(403, JSONRPC.ORIGIN_FORBIDDEN, "Forbidden: Origin not allowed");
     case "insufficient_scope": {
       const challenge = bearerChallenge([
         ["realm", realm],
@@ -136,7 +149,7 @@ export function renderDenial(denial: Denial, ctx: ChallengeContext = {}): HttpRe
     case "session_unknown":
       return rpcError(404, JSONRPC.SESSION_NOT_FOUND, "Session not found");
     case "session_missing":
-      return rpcError(400, JSONRPC.INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required");
+      return rpcError(400, JSONRPC.SESSION_REQUIRED, "Bad Request: Mcp-Session-Id header is required");
     case "parse_error":
       return rpcError(400, JSONRPC.PARSE_ERROR, denial.message ?? "Parse error: body is not valid JSON");
     case "invalid_request":
@@ -154,7 +167,7 @@ export function renderDenial(denial: Denial, ctx: ChallengeContext = {}): HttpRe
     case "body_too_large":
       return rpcError(
         413,
-        JSONRPC.INVALID_REQUEST,
+        JSONRPC.PAYLOAD_TOO_LARGE,
         `Payload Too Large: the limit is ${denial.limitBytes} bytes`,
       );
     case "rate_limited": {
@@ -173,18 +186,105 @@ export function renderDenial(denial: Denial, ctx: ChallengeContext = {}): HttpRe
         "retry-after": String(denial.retryAfterSec),
       });
     case "store_unavailable":
-      return rpcError(503, JSONRPC.UPSTREAM, "Service Unavailable: state store unreachable", {
-        "retry-after": "1",
-      });
     case "capacity":
-      return rpcError(503, JSONRPC.UPSTREAM, `Service Unavailable: ${denial.message}`, {
-        "retry-after": "1",
-      });
     case "upstream_unavailable":
-      return rpcError(502, JSONRPC.UPSTREAM, "Bad Gateway: upstream MCP server unavailable");
     case "upstream_timeout":
-      return rpcError(504, JSONRPC.UPSTREAM, "Gateway Timeout: upstream MCP server did not answer in time");
+    case "upstream_credentials":
+    case "upstream_malformed":
+    case "identity_unavailable":
+    case "credential_expired":
+    case "client_too_slow": {
+      const e = failureOf(denial);
+      return rpcError(e.status, e.code, e.message, e.status === 503 ? { "retry-after": "1" } : {});
+    }
+    case "not_acceptable":
+      return rpcError(406, JSONRPC.INVALID_REQUEST, `Not Acceptable: Client must accept ${denial.accept}`);
+    case "stream_conflict":
+      return rpcError(409, JSONRPC.INVALID_REQUEST, "Conflict: Only one SSE stream is allowed per session");
     case "not_found":
       return json(404, { error: "not_found" });
   }
+}
+
+/** Failures that happen after admission: they may also answer one message inside an open stream. */
+export type FailureDenial = Extract<
+  Denial,
+  {
+    kind:
+      | "store_unavailable"
+      | "capacity"
+      | "upstream_unavailable"
+      | "upstream_timeout"
+      | "upstream_credentials"
+      | "upstream_malformed"
+      | "identity_unavailable"
+      | "credential_expired"
+      | "client_too_slow";
+  }
+>;
+
+function failureOf(d: FailureDenial): { status: number; code: number; message: string } {
+  switch (d.kind) {
+    case "store_unavailable":
+      return {
+        status: 503,
+        code: JSONRPC.SERVICE_UNAVAILABLE,
+        message: "Service Unavailable: state store unreachable",
+      };
+    case "capacity":
+      return { status: 503, code: JSONRPC.SERVICE_UNAVAILABLE, message: `Service Unavailable: ${d.message}` };
+    case "upstream_unavailable":
+      return {
+        status: 502,
+        code: JSONRPC.UPSTREAM_UNAVAILABLE,
+        message: "Bad Gateway: upstream MCP server unavailable",
+      };
+    case "upstream_timeout":
+      return {
+        status: 504,
+        code: JSONRPC.UPSTREAM_TIMEOUT,
+        message: "Gateway Timeout: upstream MCP server did not answer in time",
+      };
+    case "upstream_credentials":
+      return {
+        status: 502,
+        code: JSONRPC.UPSTREAM_CREDENTIALS,
+        message: "Bad Gateway: the upstream MCP server refused the gateway's credentials",
+      };
+    case "upstream_malformed":
+      return {
+        status: 502,
+        code: JSONRPC.UPSTREAM_MALFORMED,
+        message: "Bad Gateway: malformed upstream response",
+      };
+    case "identity_unavailable":
+      return {
+        status: 502,
+        code: JSONRPC.IDENTITY_UNAVAILABLE,
+        message: "Bad Gateway: the caller's identity could not be conveyed to the upstream",
+      };
+    case "credential_expired":
+      return {
+        status: 401,
+        code: JSONRPC.CREDENTIAL_EXPIRED,
+        message: "Credential expired or revoked while the stream was open; reconnect with a valid one",
+      };
+    case "client_too_slow":
+      return {
+        status: 503,
+        code: JSONRPC.CLIENT_TOO_SLOW,
+        message: "Service Unavailable: the client did not read its answers in time",
+      };
+  }
+}
+
+/**
+ * A failure answering one JSON-RPC request inside an open stream (SSE event or JSON array
+ * element): the same code and message as {@link renderDenial} gives the whole response.
+ *
+ * @example renderRpcError(7, { kind: "upstream_unavailable" }) // {"jsonrpc":"2.0","id":7,"error":{"code":-31004,…}}
+ */
+export function renderRpcError(id: JsonRpcId, denial: FailureDenial): string {
+  const e = failureOf(denial);
+  return JSON.stringify({ jsonrpc: "2.0", id, error: { code: e.code, message: e.message } });
 }

@@ -40,7 +40,22 @@ export type Denial =
   | { kind: "capacity"; message: string }
   | { kind: "upstream_unavailable" }
   | { kind: "upstream_timeout" }
+  /** The upstream answered 401/403: its credential problem, never a challenge for our caller. */
+  | { kind: "upstream_credentials" }
+  /** The upstream's answer could not be relayed safely (bad JSON, a redirect, an unfilterable list). */
+  | { kind: "upstream_malformed" }
+  /** The upstream identity hook (assertion, token exchange) failed: nothing was forwarded. */
+  | { kind: "identity_unavailable" }
+  /** The caller's credential expired (or was revoked) while its stream was open. */
+  | { kind: "credential_expired" }
+  /** The client did not read its answers and the gateway's bound for it was reached. */
+  | { kind: "client_too_slow" }
+  | { kind: "not_acceptable"; accept: string }
+  | { kind: "stream_conflict" }
   | { kind: "not_found" };
+
+/** The kinds of {@link Denial}. */
+export type DenialKind = Denial["kind"];
 
 /** Reasons that mean "a credential was presented but is not acceptable" (RFC 6750 invalid_token). */
 export function isInvalidToken(reason: AuthFailureReason): boolean {

@@ -12,6 +12,7 @@ import type { Identity } from "../core/identity.js";
 import type { InspectedMessage } from "../core/message.js";
 import type { Denial } from "../core/outcome.js";
 import type { Era } from "../mcp/era.js";
+import type { ResponsePlan } from "./plan.js";
 
 /** Options of {@link createGate}. Resolved once, frozen. */
 export interface GateOptions {
@@ -21,7 +22,7 @@ export interface GateOptions {
   publicUrl: string;
   /** Allowed Origin values. Absent Origin is always allowed; default: the publicUrl's origin. */
   origins?: string[];
-  /** Body limit in bytes (default 4 MiB), enforced by the adapters that read the body. */
+  /** Body limit in bytes (default 4 MiB), enforced by the front door before the body is kept. */
   maxBodyBytes?: number;
   realm?: string;
   /**
@@ -29,59 +30,86 @@ export interface GateOptions {
    * recently used evicted), so sessions are identity-bound even when nothing is configured.
    */
   state?: StateStore;
+  /**
+   * Sessions of this gate live under this name in the state store (the mount's name when one
+   * gateway serves several upstreams): a session minted behind one mount is unknown (404) on another.
+   */
+  sessionScope?: string;
   sessionIdleTtlMs?: number;
   authorizer?: Authorizer;
   rateLimits?: RateLimitPlanner;
   guard?: Guard;
+  /** Audit, metrics, request logs and 401-spike detection (`createObserver` from `mcpgate/observe`). */
   observer?: GateObserver;
   /**
    * Whether a missing Mcp-Session-Id on a non-initialize 2025-era request is refused with 400.
    * "auto" (default): once the upstream has minted a session id.
    */
   requireSession?: "auto" | boolean;
+  /**
+   * Extra lifetime checks for open streams (e.g. key revocation): each returns a signal that fires
+   * when the admission's credential stops being acceptable. {@link Gate.watch} combines them with
+   * the credential's own expiry.
+   */
+  watchers?: ReadonlyArray<(auth: Authenticated) => AbortSignal | undefined>;
 }
 
-/** What the gate learned about an admitted request; the transport forwards it and reports back. */
-export interface Admission {
-  requestId: string;
-  identity: Identity;
+/** Who is calling, established from the request's headers alone (before any body byte is kept). */
+export interface Authenticated {
+  readonly requestId: string;
+  readonly identity: Identity;
   /** The verified credential, for in-process SDK handlers (`req.auth.token`). Never forwarded. */
-  token: string;
-  era: Era;
-  messages: InspectedMessage[];
-  batch: boolean;
+  readonly token: string;
+  readonly ip: string;
+  /** Upper-case HTTP method. */
+  readonly method: string;
+}
+
+/** What the gate learned about an admitted request. Frozen: nothing changes it after admission. */
+export interface Admission extends Authenticated {
+  readonly era: Era;
+  /** Every message of the client's body, as inspected (the plan says which go upstream). */
+  readonly messages: readonly InspectedMessage[];
+  readonly batch: boolean;
   /** The POST body as parsed by the gate (adapters hand it on instead of parsing it again). */
-  body?: unknown;
-  sessionId?: string;
+  readonly body?: unknown;
+  readonly sessionId?: string;
   /** True when this request carries an `initialize` request (a session may be minted). */
-  initialize: boolean;
-  /**
-   * Messages answered by the gate itself (denied tool calls in a batch); `forwardBody` then holds
-   * the remaining messages. Empty in the common case.
-   */
-  localResponses: Array<Record<string, unknown>>;
-  /** The body to forward when it differs from the original (some batch elements were answered locally). */
-  forwardBody?: string;
-  /** Set when list results must be filtered for this caller. */
-  listFilter?: (kind: "tools" | "resources" | "prompts", name: string) => boolean;
-  ip: string;
+  readonly initialize: boolean;
 }
 
 export type GateDecision =
-  | { ok: true; admission: Admission }
+  | { ok: true; admission: Admission; plan: ResponsePlan }
   | { ok: false; denial: Denial; response: HttpResponseSpec; admission?: Admission };
+
+export type AuthenticateResult =
+  | { ok: true; auth: Authenticated }
+  | { ok: false; denial: Denial; response: HttpResponseSpec };
 
 export interface Gate {
   readonly options: Readonly<GateOptions>;
   readonly challenge: ChallengeContext;
   /** True when an OAuth verifier is configured (PRM served, `resource_metadata` in challenges). */
   readonly oauth: boolean;
+  /**
+   * Steps 1–3 on the headers alone: origin, method, guard, credential. The front door calls this
+   * before reading the body (and before `100 Continue`).
+   */
+  authenticate(req: GateRequest): Promise<AuthenticateResult>;
+  /** The rest of the pipeline for an authenticated request, with its (bounded) body. */
+  admitAuthenticated(auth: Authenticated, req: GateRequest): Promise<GateDecision>;
+  /** The whole pipeline in one call (authenticate, then admitAuthenticated). */
   admit(req: GateRequest): Promise<GateDecision>;
   /** Report the upstream's response head: binds minted sessions, forgets ended ones. */
   onResponse(
     admission: Admission,
     res: { status: number; sessionId?: string; method: string },
   ): Promise<void>;
+  /**
+   * A signal that fires when the admission's credential stops being acceptable: at the identity's
+   * `expiresAt`, or when a watcher (e.g. key revocation) says so. Open streams end on it.
+   */
+  watch(admission: Authenticated): AbortSignal;
   /** Render a refusal (e.g. upstream failures) with this gate's challenge context. */
   render(denial: Denial): HttpResponseSpec;
 }

@@ -11,11 +11,27 @@ import type { Denial } from "../core/outcome.js";
 import { checkMetadataHeaders, detectEra } from "../mcp/era.js";
 import { type InspectedMessage, inspectParsedJsonRpc, parseJsonRpc } from "../mcp/jsonrpc.js";
 import { createMemoryStateStore } from "../stores/memory-state.js";
-import type { Admission, Gate, GateDecision, GateOptions } from "./admission.js";
-import { authorizeAdmission } from "./authorize.js";
+import type {
+  Admission,
+  Authenticated,
+  AuthenticateResult,
+  Gate,
+  GateDecision,
+  GateOptions,
+} from "./admission.js";
+import { authorizeMessages } from "./authorize.js";
+import { bodylessPlan, freezePlan, type ResponsePlan } from "./plan.js";
 import { protectedResourceMetadataUrl, redactSessionId } from "./results.js";
 
-export type { Admission, Gate, GateDecision, GateOptions } from "./admission.js";
+export type {
+  Admission,
+  Authenticated,
+  AuthenticateResult,
+  Gate,
+  GateDecision,
+  GateOptions,
+} from "./admission.js";
+export type { ResponsePlan } from "./plan.js";
 export { forbiddenError, protectedResourceMetadataUrl, redactSessionId, toolErrorResult } from "./results.js";
 
 const DEFAULT_MAX_BODY = 4 * 1024 * 1024;
@@ -86,31 +102,32 @@ export function createGate(options: GateOptions): Gate {
     return last;
   }
 
-  async function admit(req: GateRequest): Promise<GateDecision> {
+  async function authenticateRequest(req: GateRequest): Promise<AuthenticateResult> {
     const requestId = req.requestId ?? randomUUID();
     const method = req.method.toUpperCase();
     const ip = resolved.guard
       ? resolved.guard.sourceOf(req.remoteAddress, req.headers)
       : (req.remoteAddress ?? "unknown");
+    const refuse = (denial: Denial): AuthenticateResult => ({ ok: false, denial, response: render(denial) });
 
     // 1. Origin (spec T-1125: present and invalid → 403; absent is allowed).
     const origin = header(req.headers, "origin");
     if (origin !== undefined && !allowedOrigins.has(origin.toLowerCase().replace(/\/$/, ""))) {
-      return deny({ kind: "origin_forbidden" });
+      return refuse({ kind: "origin_forbidden" });
     }
 
     if (method !== "POST" && method !== "GET" && method !== "DELETE") {
-      return deny({ kind: "method_not_allowed", allow: ["GET", "POST", "DELETE"] });
+      return refuse({ kind: "method_not_allowed", allow: ["GET", "POST", "DELETE"] });
     }
 
     // 2. Guard: a locked-out source is refused before its credential is even looked at.
     if (resolved.guard) {
       const wait = await resolved.guard.lockedFor(ip);
-      if (wait > 0) return deny({ kind: "locked_out", retryAfterSec: wait });
+      if (wait > 0) return refuse({ kind: "locked_out", retryAfterSec: wait });
     }
 
     // 3. Authenticate (fail closed when nothing is configured).
-    if (resolved.verifiers.length === 0) return deny({ kind: "not_configured" });
+    if (resolved.verifiers.length === 0) return refuse({ kind: "not_configured" });
     const bearer = parseBearer(req.headers.authorization);
     let result: VerifyResult;
     let token = "";
@@ -123,7 +140,7 @@ export function createGate(options: GateOptions): Gate {
       } catch (err) {
         observer.storeError?.("credentials", err);
         audit({ type: "store_error", ip, requestId, reason: isMcpGateError(err) ? err.code : "error" });
-        return deny({ kind: "store_unavailable" });
+        return refuse({ kind: "store_unavailable" });
       }
     }
     if (!result.ok) {
@@ -133,17 +150,33 @@ export function createGate(options: GateOptions): Gate {
         const lockedFor = await resolved.guard.recordFailure(ip);
         if (lockedFor > 0) {
           audit({ type: "lockout", ip, requestId, detail: { seconds: lockedFor } });
-          return deny({ kind: "locked_out", retryAfterSec: lockedFor });
+          return refuse({ kind: "locked_out", retryAfterSec: lockedFor });
         }
       }
-      return deny({ kind: "unauthenticated", reason: result.reason });
+      return refuse({ kind: "unauthenticated", reason: result.reason });
     }
     const identity = result.identity;
-    const actor = displayOf(identity);
     // Every success is reported; the audit trail keeps one per (actor, source) per minute
     // (observe/audit.ts successIntervalMs), so the trail shows who came from where without a line per request.
-    audit({ type: "auth_success", actor, ip, requestId, detail: { kind: identity.kind } });
+    audit({
+      type: "auth_success",
+      actor: displayOf(identity),
+      ip,
+      requestId,
+      detail: { kind: identity.kind },
+    });
+    return { ok: true, auth: Object.freeze({ requestId, identity, token, ip, method }) };
+  }
 
+  async function admit(req: GateRequest): Promise<GateDecision> {
+    const a = await authenticateRequest(req);
+    if (!a.ok) return a;
+    return admitAuthenticated(a.auth, req);
+  }
+
+  async function admitAuthenticated(auth: Authenticated, req: GateRequest): Promise<GateDecision> {
+    const { requestId, identity, ip, method } = auth;
+    const actor = displayOf(identity);
     // 4. Body: JSON-RPC parse (POST only). After authentication, so that a caller without a valid
     // credential learns nothing but 401 (the body size limit is enforced earlier, by the adapter).
     let messages: InspectedMessage[] = [];
@@ -185,19 +218,15 @@ export function createGate(options: GateOptions): Gate {
 
     const initialize = messages.some((m) => m.method === "initialize" && m.type === "request");
     const sessionId = era === "2025" ? header(req.headers, "mcp-session-id") : undefined;
-    const admission: Admission = {
-      requestId,
-      identity,
-      token,
+    const admission: Admission = Object.freeze({
+      ...auth,
       era,
-      messages,
+      messages: Object.freeze(messages),
       batch,
       initialize,
-      localResponses: [],
-      ip,
       ...(sessionId !== undefined ? { sessionId } : {}),
       ...(body !== undefined ? { body } : {}),
-    };
+    });
 
     // 6. Probe keys are read-only: refused methods are answered here, never forwarded.
     if (identity.probe) {
@@ -219,18 +248,17 @@ export function createGate(options: GateOptions): Gate {
 
     // 8. Authorize every message. A denial is held until the session has been checked: a request on
     // someone else's session is answered 404 whatever it asks for (DESIGN.md principle 3).
-    const heldDenial = resolved.authorizer
-      ? authorizeAdmission(resolved.authorizer, admission, (m, reason) => {
+    const verdict = resolved.authorizer
+      ? authorizeMessages(resolved.authorizer, admission, (m, reason) => {
           audit({ type: "denied", actor, ip, requestId, method: m.method, tool: m.name, reason });
           observer.decision?.({ method: m.method, tool: m.name, decision: "denied" });
         })
       : undefined;
-    const pendingDenial = heldDenial ? deny(heldDenial, admission) : undefined;
+    const pendingDenial = verdict?.denial ? deny(verdict.denial, admission) : undefined;
+    const allowed = verdict?.allowed ?? messages;
 
     // 9. Session check + rate limit: one call (one Redis round trip).
-    const buckets = pendingDenial
-      ? []
-      : (resolved.rateLimits?.bucketsFor(identity, admission.messages) ?? []);
+    const buckets = pendingDenial ? [] : (resolved.rateLimits?.bucketsFor(identity, allowed) ?? []);
     // Any 2025-era request naming a session is checked, an `initialize` too: otherwise a 2025-03-26
     // batch [initialize, tools/call] could ride someone else's session past the check.
     const checkSession = era === "2025" && sessionId !== undefined;
@@ -241,7 +269,7 @@ export function createGate(options: GateOptions): Gate {
           ...(checkSession
             ? {
                 session: {
-                  id: sessionId!,
+                  id: scoped(sessionId!),
                   principal: identity.principal,
                   idleTtlMs: resolved.sessionIdleTtlMs!,
                 },
@@ -277,7 +305,7 @@ export function createGate(options: GateOptions): Gate {
           ip,
           requestId,
           reason: b.policy,
-          tool: admission.messages.find((m) => m.name)?.name,
+          tool: allowed.find((m) => m.name)?.name,
         });
         return deny({
           kind: "rate_limited",
@@ -290,8 +318,28 @@ export function createGate(options: GateOptions): Gate {
     }
 
     if (pendingDenial) return pendingDenial;
-    // When every message of a batch was answered locally, forwardBody is "" and nothing goes upstream.
-    return { ok: true, admission };
+    return { ok: true, admission, plan: planOf(admission, allowed, verdict) };
+  }
+
+  function planOf(
+    admission: Admission,
+    allowed: readonly InspectedMessage[],
+    verdict: ReturnType<typeof authorizeMessages> | undefined,
+  ): ResponsePlan {
+    const visible = verdict?.visible;
+    if (admission.method !== "POST") return bodylessPlan(admission.era, visible);
+    const localResponses = verdict?.localResponses ?? [];
+    const forwardable = allowed.length > 0 && !verdict?.refusedNotification;
+    return freezePlan({
+      // Nothing left to forward: the gate's own answers (200), or — only refused notifications — 202.
+      answer: forwardable ? "forward" : localResponses.length > 0 ? "local" : "accepted",
+      forward: forwardable ? allowed : [],
+      forwardIsWhole: forwardable && allowed.length === admission.messages.length,
+      localResponses,
+      bindSession: admission.initialize && allowed.some((m) => m.method === "initialize"),
+      era: admission.era,
+      ...(visible ? { visible } : {}),
+    });
   }
 
   async function onResponse(
@@ -304,7 +352,7 @@ export function createGate(options: GateOptions): Gate {
       upstreamMintsSessions = true;
       if (state) {
         await state.bindSession(
-          res.sessionId,
+          scoped(res.sessionId),
           { principal: admission.identity.principal, display: displayOf(admission.identity) },
           resolved.sessionIdleTtlMs!,
         );
@@ -321,7 +369,7 @@ export function createGate(options: GateOptions): Gate {
     if (!state || !admission.sessionId) return;
     const ended = (res.method === "DELETE" && res.status >= 200 && res.status < 300) || res.status === 404;
     if (ended) {
-      await state.removeSession(admission.sessionId);
+      await state.removeSession(scoped(admission.sessionId));
       audit({
         type: "session_closed",
         actor: displayOf(admission.identity),
@@ -332,5 +380,36 @@ export function createGate(options: GateOptions): Gate {
     }
   }
 
-  return { options: resolved, challenge, oauth, admit, onResponse, render };
+  /** Sessions live under the gate's scope (its mount) in a shared state store. */
+  function scoped(sessionId: string): string {
+    return resolved.sessionScope ? `${resolved.sessionScope}\u0000${sessionId}` : sessionId;
+  }
+
+  function watch(auth: Authenticated): AbortSignal {
+    const signals: AbortSignal[] = [];
+    const exp = auth.identity.expiresAt;
+    if (exp !== undefined) {
+      // setTimeout holds at most 2^31-1 ms (~24.8 days); a later expiry is beyond any stream.
+      const ms = Math.max(0, exp * 1000 - Date.now());
+      if (ms < 2 ** 31 - 1) signals.push(AbortSignal.timeout(ms));
+    }
+    for (const w of resolved.watchers ?? []) {
+      const s = w(auth);
+      if (s) signals.push(s);
+    }
+    if (signals.length === 0) return new AbortController().signal;
+    return signals.length === 1 ? signals[0]! : AbortSignal.any(signals);
+  }
+
+  return {
+    options: resolved,
+    challenge,
+    oauth,
+    authenticate: authenticateRequest,
+    admitAuthenticated,
+    admit,
+    onResponse,
+    watch,
+    render,
+  };
 }

@@ -1,3 +1,4 @@
+import { JSONRPC } from "../core/challenge.js";
 import type { JsonRpcId } from "../core/outcome.js";
 import type { Era } from "../mcp/era.js";
 
@@ -11,7 +12,7 @@ export function toolErrorResult(id: JsonRpcId, text: string, era: Era = "2025"):
 
 /** JSON-RPC error for a refused non-tool message (resources/read, prompts/get, …) in a batch. */
 export function forbiddenError(id: JsonRpcId, message: string): Record<string, unknown> {
-  return { jsonrpc: "2.0", id, error: { code: -31001, message } };
+  return { jsonrpc: "2.0", id, error: { code: JSONRPC.FORBIDDEN, message } };
 }
 
 /** RFC 9728 §3.1: the metadata URL inserts the well-known path before the resource's path. */

@@ -3,34 +3,64 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import type { HttpResponseSpec } from "../core/challenge.js";
 import { McpGateError } from "../core/errors.js";
-import { displayOf } from "../core/identity.js";
 import type { Gate } from "../gate/gate.js";
-import { gateHeaders, readBody } from "../http/body.js";
+import { deferContinue, type Entry, type ForwardResult, handleMcpRequest } from "../http/front-door.js";
 import { handleProtectedResourceMetadata } from "../http/protected-resource-metadata.js";
+import type { ResponseOwnerOptions } from "../http/response-owner.js";
 import type { Logger } from "../observe/logger.js";
-import type { RequestObservation } from "../observe/metrics.js";
-import type { Upstream } from "./upstream.js";
+import type { ForwardContext, Upstream, UpstreamIdentity } from "./upstream.js";
 
-/** Per-request summary handed to observers: what metrics observe, plus the request id and era. */
-export interface RequestSummary extends RequestObservation {
-  requestId: string;
-  era?: string;
-}
-
-export interface GatewayServerOptions {
+/**
+ * One MCP endpoint of the gateway: a path, the gate that admits its requests, and the upstream they
+ * go to. Sessions are per mount (the gate's `sessionScope`): one minted behind a mount is unknown on
+ * another.
+ */
+export interface Mount {
+  /** `[a-z0-9-]+`, unique; in logs, metrics and audit. */
+  name: string;
+  /** The MCP endpoint path on the gateway, e.g. "/mcp" or "/notes/mcp". */
+  path: string;
   gate: Gate;
   upstream: Upstream;
-  logger: Logger;
-  /** The MCP endpoint path (default "/mcp"). */
+  /**
+   * Upstream identity hook: called after admission and before forwarding. Its headers go on the
+   * upstream HTTP request, its env to a stdio child at spawn; a failure is answered 502 (JSON-RPC
+   * -31008) and nothing is forwarded. Its `expiresAt` ends open streams.
+   */
+  identity?: (entry: Entry) => Promise<UpstreamIdentity>;
+  /**
+   * Runs around every forward (tracing: start a CLIENT span, add `traceparent` to `ctx.headers` and
+   * `ctx.meta`, end the span when `next` settles). Default: `next(ctx)`.
+   */
+  aroundForward?: (
+    ctx: ForwardContext,
+    next: (ctx: ForwardContext) => Promise<ForwardResult>,
+  ) => Promise<ForwardResult>;
+  /** Response owner options (bounds, events) for this mount. */
+  owner?: Pick<ResponseOwnerOptions, "maxResponseBytes" | "slowClientMs" | "onEvent">;
+}
+
+/** A non-MCP route (JWKS, the authorization server…): true when it answered the request. */
+export type RouteHandler = (req: IncomingMessage, res: ServerResponse) => boolean | Promise<boolean>;
+
+export interface GatewayServerOptions {
+  /** The MCP endpoints. Alternatively `gate` + `upstream` (+ `mcpPath`) for one mount. */
+  mounts?: Mount[];
+  gate?: Gate;
+  upstream?: Upstream;
+  /** The MCP endpoint path of the single mount (default: the publicUrl's path). */
   mcpPath?: string;
+  /** Extra routes, tried in order after /healthz and PRM, before the 404. */
+  routes?: RouteHandler[];
+  logger: Logger;
   headersTimeoutMs?: number;
   requestTimeoutMs?: number;
   shutdownGraceMs?: number;
-  onRequest?: (summary: RequestSummary) => void;
 }
 
 export interface GatewayServer {
   server: Server;
+  readonly mounts: readonly Mount[];
   listen(port: number, host: string): Promise<AddressInfo>;
   /** Stop accepting, let in-flight requests finish (bounded by shutdownGraceMs), then close. */
   close(): Promise<void>;
@@ -42,136 +72,74 @@ function send(res: ServerResponse, spec: HttpResponseSpec): void {
   res.writeHead(spec.status, spec.headers).end(spec.body);
 }
 
+function mountsOf(options: GatewayServerOptions): Mount[] {
+  if (options.mounts && options.mounts.length > 0) return options.mounts;
+  if (!options.gate || !options.upstream) {
+    throw new McpGateError("ERR_INVALID_OPTION", "createGatewayServer: give mounts, or gate and upstream");
+  }
+  const path = options.mcpPath ?? new URL(options.gate.options.publicUrl).pathname;
+  return [{ name: "default", path, gate: options.gate, upstream: options.upstream }];
+}
+
 /**
- * The gateway's HTTP front: healthz, PRM, and the MCP endpoint, on `node:http`.
+ * Forward an admitted request through a mount: the identity hook, then the upstream (wrapped by
+ * `aroundForward`). The response owner answers any failure.
+ */
+async function forwardThrough(mount: Mount, entry: Entry): Promise<ForwardResult> {
+  const ctx: ForwardContext = { ...entry, headers: {}, meta: {}, env: {} };
+  if (mount.identity) {
+    let id: UpstreamIdentity;
+    try {
+      id = await mount.identity(entry);
+    } catch {
+      id = { ok: false, reason: "identity hook failed" };
+    }
+    if (!id.ok) {
+      entry.owner.refuse({ kind: "identity_unavailable" });
+      return { result: "identity_unavailable" };
+    }
+    Object.assign(ctx.headers, id.headers);
+    Object.assign(ctx.env, id.env);
+    if (id.expiresAt !== undefined) entry.owner.endAt(id.expiresAt);
+  }
+  const next = (c: ForwardContext) => mount.upstream.forward(c);
+  return mount.aroundForward ? mount.aroundForward(ctx, next) : next(ctx);
+}
+
+/**
+ * The gateway's HTTP front: healthz, PRM, extra routes, and its MCP endpoints (one front door,
+ * http/front-door.ts), on `node:http`.
  *
  * @example
- * const gw = createGatewayServer({ gate, upstream: createHttpUpstream({ url }), logger });
+ * const gw = createGatewayServer({ mounts: [{ name: "default", path: "/mcp", gate, upstream }], logger });
  * await gw.listen(8080, "127.0.0.1");
  */
 export function createGatewayServer(options: GatewayServerOptions): GatewayServer {
-  const { gate, upstream, logger } = options;
-  const mcpPath = options.mcpPath ?? new URL(gate.options.publicUrl).pathname;
+  const { logger } = options;
+  const mounts = mountsOf(options);
+  const byPath = new Map(mounts.map((m) => [m.path, m]));
+  const routes = options.routes ?? [];
   let active = 0;
   let closing = false;
 
-  async function handleMcp(req: IncomingMessage, res: ServerResponse, requestId: string, started: number) {
-    const summary: RequestSummary = {
-      requestId,
-      httpMethod: req.method ?? "",
-      status: 0,
-      decision: "allow",
-      latencyMs: 0,
-    };
-    let bodyText: string | undefined;
-    if (req.method === "POST") {
-      const body = await readBody(req, gate.options.maxBodyBytes!);
-      if (!body.ok) {
-        const spec = gate.render(
-          body.tooLarge
-            ? { kind: "body_too_large", limitBytes: gate.options.maxBodyBytes! }
-            : { kind: "parse_error" },
-        );
-        send(res, spec);
-        if (body.tooLarge) res.once("finish", () => req.socket.destroySoon?.());
-        return finish(summary, spec.status, body.tooLarge ? "body_too_large" : "read_error");
-      }
-      bodyText = body.text;
+  async function route(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+    for (const m of mounts) if (handleProtectedResourceMetadata(m.gate, req, res)) return;
+    const mount = byPath.get(path);
+    if (mount) {
+      // Debug only: the headers as received. Credentials (Authorization, Cookie, configured secret
+      // headers) are removed by the logger's redaction (observe/logger.ts), not here.
+      if (logger.isLevelEnabled("debug"))
+        logger.debug({ req: { method: req.method, url: req.url, headers: req.headers } }, "request received");
+      await handleMcpRequest(req, res, {
+        gate: mount.gate,
+        name: mount.name,
+        forward: (entry) => forwardThrough(mount, entry),
+        ...(mount.owner ? { owner: mount.owner } : {}),
+      });
+      return;
     }
-    const decision = await gate.admit({
-      method: req.method ?? "GET",
-      headers: gateHeaders(req),
-      remoteAddress: req.socket.remoteAddress,
-      requestId,
-      ...(bodyText !== undefined ? { bodyText } : {}),
-    });
-    const a = decision.ok ? decision.admission : decision.admission;
-    if (a) {
-      summary.era = a.era;
-      summary.rpcMethod = a.messages[0]?.method;
-      summary.tool = a.messages.find((m) => m.method === "tools/call")?.name;
-    }
-    if (!decision.ok) {
-      send(res, decision.response);
-      return finish(
-        summary,
-        decision.response.status,
-        decision.denial.kind,
-        a ? displayOf(a.identity) : undefined,
-      );
-    }
-    const admission = decision.admission;
-    if (admission.forwardBody === "") {
-      // Every message of the batch was answered by the gate.
-      res
-        .writeHead(200, { "content-type": "application/json" })
-        .end(JSON.stringify(admission.localResponses));
-      return finish(summary, 200, "denied", displayOf(admission.identity));
-    }
-    const outcome = await upstream.forward({
-      admission,
-      req,
-      res,
-      body: admission.forwardBody ?? bodyText,
-      onHead: (status, sessionId) =>
-        gate
-          .onResponse(admission, {
-            status,
-            method: req.method ?? "POST",
-            ...(sessionId ? { sessionId } : {}),
-          })
-          .catch((err) => {
-            logger.error({ requestId, err: (err as Error).message }, "session binding failed");
-            // A session that cannot be bound must not reach the client (fail closed: 503).
-            if (admission.initialize && sessionId) throw err;
-          }),
-    });
-    summary.upstreamMs = Math.round(outcome.upstreamMs * 100) / 100;
-    if (outcome.result === "state_unavailable") {
-      const spec = gate.render({ kind: "store_unavailable" });
-      send(res, spec);
-      return finish(summary, spec.status, "state_unavailable", displayOf(admission.identity));
-    }
-    if (outcome.result === "unavailable" || outcome.result === "timeout") {
-      send(
-        res,
-        gate.render({ kind: outcome.result === "timeout" ? "upstream_timeout" : "upstream_unavailable" }),
-      );
-      return finish(
-        summary,
-        outcome.result === "timeout" ? 504 : 502,
-        `upstream_${outcome.result}`,
-        displayOf(admission.identity),
-      );
-    }
-    return finish(
-      summary,
-      outcome.status,
-      outcome.result === "ok" ? "allow" : `upstream_${outcome.result}`,
-      displayOf(admission.identity),
-    );
-
-    function finish(s: RequestSummary, status: number, decisionName: string, principal?: string) {
-      s.status = status;
-      s.decision = decisionName;
-      s.latencyMs = Math.round((performance.now() - started) * 100) / 100;
-      logger.info(
-        {
-          requestId,
-          principal,
-          era: s.era,
-          method: s.rpcMethod,
-          tool: s.tool,
-          httpMethod: s.httpMethod,
-          decision: decisionName,
-          status,
-          latencyMs: s.latencyMs,
-          upstreamMs: s.upstreamMs,
-        },
-        "request",
-      );
-      options.onRequest?.(s);
-    }
+    for (const handler of routes) if (await handler(req, res)) return;
+    send(res, mounts[0]!.gate.render({ kind: "not_found" }));
   }
 
   const requestTimeout = options.requestTimeoutMs ?? 60_000;
@@ -193,7 +161,6 @@ export function createGatewayServer(options: GatewayServerOptions): GatewayServe
       // A request arrived: the "must start a request" deadline set on connection no longer applies
       // (SSE responses may idle for as long as they like; keep-alive idling is keepAliveTimeout).
       req.socket.setTimeout(0);
-      const started = performance.now();
       const requestId = randomUUID();
       res.setHeader("x-request-id", requestId);
       const path = (req.url ?? "/").split("?")[0]!;
@@ -204,20 +171,8 @@ export function createGatewayServer(options: GatewayServerOptions): GatewayServe
           .end('{"status":"ok"}');
         return;
       }
-      if (handleProtectedResourceMetadata(gate, req, res)) return;
-      if (path !== mcpPath) {
-        send(res, gate.render({ kind: "not_found" }));
-        return;
-      }
-      // Debug only: the headers as received. Credentials (Authorization, Cookie, configured secret
-      // headers) are removed by the logger's redaction (observe/logger.ts), not here.
-      if (logger.isLevelEnabled("debug"))
-        logger.debug(
-          { requestId, req: { method: req.method, url: req.url, headers: req.headers } },
-          "request received",
-        );
       active++;
-      handleMcp(req, res, requestId, started)
+      route(req, res, path)
         .catch((err) => {
           // Never crash the process on a request; answer 500 without detail.
           logger.error({ requestId, err: (err as Error)?.message }, "request failed");
@@ -230,6 +185,8 @@ export function createGatewayServer(options: GatewayServerOptions): GatewayServe
         });
     },
   );
+  // Expect: 100-continue goes through the front door: 100 only once the credential is accepted.
+  deferContinue(server);
   // Node's headersTimeout runs from the first byte of a request: a connection that never sends one
   // would be held forever, and enough of them exhaust the descriptors. Every new connection gets
   // headersTimeout to start a request; when the socket times out before one, Node destroys it.
@@ -248,6 +205,7 @@ export function createGatewayServer(options: GatewayServerOptions): GatewayServe
 
   return {
     server,
+    mounts,
     inFlight: () => active,
     listen(port, host) {
       return new Promise((resolve, reject) => {
@@ -276,7 +234,7 @@ export function createGatewayServer(options: GatewayServerOptions): GatewayServe
     },
     async close() {
       closing = true;
-      upstream.drain?.();
+      for (const m of mounts) m.upstream.drain?.();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const deadline = Date.now() + (options.shutdownGraceMs ?? 10_000);
@@ -286,7 +244,7 @@ export function createGatewayServer(options: GatewayServerOptions): GatewayServe
       }
       server.closeAllConnections();
       await closed;
-      await upstream.close();
+      await Promise.all(mounts.map((m) => m.upstream.close()));
     },
   };
 }

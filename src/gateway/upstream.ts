@@ -1,16 +1,13 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Admission } from "../gate/gate.js";
+import type { Entry, ForwardResult } from "../http/front-door.js";
 
 /**
- * Where admitted requests go: an HTTP MCP server (undici) or a stdio child process. The gateway
- * server does everything before this point (auth, session check, policy); an upstream only relays.
+ * Where admitted requests go: an HTTP MCP server (undici) or a stdio child process. The front door
+ * does everything before this point (auth, session check, policy); an upstream only relays, and
+ * writes nothing itself: the entry's response owner answers the client.
  */
 export interface Upstream {
-  /**
-   * Relay one admitted request and stream the answer to `res`. Must call `hooks.onHead` before the
-   * first byte is written (session binding happens there) and must never throw after writing.
-   */
-  forward(ctx: ForwardContext): Promise<ForwardOutcome>;
+  /** Relay one admitted request; the answer goes through `ctx.owner`. Never throws after writing. */
+  forward(ctx: ForwardContext): Promise<ForwardResult>;
   /**
    * Shutdown has begun: end long-lived streams (standalone GET SSE) so that only real in-flight
    * requests hold the grace period. Optional.
@@ -19,23 +16,29 @@ export interface Upstream {
   close(): Promise<void>;
 }
 
-export interface ForwardContext {
-  admission: Admission;
-  req: IncomingMessage;
-  res: ServerResponse;
-  /** The body to send (may differ from the client's when batch elements were answered locally). */
-  body?: string;
-  /** Rejects when a newly minted session could not be bound: the upstream must then answer nothing. */
-  onHead(status: number, sessionId: string | undefined): Promise<void>;
+/** An admitted request on its way upstream, with what the hooks added. */
+export interface ForwardContext extends Entry {
+  /**
+   * Extra upstream request headers: the caller's identity for the upstream (identity hook, e.g. an
+   * assertion in `Authorization`) and W3C `traceparent` (tracing). HTTP upstreams only; added last,
+   * so they replace a relayed or configured header of the same name. Hooks add to this object.
+   */
+  readonly headers: Record<string, string>;
+  /** Extra `params._meta` entries for every forwarded request (stdio: `traceparent`). */
+  readonly meta: Record<string, string>;
+  /** Extra environment for a stdio child started for this request's session (identity hook). */
+  readonly env: Record<string, string>;
 }
 
-export interface ForwardOutcome {
-  status: number;
-  upstreamMs: number;
-  /** "ok" or the failure class, for logs and metrics. */
-  /**
-   * "state_unavailable": the session the upstream just minted could not be bound (state store
-   * down); nothing was sent to the client, which gets 503 (DESIGN.md principle 4).
-   */
-  result: "ok" | "unavailable" | "timeout" | "aborted" | "error" | "state_unavailable";
-}
+/** The upstream identity hook's answer (see `Mount.identity`). */
+export type UpstreamIdentity =
+  | {
+      ok: true;
+      /** Extra HTTP headers for the upstream request. */
+      headers?: Record<string, string>;
+      /** Extra environment for a stdio child (set at spawn; children are per session). */
+      env?: Record<string, string>;
+      /** Epoch seconds after which the conveyed identity is no longer valid: open streams end then. */
+      expiresAt?: number;
+    }
+  | { ok: false; reason: string };

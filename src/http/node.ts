@@ -1,15 +1,18 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { type HttpResponseSpec, JSONRPC } from "../core/challenge.js";
+import { JSONRPC } from "../core/challenge.js";
 import { type SdkAuthInfo, toAuthInfo } from "../core/identity.js";
-import { type Admission, createGate, type Gate, type GateOptions } from "../gate/gate.js";
-import { gateHeaders, readBody } from "./body.js";
+import { type Admission, createGate, type Gate, type GateOptions, type ResponsePlan } from "../gate/gate.js";
+import { type Entry, handleMcpRequest } from "./front-door.js";
 import { handleProtectedResourceMetadata } from "./protected-resource-metadata.js";
+
+export { deferContinue } from "./front-door.js";
 
 /** The request after the middleware: `auth` in the SDK's AuthInfo shape, `body` parsed. */
 export type AuthenticatedRequest = IncomingMessage & {
   auth?: SdkAuthInfo;
   body?: unknown;
   mcpgate?: Admission;
+  mcpgatePlan?: ResponsePlan;
 };
 
 /**
@@ -18,19 +21,17 @@ export type AuthenticatedRequest = IncomingMessage & {
  */
 export type NodeMcpAuth = ((req: IncomingMessage, res: ServerResponse) => Promise<boolean>) & { gate: Gate };
 
-function send(res: ServerResponse, spec: HttpResponseSpec): void {
-  if (res.headersSent) return;
-  res.writeHead(spec.status, spec.headers).end(spec.body);
-}
-
 /** Accept either a built gate or the options to build one. */
 export function resolveGate(gateOrOptions: Gate | GateOptions): Gate {
   return "admit" in gateOrOptions ? gateOrOptions : createGate(gateOrOptions);
 }
 
 /**
- * Authentication for a plain `node:http` MCP server. Also answers the Protected Resource Metadata
- * paths (404 in API-key-only mode).
+ * Authentication for a plain `node:http` MCP server, through the same front door as the gateway
+ * (http/front-door.ts): credential before body, one observer for logs, metrics and 401 spikes
+ * (`createGate({ observer })`). Also answers the Protected Resource Metadata paths (404 in
+ * API-key-only mode). Call `deferContinue(server)` so that `Expect: 100-continue` is answered
+ * only once the credential is accepted.
  *
  * @example
  * const auth = createNodeMcpAuth({ verifiers: [createStaticKeyVerifier({ key })], publicUrl });
@@ -42,97 +43,82 @@ export function resolveGate(gateOrOptions: Gate | GateOptions): Gate {
 export function createNodeMcpAuth(gateOrOptions: Gate | GateOptions): NodeMcpAuth {
   const gate = resolveGate(gateOrOptions);
   const resource = new URL(gate.options.publicUrl);
-  const fn = async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
-    if (handleProtectedResourceMetadata(gate, req, res)) return false;
-    const r = req as AuthenticatedRequest;
-    let bodyText: string | undefined;
-    if (req.method === "POST" && r.body === undefined) {
-      const body = await readBody(req, gate.options.maxBodyBytes!);
-      if (!body.ok) {
-        send(
-          res,
-          gate.render(
-            body.tooLarge
-              ? { kind: "body_too_large", limitBytes: gate.options.maxBodyBytes! }
-              : { kind: "parse_error" },
-          ),
+  const fn = (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
+    if (handleProtectedResourceMetadata(gate, req, res)) return Promise.resolve(false);
+    return new Promise<boolean>((resolve, reject) => {
+      // The in-process server is the "upstream": it gets the request when the front door forwards,
+      // and the request is finished (logged, counted) when its response closes.
+      const forward = (entry: Entry) => {
+        const proceed = handOver(resource, entry);
+        resolve(proceed);
+        if (!proceed) return Promise.resolve({ result: "ok" });
+        return new Promise<{ result: string }>((done) =>
+          res.once("close", () => done({ result: res.writableFinished ? "ok" : "aborted" })),
         );
-        return false;
-      }
-      bodyText = body.text;
-    }
-    const decision = await gate.admit({
-      method: req.method ?? "GET",
-      headers: gateHeaders(req),
-      remoteAddress: req.socket.remoteAddress,
-      ...(bodyText !== undefined ? { bodyText } : { parsedBody: r.body }),
+      };
+      handleMcpRequest(req, res, { gate, forward }).then(() => resolve(false), reject);
     });
-    if (!decision.ok) {
-      send(res, decision.response);
-      return false;
-    }
-    const a = decision.admission;
-    if (a.localResponses.length > 0) {
-      // A batch with elements the policy refused. The in-process server would run the whole body
-      // (its response cannot be merged with ours here), so answer the batch entirely: the refused
-      // elements with their denial, the others with an error asking to resend them alone.
-      const rest = a.messages
-        .filter((m) => m.type === "request")
-        .map((m) => ({
-          jsonrpc: "2.0",
-          id: m.id ?? null,
-          error: {
-            code: JSONRPC.FORBIDDEN,
-            message:
-              "Forbidden: this batch contains a call the policy refuses; send the other calls without it",
-          },
-        }));
-      send(res, {
-        status: 200,
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify([...a.localResponses, ...rest]),
-      });
-      return false;
-    }
-    if (bodyText !== undefined) r.body = a.body;
-    r.auth = toAuthInfo(a.identity, a.token, resource);
-    r.mcpgate = a;
-    watchSessionHeader(gate, a, req, res);
-    return true;
   };
   return Object.assign(fn, { gate });
 }
 
 /**
- * Bind the session the in-process SDK transport mints: capture `Mcp-Session-Id` as the response
- * head is written (before any byte reaches the client).
+ * Give an admitted request to the in-process SDK server: `req.auth`, `req.body`, and the session
+ * binding on the response head. False when the front door must answer it instead.
  */
-function watchSessionHeader(
-  gate: Gate,
-  admission: Admission,
-  req: IncomingMessage,
+function handOver(resource: URL, entry: Entry): boolean {
+  const { req, res, admission: a, plan, owner } = entry;
+  if (plan.localResponses.length > 0) {
+    // A batch with elements the policy refused. The in-process server would run the whole body
+    // (its response cannot be merged with ours here), so answer the batch entirely: the refused
+    // elements with their denial, the others with an error asking to resend them alone.
+    const rest = plan.forward
+      .filter((m) => m.type === "request")
+      .map((m) => ({
+        jsonrpc: "2.0",
+        id: m.id ?? null,
+        error: {
+          code: JSONRPC.FORBIDDEN,
+          message:
+            "Forbidden: this batch contains a call the policy refuses; send the other calls without it",
+        },
+      }));
+    res
+      .writeHead(200, { "content-type": "application/json" })
+      .end(JSON.stringify([...plan.localResponses, ...rest]));
+    return false;
+  }
+  const r = req as AuthenticatedRequest;
+  if (a.body !== undefined) r.body = a.body;
+  r.auth = toAuthInfo(a.identity, a.token, resource);
+  r.mcpgate = a;
+  r.mcpgatePlan = plan;
+  // The in-process transport writes the head itself: the owner binds the session it mints there.
+  if (a.initialize || a.sessionId) bindOnHead(res, (status, sessionId) => void owner.bind(status, sessionId));
+  return true;
+}
+
+/**
+ * Call `onHead` with the status and `Mcp-Session-Id` as the response head is written (before any
+ * byte reaches the client): how a session minted by an in-process SDK transport gets bound.
+ */
+function bindOnHead(
   res: ServerResponse,
+  onHead: (status: number, sessionId: string | undefined) => void,
 ): void {
-  if (!admission.initialize && !admission.sessionId) return;
   const original = res.writeHead.bind(res) as (...args: unknown[]) => ServerResponse;
   (res as unknown as { writeHead: (...args: unknown[]) => ServerResponse }).writeHead = (
     ...args: unknown[]
   ) => {
     const status = args[0] as number;
-    const headerArg = args.find((a, i) => i > 0 && a && typeof a === "object") as
+    const headerArg = args.find((x, i) => i > 0 && x && typeof x === "object") as
       | Record<string, unknown>
       | undefined;
     const fromArg = headerArg
       ? Object.entries(headerArg).find(([k]) => k.toLowerCase() === "mcp-session-id")?.[1]
       : undefined;
     const sessionId = (fromArg ?? res.getHeader("mcp-session-id")) as string | undefined;
-    void gate
-      .onResponse(admission, {
-        status,
-        method: req.method ?? "POST",
-        ...(sessionId ? { sessionId: String(sessionId) } : {}),
-      })
-      .catch(() => {});
+    onHead(status, sessionId ? String(sessionId) : undefined);
     return original(...args);
   };
 }

@@ -1,8 +1,9 @@
 import type { AuditEvent } from "../core/audit-event.js";
+import type { RequestSummary } from "../core/contracts.js";
 import type { Alerter } from "./alerts.js";
 import { type AuditSink, type AuditTrail, createAuditTrail } from "./audit.js";
 import type { Logger } from "./logger.js";
-import type { GateMetrics, RequestObservation } from "./metrics.js";
+import type { GateMetrics } from "./metrics.js";
 import { createSpikeDetector, type SpikeDetectorOptions } from "./spike.js";
 
 /**
@@ -27,10 +28,8 @@ export interface ObserverOptions {
   now?: () => number;
 }
 
-/** A request as the gateway server summarises it. */
-export interface ObservedRequest extends RequestObservation {
-  requestId?: string;
-}
+/** A request as the front door summarises it (core/contracts.ts `RequestSummary`). */
+export type ObservedRequest = RequestSummary;
 
 export interface Observer {
   audit(event: AuditEvent): void;
@@ -48,9 +47,7 @@ export interface Observer {
   close(): Promise<void>;
 }
 
-// Decisions the gate already reported through `decision()`; the summary must not count them twice.
-const REPORTED_BY_GATE = new Set(["tool_denied", "insufficient_scope", "probe_denied", "denied"]);
-const WARN_EVENTS = new Set(["lockout", "store_error", "session_mismatch"]);
+const WARN_EVENTS = new Set(["lockout", "store_error", "session_mismatch", "upstream_credentials"]);
 
 /** A store error reduced to what is safe and useful to log: the error's code or class name. */
 function errorCode(err: unknown): string {
@@ -134,8 +131,24 @@ export function createObserver(options: ObserverOptions = {}): Observer {
     request(s) {
       metrics?.request(s);
       if (s.status === 401) spikes?.record();
-      if (s.rpcMethod === "tools/call" && s.tool !== undefined && !REPORTED_BY_GATE.has(s.decision))
-        metrics?.toolCall(s.tool, s.decision);
+      // Tool calls that went upstream; refused ones were counted when the gate refused them.
+      for (const tool of s.forwardedTools ?? []) metrics?.toolCall(tool, s.decision);
+      logger?.info(
+        {
+          requestId: s.requestId,
+          principal: s.principal,
+          mount: s.mount,
+          era: s.era,
+          method: s.rpcMethod,
+          tool: s.tool,
+          httpMethod: s.httpMethod,
+          decision: s.decision,
+          status: s.status,
+          latencyMs: s.latencyMs,
+          upstreamMs: s.upstreamMs,
+        },
+        "request",
+      );
     },
     lockout(source, seconds) {
       metrics?.lockout();

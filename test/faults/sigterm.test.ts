@@ -46,13 +46,14 @@ describe("SIGTERM during load on a spawned mcpgate serve", () => {
     // tools/call takes SLOW_MS upstream; everything else is answered at once.
     upstream = await startCannedUpstream((seen, res) => {
       if (!seen.body.includes('"tools/call"')) return false;
-      const { id } = JSON.parse(seen.body);
+      // The id on the wire is the gateway's; the call's own marker says which call this is.
+      const { id, params } = JSON.parse(seen.body);
       setTimeout(() => {
         res.writeHead(200, { "content-type": "application/json" }).end(
           JSON.stringify({
             jsonrpc: "2.0",
             id,
-            result: { content: [{ type: "text", text: `done ${id}` }] },
+            result: { content: [{ type: "text", text: `done ${params.arguments.n}` }] },
           }),
         );
       }, SLOW_MS);
@@ -84,7 +85,12 @@ describe("SIGTERM during load on a spawned mcpgate serve", () => {
 
     // Ten slow calls in flight…
     const slow = Array.from({ length: 10 }, (_, i) =>
-      post(gw.port, { jsonrpc: "2.0", id: i, method: "tools/call", params: { name: "echo", arguments: {} } }),
+      post(gw.port, {
+        jsonrpc: "2.0",
+        id: i,
+        method: "tools/call",
+        params: { name: "echo", arguments: { n: i } },
+      }),
     );
     const deadline = Date.now() + 10_000;
     while (upstream.seen.filter((s) => s.body.includes('"tools/call"')).length < 10 && Date.now() < deadline)

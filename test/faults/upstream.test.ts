@@ -188,11 +188,15 @@ describe("upstream killed in the middle of an SSE stream", () => {
     const back = await startCannedUpstream();
     await back.close();
     const revived = createServer((req, res) => {
-      req.resume();
+      let body = "";
+      req.on("data", (c) => {
+        body += c;
+      });
+      // Answers echo the id they were sent (the gateway's wire id), as any JSON-RPC server does.
       req.on("end", () =>
         res
           .writeHead(200, { "content-type": "application/json" })
-          .end(JSON.stringify({ jsonrpc: "2.0", id: 4, result: {} })),
+          .end(JSON.stringify({ jsonrpc: "2.0", id: JSON.parse(body).id, result: {} })),
       );
     });
     await new Promise<void>((r) => revived.listen(Number(port), "127.0.0.1", r));

@@ -110,7 +110,7 @@ describe("stdio upstream: sessions and processes", () => {
     const started = Date.now();
     const call = client.callTool({ name: "sleep", arguments: { ms: 20_000 } });
     setTimeout(() => process.kill(pid, "SIGKILL"), 200);
-    await expect(call).rejects.toThrow(/upstream process exited/);
+    await expect(call).rejects.toThrow(/-31004.*upstream MCP server unavailable/);
     expect(Date.now() - started).toBeLessThan(5_000);
     const res = await rawPost(
       gw.url,

@@ -7,7 +7,7 @@ import { createGate, type Gate } from "../../gate/gate.js";
 import { createLogger, type Logger } from "../../observe/logger.js";
 import { findFreePort } from "../free-port.js";
 import { createHttpUpstream } from "../http-upstream.js";
-import { createGatewayServer, type GatewayServer } from "../server.js";
+import { createGatewayServer, type GatewayServer, type Mount, type RouteHandler } from "../server.js";
 import { createStdioUpstream } from "../stdio/stdio-upstream.js";
 import type { Upstream } from "../upstream.js";
 import { buildObservability, type Observability } from "./observability.js";
@@ -140,15 +140,26 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
       "no credential is configured (MCP_API_KEY, auth.apiKeys or auth.jwt): every request will be refused with 500",
     );
   }
+  // The MCP endpoints: the one-upstream config is one mount at the publicUrl's path. Each mount has
+  // its own gate (sessions scoped by `sessionScope` when several share a state store), upstream,
+  // and optional upstream identity hook.
+  const mounts: Mount[] = [
+    {
+      name: "default",
+      path: config.mcpPath,
+      gate,
+      upstream,
+    },
+  ];
+  // Routes other than the MCP endpoints (JWKS, the authorization server), tried before the 404.
+  const routes: RouteHandler[] = [];
   const server = createGatewayServer({
-    gate,
-    upstream,
+    mounts,
+    routes,
     logger,
-    mcpPath: config.mcpPath,
     headersTimeoutMs: durationMs(config.limits.headersTimeout),
     requestTimeoutMs: durationMs(config.limits.requestTimeout),
     shutdownGraceMs: durationMs(config.limits.shutdownGrace),
-    onRequest: (summary) => obs.observer.request(summary),
   });
   let address: AddressInfo;
   try {

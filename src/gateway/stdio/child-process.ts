@@ -74,6 +74,9 @@ export interface StdioChild {
    * Returns false when the child is gone.
    */
   send(message: unknown): boolean;
+  /** Stop reading the child's stdout (its client is not reading): the child blocks on its writes. */
+  pauseOutput(): void;
+  resumeOutput(): void;
   /** SIGTERM (and closed stdin), then SIGKILL after `graceMs`; resolves once the process is gone. */
   terminate(graceMs: number): Promise<void>;
   /** Resolves when the process has exited (and been reaped). */
@@ -257,6 +260,12 @@ export function spawnStdioChild(options: StdioChildOptions): StdioChild {
         throw new McpGateError("ERR_INVALID_OPTION", "a stdio message must be one line");
       proc.stdin.write(`${line}\n`);
       return true;
+    },
+    pauseOutput() {
+      proc.stdout.pause();
+    },
+    resumeOutput() {
+      proc.stdout.resume();
     },
     terminate,
     exited,

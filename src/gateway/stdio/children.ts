@@ -21,10 +21,16 @@ export interface ChildSupervisorOptions {
  * one (see docs/stdio.md).
  */
 export interface ChildSupervisor {
-  /** Start a child wired to a relay; `onGone` runs once when it exits for any reason. */
-  start(tag: string, onGone: () => void): ChildRelay;
-  /** A booted spare (re-tagged, now reporting its exit to `onGone`), or a new child. */
-  acquire(tag: string, onGone: () => void): ChildRelay;
+  /**
+   * Start a child wired to a relay; `onGone` runs once when it exits for any reason. `env` adds to
+   * the child's environment (the upstream identity of its session).
+   */
+  start(tag: string, onGone: () => void, env?: Readonly<Record<string, string>>): ChildRelay;
+  /**
+   * A booted spare (re-tagged, now reporting its exit to `onGone`), or a new child. A child that
+   * needs its own environment (`env`) is always a new one: a spare was started without it.
+   */
+  acquire(tag: string, onGone: () => void, env?: Readonly<Record<string, string>>): ChildRelay;
   /** Whether one more child may run now; ends a spare to make room if need be. */
   makeRoom(): boolean;
   /** Top the spares up (after a session started or ended). */
@@ -50,11 +56,11 @@ export function createChildSupervisor(options: ChildSupervisorOptions): ChildSup
 
   const live = () => options.inUse() + spares.length;
 
-  function start(tag: string, onGone: () => void): ChildRelay {
+  function start(tag: string, onGone: () => void, env?: Readonly<Record<string, string>>): ChildRelay {
     let relay: ChildRelay | undefined;
     const child = spawnStdioChild({
       command: options.command,
-      env: options.env,
+      env: env && Object.keys(env).length > 0 ? { ...options.env, ...env } : options.env,
       ...(options.cwd ? { cwd: options.cwd } : {}),
       logger,
       tag,
@@ -64,7 +70,7 @@ export function createChildSupervisor(options: ChildSupervisorOptions): ChildSup
           { upstream: child.tag, pid: child.pid, ...info },
           "stdio upstream exited",
         );
-        relay?.failAll("Bad Gateway: upstream process exited");
+        relay?.failAll();
         if (relay) goneHandlers.get(relay)?.();
       },
     });
@@ -100,7 +106,8 @@ export function createChildSupervisor(options: ChildSupervisorOptions): ChildSup
 
   return {
     start,
-    acquire(tag, onGone) {
+    acquire(tag, onGone, env) {
+      if (env && Object.keys(env).length > 0) return start(tag, onGone, env);
       const spare = takeSpare();
       if (!spare) return start(tag, onGone);
       spare.child.tag = tag;

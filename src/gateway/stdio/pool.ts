@@ -1,6 +1,6 @@
-import { renderDenial } from "../../core/challenge.js";
-import type { ForwardContext, ForwardOutcome } from "../upstream.js";
-import { type Channel, type ChildRelay, openChannel } from "./relay.js";
+import type { ForwardResult } from "../../http/front-door.js";
+import type { ForwardContext } from "../upstream.js";
+import { type Channel, type ChildRelay, whenAborted } from "./relay.js";
 
 /** The `initialize` the gateway sends to a pooled child on its own behalf. */
 const POOL_INIT = {
@@ -31,7 +31,8 @@ export async function initializeChild(
   const capture: Channel = {
     sse: false,
     open: true,
-    send: (t) => texts.push(t),
+    send: (t) => texts.push(t) > 0,
+    drained: () => Promise.resolve(),
     close: () => {},
   };
   const ex = relay.begin(capture, [message], { era: "2025", rewriteIds });
@@ -68,7 +69,7 @@ export interface StdioPoolOptions {
 }
 
 export interface StdioPool {
-  forward(ctx: ForwardContext, started: number): Promise<ForwardOutcome>;
+  forward(ctx: ForwardContext, started: number): Promise<ForwardResult>;
   size(): number;
   pids(): number[];
   sweep(nowMs: number, idleTtlMs: number): void;
@@ -162,46 +163,44 @@ export function createStdioPool(options: StdioPoolOptions): StdioPool {
     else m.busy = false;
   }
 
-  async function forward(ctx: ForwardContext, started: number): Promise<ForwardOutcome> {
-    const { req, res, admission } = ctx;
-    const messages = admission.messages.map((m) => m.raw);
-    if (!admission.messages.some((m) => m.type === "request")) {
+  async function forward(ctx: ForwardContext, started: number): Promise<ForwardResult> {
+    const { admission, plan, owner } = ctx;
+    const messages = plan.forward.map((m) => m.raw);
+    if (!plan.forward.some((m) => m.type === "request")) {
       // Stateless notifications have no process to reach that would remember them.
-      await ctx.onHead(202, undefined);
-      res.writeHead(202).end();
-      return { status: 202, upstreamMs: 0, result: "ok" };
+      await owner.bind(202, undefined);
+      if (plan.localResponses.length > 0) owner.answerLocally();
+      else owner.empty(202);
+      return { result: "ok", upstreamMs: 0 };
     }
     const m = await acquire();
     if (m === "full" || m === "failed") {
       const upstreamMs = performance.now() - started;
-      if (m === "failed") return { status: 502, upstreamMs, result: "unavailable" };
-      await ctx.onHead(503, undefined);
-      const spec = renderDenial({ kind: "capacity", message: "no stdio upstream slot free" });
-      res.writeHead(spec.status, spec.headers).end(spec.body);
-      return { status: 503, upstreamMs, result: "error" };
+      if (m === "failed") {
+        owner.refuse({ kind: "upstream_unavailable" });
+        return { result: "unavailable", upstreamMs };
+      }
+      owner.refuse({ kind: "capacity", message: "no stdio upstream slot free" });
+      return { result: "refused", upstreamMs };
     }
     try {
-      await ctx.onHead(200, undefined);
-      const channel = openChannel(req, res, {});
+      await owner.bind(200, undefined);
+      const channel = owner.channel({});
       const ex = m.relay.begin(channel, messages, {
         era: admission.era,
         rewriteIds: true,
-        localResponses: admission.localResponses,
-        ...(admission.listFilter ? { visible: admission.listFilter } : {}),
+        meta: ctx.meta,
+        localResponses: plan.localResponses,
+        ...(plan.visible ? { visible: plan.visible } : {}),
       });
       // SH-0728: closing the response stream is the cancellation of that request.
-      const onClose = () => m.relay.abandon(ex);
-      res.once("close", onClose);
+      const stop = whenAborted(owner.signal, () => m.relay.abandon(ex));
       await ex.done;
-      res.off("close", onClose);
+      stop();
     } finally {
       release(m);
     }
-    return {
-      status: 200,
-      upstreamMs: performance.now() - started,
-      result: res.writableFinished ? "ok" : "aborted",
-    };
+    return { result: owner.signal.aborted ? "aborted" : "ok", upstreamMs: performance.now() - started };
   }
 
   return {

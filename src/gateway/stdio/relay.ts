@@ -1,79 +1,10 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
+import { renderRpcError } from "../../core/challenge.js";
 import type { JsonRpcId } from "../../core/outcome.js";
+import type { Channel } from "../../http/response-owner.js";
 import type { Era } from "../../mcp/era.js";
 import { filterListResponse, isListMethod, type VisibilityPredicate } from "../../mcp/list-filter.js";
+import { withMeta } from "../../mcp/wire-ids.js";
 import type { StdioChild } from "./child-process.js";
-
-/** One HTTP response that carries messages from the child back to the client. */
-export interface Channel {
-  readonly sse: boolean;
-  readonly open: boolean;
-  send(text: string): void;
-  close(): void;
-}
-
-/** SSE framing as the SDK's server writes it (`event: message` + one data line per message). */
-export function createSseChannel(res: ServerResponse, headers: Record<string, string>): Channel {
-  res.writeHead(200, {
-    "content-type": "text/event-stream",
-    "cache-control": "no-cache, no-transform",
-    "x-accel-buffering": "no",
-    ...headers,
-  });
-  res.flushHeaders();
-  return {
-    sse: true,
-    get open() {
-      return !res.writableEnded && !res.destroyed;
-    },
-    send(text) {
-      if (!res.writableEnded && !res.destroyed) res.write(`event: message\ndata: ${text}\n\n`);
-    },
-    close() {
-      if (!res.writableEnded) res.end();
-    },
-  };
-}
-
-/** A JSON answer: responses are collected and written as one object (or an array) at the end. */
-export function createJsonChannel(res: ServerResponse, headers: Record<string, string>): Channel {
-  const texts: string[] = [];
-  let done = false;
-  return {
-    sse: false,
-    get open() {
-      return !done && !res.destroyed;
-    },
-    send(text) {
-      if (!done) texts.push(text);
-    },
-    close() {
-      if (done) return;
-      done = true;
-      if (res.destroyed || res.headersSent) return;
-      const body = texts.length === 1 ? texts[0]! : `[${texts.join(",")}]`;
-      res.writeHead(200, { "content-type": "application/json", ...headers }).end(body);
-    },
-  };
-}
-
-/** True when the request's `Accept` names `type` (e.g. "text/event-stream"). */
-export function accepts(req: IncomingMessage, type: string): boolean {
-  const a = req.headers.accept;
-  return typeof a === "string" && a.toLowerCase().includes(type);
-}
-
-/**
- * The channel for answering a POST: SSE when the client accepts it (what SDK clients send, and
- * what an SDK server answers), else one JSON body.
- */
-export function openChannel(
-  req: IncomingMessage,
-  res: ServerResponse,
-  headers: Record<string, string>,
-): Channel {
-  return accepts(req, "text/event-stream") ? createSseChannel(res, headers) : createJsonChannel(res, headers);
-}
 
 /** What the relay needs to know about the requests of one HTTP POST. */
 export interface ExchangePlan {
@@ -81,9 +12,16 @@ export interface ExchangePlan {
   visible?: VisibilityPredicate;
   /** Answers the gate produced itself (denied batch elements), sent first. */
   localResponses?: ReadonlyArray<Record<string, unknown>>;
-  /** Pool mode: give requests gateway-unique ids (and progress tokens) and restore them. */
+  /**
+   * Give requests ids unique to this child (and progress tokens) and restore them on the way back:
+   * an answer can then only reach the request it answers (issue 13). On for sessions and the pool.
+   */
   rewriteIds?: boolean;
+  /** Extra `params._meta` entries for every request (e.g. a W3C traceparent). */
+  meta?: Readonly<Record<string, string>>;
 }
+
+export type { Channel };
 
 export interface Exchange {
   readonly channel: Channel;
@@ -103,10 +41,8 @@ interface ExchangeState extends Exchange {
 
 const idKey = (id: unknown): string => (typeof id === "string" ? `s${id}` : `n${String(id)}`);
 const MAX_BACKLOG = 256;
-
-function errorText(id: JsonRpcId, message: string): string {
-  return JSON.stringify({ jsonrpc: "2.0", id, error: { code: -31004, message } });
-}
+/** Bytes of unsolicited messages kept for a GET stream that is not open yet. */
+const MAX_BACKLOG_BYTES = 1024 * 1024;
 
 /**
  * Routes the messages of one child process to the HTTP responses waiting for them: a response to
@@ -122,6 +58,9 @@ export class ChildRelay {
   readonly #exchanges = new Set<ExchangeState>();
   #standalone: Channel | undefined;
   #backlog: string[] = [];
+  #backlogBytes = 0;
+  /** Channels whose client is not keeping up: while any is, the child's stdout is not read. */
+  #blocked = 0;
   #seq = 0;
   #lastActive = Date.now();
   /** Pool mode: answer server→client requests here (there is no session to carry them). */
@@ -188,7 +127,7 @@ export class ChildRelay {
       },
     };
     this.#exchanges.add(ex);
-    for (const r of plan.localResponses ?? []) channel.send(JSON.stringify(r));
+    for (const r of plan.localResponses ?? []) this.#deliver(channel, JSON.stringify(r));
     const out: Array<Record<string, unknown>> = [];
     for (const m of messages) {
       const isRequest = typeof m.method === "string" && Object.hasOwn(m, "id");
@@ -204,6 +143,7 @@ export class ChildRelay {
         ex.clientIds.set(key, m.id as JsonRpcId);
         msg = { ...m, id: gid };
       }
+      msg = withMeta(msg, plan.meta);
       const params = msg.params as Record<string, unknown> | undefined;
       const meta = params?._meta as Record<string, unknown> | undefined;
       if (meta && Object.hasOwn(meta, "progressToken")) {
@@ -223,10 +163,10 @@ export class ChildRelay {
     }
     if (ex.waiting.size === 0) ex.finish();
     const sent =
-      verbatim !== undefined && !plan.rewriteIds && out.length === 1 && !/[\r\n]/.test(verbatim)
+      verbatim !== undefined && !plan.rewriteIds && !plan.meta && out.length === 1 && !/[\r\n]/.test(verbatim)
         ? this.#child.send(verbatim)
         : out.every((m) => this.#child.send(m));
-    if (!sent) this.#failExchange(ex, "Bad Gateway: upstream process is not running");
+    if (!sent) this.#failExchange(ex);
     return ex;
   }
 
@@ -250,8 +190,9 @@ export class ChildRelay {
   /** Attach the standalone GET stream; the backlog is flushed into it. */
   attachStandalone(channel: Channel): void {
     this.#standalone = channel;
-    for (const text of this.#backlog) channel.send(text);
+    for (const text of this.#backlog) this.#deliver(channel, text);
     this.#backlog = [];
+    this.#backlogBytes = 0;
   }
 
   /** End the standalone GET stream, if any (shutdown). */
@@ -265,19 +206,32 @@ export class ChildRelay {
   }
 
   /** The child is gone: every waiting request gets a JSON-RPC error, every stream ends. */
-  failAll(message: string): void {
-    for (const ex of [...this.#exchanges]) this.#failExchange(ex, message);
+  failAll(): void {
+    for (const ex of [...this.#exchanges]) this.#failExchange(ex);
     this.#standalone?.close();
     this.#standalone = undefined;
     this.#backlog = [];
+    this.#backlogBytes = 0;
   }
 
-  #failExchange(ex: ExchangeState, message: string) {
+  #failExchange(ex: ExchangeState) {
     for (const k of ex.waiting) {
       const id = ex.clientIds.get(k) ?? parseKey(k);
-      ex.channel.send(errorText(id, message));
+      ex.channel.send(renderRpcError(id, { kind: "upstream_unavailable" }));
     }
     ex.finish();
+  }
+
+  /**
+   * Send to a client's channel. When its client is not keeping up, the child's stdout stops being
+   * read until it is: the child then blocks on its own writes, and nothing piles up here.
+   */
+  #deliver(channel: Channel, text: string): void {
+    if (channel.send(text)) return;
+    if (this.#blocked++ === 0) this.#child.pauseOutput();
+    void channel.drained().then(() => {
+      if (--this.#blocked === 0) this.#child.resumeOutput();
+    });
   }
 
   /** Feed one message the child wrote on stdout. */
@@ -296,7 +250,7 @@ export class ChildRelay {
           const out = route.ex.plan.rewriteIds
             ? JSON.stringify({ ...msg, params: { ...params, progressToken: route.token } })
             : text;
-          route.ex.channel.send(out);
+          this.#deliver(route.ex.channel, out);
           return;
         }
       }
@@ -318,23 +272,27 @@ export class ChildRelay {
     if (clientId !== undefined || ex.clientIds.has(key)) out = { ...out, id: clientId };
     const list = ex.lists.get(key);
     if (list && ex.plan.visible) out = filterListResponse(out, list, ex.plan.visible, ex.plan.era);
-    ex.channel.send(out === msg ? text : JSON.stringify(out));
+    this.#deliver(ex.channel, out === msg ? text : JSON.stringify(out));
     if (ex.waiting.size === 0) ex.finish();
   }
 
   #sendUnrelated(text: string) {
     for (const ex of this.#exchanges) {
       if (ex.channel.sse && ex.channel.open) {
-        ex.channel.send(text);
+        this.#deliver(ex.channel, text);
         return;
       }
     }
     if (this.#standalone?.open) {
-      this.#standalone.send(text);
+      this.#deliver(this.#standalone, text);
       return;
     }
+    // Bounded in count and bytes: the oldest unsolicited messages give way.
     this.#backlog.push(text);
-    if (this.#backlog.length > MAX_BACKLOG) this.#backlog.shift();
+    this.#backlogBytes += text.length;
+    while (this.#backlog.length > MAX_BACKLOG || this.#backlogBytes > MAX_BACKLOG_BYTES) {
+      this.#backlogBytes -= this.#backlog.shift()!.length;
+    }
   }
 }
 
@@ -342,4 +300,18 @@ function parseKey(k: string): JsonRpcId {
   if (k.startsWith("s")) return k.slice(1);
   const n = Number(k.slice(1));
   return k === "nnull" || !Number.isFinite(n) ? null : n;
+}
+
+/**
+ * Run `fn` once when `signal` aborts — at once if it already has. Returns the un-registration.
+ *
+ * @example const stop = whenAborted(owner.signal, () => relay.abandon(ex)); await ex.done; stop();
+ */
+export function whenAborted(signal: AbortSignal, fn: () => void): () => void {
+  if (signal.aborted) {
+    fn();
+    return () => {};
+  }
+  signal.addEventListener("abort", fn, { once: true });
+  return () => signal.removeEventListener("abort", fn);
 }

@@ -1,13 +1,14 @@
 import { randomUUID } from "node:crypto";
-import type { IncomingMessage, ServerResponse } from "node:http";
-import { renderDenial } from "../../core/challenge.js";
 import { redactSessionId } from "../../gate/gate.js";
+import type { ForwardResult } from "../../http/front-door.js";
+import { accepts } from "../../http/response-owner.js";
+import { withMeta } from "../../mcp/wire-ids.js";
 import type { Logger } from "../../observe/logger.js";
-import type { ForwardContext, ForwardOutcome, Upstream } from "../upstream.js";
+import type { ForwardContext, Upstream } from "../upstream.js";
 import { buildChildEnv } from "./child-process.js";
 import { type ChildSupervisor, createChildSupervisor } from "./children.js";
 import { createStdioPool, initializeChild, type StdioPool } from "./pool.js";
-import { accepts, type Channel, type ChildRelay, createSseChannel, openChannel } from "./relay.js";
+import { type ChildRelay, whenAborted } from "./relay.js";
 
 export interface StdioUpstreamOptions {
   /** The program and its arguments, e.g. ["npx", "-y", "some-mcp-server"]. */
@@ -54,20 +55,6 @@ interface Session {
   principal: string;
   relay: ChildRelay;
   tag: string;
-}
-
-/** The `Mcp-Session-Id` header of a request, when present. */
-function sessionHeader(req: IncomingMessage): string | undefined {
-  const v = req.headers["mcp-session-id"];
-  return typeof v === "string" ? v : undefined;
-}
-
-/** SDK-server-compatible JSON-RPC error reply without id (transport-level refusals). */
-function rpcRefusal(res: ServerResponse, status: number, code: number, message: string): void {
-  if (res.headersSent) return;
-  res
-    .writeHead(status, { "content-type": "application/json" })
-    .end(JSON.stringify({ jsonrpc: "2.0", error: { code, message }, id: null }));
 }
 
 /**
@@ -133,195 +120,180 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
   }, sweepMs);
   sweeper.unref();
 
-  async function startSession(ctx: ForwardContext, started: number): Promise<ForwardOutcome> {
-    const { req, res, admission } = ctx;
+  async function startSession(ctx: ForwardContext, started: number): Promise<ForwardResult> {
+    const { admission, plan, owner } = ctx;
     const elapsed = () => performance.now() - started;
-    if (admission.messages.length !== 1) {
-      await ctx.onHead(400, undefined);
-      rpcRefusal(res, 400, -32600, "Invalid Request: Only one initialization request is allowed");
-      return { status: 400, upstreamMs: elapsed(), result: "error" };
+    const init = plan.forward.find((m) => m.method === "initialize");
+    if (plan.forward.length !== 1 || !init) {
+      owner.refuse({ kind: "invalid_request", message: "Only one initialization request is allowed" });
+      return { result: "refused", upstreamMs: elapsed() };
     }
     if (closing || !children.makeRoom()) {
-      await ctx.onHead(503, undefined);
-      const spec = renderDenial({ kind: "capacity", message: "no stdio upstream slot free" });
-      res.writeHead(spec.status, spec.headers).end(spec.body);
-      return { status: 503, upstreamMs: elapsed(), result: "error" };
+      owner.refuse({ kind: "capacity", message: "no stdio upstream slot free" });
+      return { result: "refused", upstreamMs: elapsed() };
     }
     const id = randomUUID();
     const tag = redactSessionId(id);
     let relay: ChildRelay;
     try {
-      relay = children.acquire(tag, () => {
-        if (sessions.get(id)?.relay === relay) sessions.delete(id);
-      });
+      relay = children.acquire(
+        tag,
+        () => {
+          if (sessions.get(id)?.relay === relay) sessions.delete(id);
+        },
+        ctx.env,
+      );
     } catch (err) {
       logger.error({ upstream: tag, err: (err as Error).message }, "stdio upstream could not start");
-      return { status: 502, upstreamMs: elapsed(), result: "unavailable" };
+      owner.refuse({ kind: "upstream_unavailable" });
+      return { result: "unavailable", upstreamMs: elapsed() };
     }
     const onClientGone = () => {
       if (!sessions.has(id)) void relay.child.terminate(0);
     };
-    res.once("close", onClientGone);
+    owner.signal.addEventListener("abort", onClientGone, { once: true });
     starting++;
     children.refill();
-    let init: Awaited<ReturnType<typeof initializeChild>>;
+    let answer: Awaited<ReturnType<typeof initializeChild>>;
     try {
-      init = await initializeChild(relay, admission.messages[0]!.raw, initTimeoutMs);
+      answer = await initializeChild(relay, withMeta(init.raw, ctx.meta), initTimeoutMs);
     } finally {
       starting--;
-      res.off("close", onClientGone);
+      owner.signal.removeEventListener("abort", onClientGone);
     }
     const upstreamMs = elapsed();
-    if (!init.ok || res.destroyed) {
+    if (!answer.ok || owner.signal.aborted) {
       void relay.child.terminate(killGraceMs);
-      if (res.destroyed) return { status: 499, upstreamMs, result: "aborted" };
-      const timeout = !init.ok && init.timeout;
-      return { status: timeout ? 504 : 502, upstreamMs, result: timeout ? "timeout" : "unavailable" };
+      if (owner.signal.aborted) {
+        owner.refuse({ kind: "credential_expired" });
+        return { result: "aborted", upstreamMs };
+      }
+      const timeout = !answer.ok && answer.timeout;
+      owner.refuse(timeout ? { kind: "upstream_timeout" } : { kind: "upstream_unavailable" });
+      return { result: timeout ? "timeout" : "unavailable", upstreamMs };
     }
     // A child that refuses initialize gets no session: relay its error and end it.
-    const minted = init.accepted && relay.child.alive;
+    const minted = answer.accepted && relay.child.alive;
     if (minted) sessions.set(id, { id, principal: admission.identity.principal, relay, tag });
     else void relay.child.terminate(killGraceMs);
-    const headers: Record<string, string> = minted ? { "mcp-session-id": id } : {};
-    try {
-      await ctx.onHead(200, minted ? id : undefined);
-    } catch {
-      // The gate could not bind the new session (state store down): end it, answer nothing.
+    if (!(await owner.bind(200, minted ? id : undefined))) {
+      // The gate could not bind the new session (state store down): end it; 503 was answered.
       sessions.delete(id);
       void relay.child.terminate(killGraceMs);
-      return { status: 503, upstreamMs, result: "state_unavailable" };
+      return { result: "refused", upstreamMs };
     }
-    const channel = openChannel(req, res, headers);
-    for (const r of admission.localResponses) channel.send(JSON.stringify(r));
-    channel.send(init.text);
+    const channel = owner.channel(minted ? { "mcp-session-id": id } : {});
+    for (const r of plan.localResponses) channel.send(JSON.stringify(r));
+    channel.send(answer.text);
     channel.close();
     if (minted) logger.debug({ upstream: tag, pid: relay.child.pid }, "stdio session started");
-    return { status: 200, upstreamMs, result: "ok" };
+    return { result: "ok", upstreamMs };
   }
 
-  /** Find the caller's session; answers 400/404 itself when there is none. */
+  /** Find the caller's session; the owner answers 400/404 when there is none. */
   async function lookup(ctx: ForwardContext): Promise<Session | undefined> {
-    const sid = sessionHeader(ctx.req);
+    const { admission, owner } = ctx;
+    const sid = admission.sessionId;
     if (sid === undefined) {
-      await ctx.onHead(400, undefined);
-      rpcRefusal(ctx.res, 400, -32000, "Bad Request: Mcp-Session-Id header is required");
+      owner.refuse({ kind: "session_missing" });
       return undefined;
     }
     const s = sessions.get(sid);
     if (!s?.relay.child.alive) {
-      await ctx.onHead(404, undefined);
-      const spec = renderDenial({ kind: "session_unknown" });
-      ctx.res.writeHead(spec.status, spec.headers).end(spec.body);
+      await owner.bind(404, undefined);
+      owner.refuse({ kind: "session_unknown" });
       return undefined;
     }
-    if (s.principal !== ctx.admission.identity.principal) {
+    if (s.principal !== admission.identity.principal) {
       // Defence in depth (the gate's own binding check runs first when a state store is set):
-      // another principal's session is answered as unknown, and onHead is not told, so the gate
-      // does not forget the owner's binding.
-      const spec = renderDenial({ kind: "session_unknown" });
-      ctx.res.writeHead(spec.status, spec.headers).end(spec.body);
+      // another principal's session is answered as unknown, and the gate is not told, so it does
+      // not forget the owner's binding.
+      owner.refuse({ kind: "session_unknown" });
       return undefined;
     }
     return s;
   }
 
-  async function post(ctx: ForwardContext, started: number): Promise<ForwardOutcome> {
-    const { req, res, admission } = ctx;
+  async function post(ctx: ForwardContext, started: number): Promise<ForwardResult> {
+    const { admission, plan, owner } = ctx;
     const s = await lookup(ctx);
-    if (!s) return { status: res.statusCode, upstreamMs: performance.now() - started, result: "ok" };
-    const messages = admission.messages.map((m) => m.raw);
-    const hasRequests = admission.messages.some((m) => m.type === "request");
-    if (!hasRequests) {
-      const ok = s.relay.post(messages);
-      const status = admission.localResponses.length > 0 ? 200 : ok ? 202 : 404;
-      await ctx.onHead(status, s.id);
-      if (status === 200) {
-        res
-          .writeHead(200, { "content-type": "application/json", "mcp-session-id": s.id })
-          .end(JSON.stringify(admission.localResponses));
-      } else if (status === 202) res.writeHead(202, { "mcp-session-id": s.id }).end();
-      else {
-        const spec = renderDenial({ kind: "session_unknown" });
-        res.writeHead(spec.status, spec.headers).end(spec.body);
-      }
-      return { status, upstreamMs: performance.now() - started, result: "ok" };
-    }
-    await ctx.onHead(200, s.id);
+    if (!s) return { result: "refused", upstreamMs: performance.now() - started };
+    const messages = plan.forward.map((m) => m.raw);
     const headers = { "mcp-session-id": s.id };
-    const channel = openChannel(req, res, headers);
-    const ex = s.relay.begin(
-      channel,
-      messages,
-      {
-        era: admission.era,
-        localResponses: admission.localResponses,
-        ...(admission.listFilter ? { visible: admission.listFilter } : {}),
-      },
-      admission.batch || ctx.body === undefined ? undefined : ctx.body,
-    );
-    const onClose = () => s.relay.abandon(ex);
-    res.once("close", onClose);
+    if (!plan.forward.some((m) => m.type === "request")) {
+      if (!s.relay.post(messages)) {
+        await owner.bind(404, undefined);
+        owner.refuse({ kind: "session_unknown" });
+        return { result: "refused", upstreamMs: performance.now() - started };
+      }
+      await owner.bind(202, s.id);
+      if (plan.localResponses.length > 0) owner.answerLocally(headers);
+      else owner.empty(202, headers);
+      return { result: "ok", upstreamMs: performance.now() - started };
+    }
+    await owner.bind(200, s.id);
+    const channel = owner.channel(headers);
+    const ex = s.relay.begin(channel, messages, {
+      era: admission.era,
+      rewriteIds: true,
+      meta: ctx.meta,
+      localResponses: plan.localResponses,
+      ...(plan.visible ? { visible: plan.visible } : {}),
+    });
+    const stop = whenAborted(owner.signal, () => s.relay.abandon(ex));
     await ex.done;
-    res.off("close", onClose);
-    return {
-      status: 200,
-      upstreamMs: performance.now() - started,
-      result: res.writableFinished ? "ok" : "aborted",
-    };
+    stop();
+    return { result: owner.signal.aborted ? "aborted" : "ok", upstreamMs: performance.now() - started };
   }
 
-  async function get(ctx: ForwardContext, started: number): Promise<ForwardOutcome> {
-    const { req, res } = ctx;
+  async function get(ctx: ForwardContext, started: number): Promise<ForwardResult> {
+    const { req, owner } = ctx;
     if (!accepts(req, "text/event-stream")) {
-      await ctx.onHead(406, undefined);
-      rpcRefusal(res, 406, -32000, "Not Acceptable: Client must accept text/event-stream");
-      return { status: 406, upstreamMs: 0, result: "error" };
+      owner.refuse({ kind: "not_acceptable", accept: "text/event-stream" });
+      return { result: "refused" };
     }
     if (closing) {
       // Shutting down: a reconnecting GET stream would hold the grace period open.
-      await ctx.onHead(503, undefined);
-      const spec = renderDenial({ kind: "capacity", message: "shutting down" });
-      res.writeHead(spec.status, spec.headers).end(spec.body);
-      return { status: 503, upstreamMs: 0, result: "error" };
+      owner.refuse({ kind: "capacity", message: "shutting down" });
+      return { result: "refused" };
     }
     const s = await lookup(ctx);
-    if (!s) return { status: res.statusCode, upstreamMs: 0, result: "ok" };
+    if (!s) return { result: "refused" };
     if (s.relay.hasStandalone) {
-      await ctx.onHead(409, s.id);
-      rpcRefusal(res, 409, -32000, "Conflict: Only one SSE stream is allowed per session");
-      return { status: 409, upstreamMs: 0, result: "error" };
+      owner.refuse({ kind: "stream_conflict" });
+      return { result: "refused" };
     }
-    await ctx.onHead(200, s.id);
-    const channel: Channel = createSseChannel(res, { "mcp-session-id": s.id });
+    await owner.bind(200, s.id);
+    const channel = owner.stream({ "mcp-session-id": s.id });
     s.relay.attachStandalone(channel);
+    // The stream lasts until the client leaves, shutdown, or the credential's lifetime ends.
     await new Promise<void>((resolve) => {
-      if (res.destroyed || res.writableEnded) resolve();
-      res.once("close", resolve);
+      if (owner.signal.aborted || !channel.open) return resolve();
+      owner.signal.addEventListener("abort", () => resolve(), { once: true });
+      ctx.res.once("close", resolve);
     });
     s.relay.detachStandalone(channel);
-    return { status: 200, upstreamMs: performance.now() - started, result: "ok" };
+    return { result: "ok", upstreamMs: performance.now() - started };
   }
 
-  async function del(ctx: ForwardContext, started: number): Promise<ForwardOutcome> {
+  async function del(ctx: ForwardContext, started: number): Promise<ForwardResult> {
     const s = await lookup(ctx);
-    if (!s) return { status: ctx.res.statusCode, upstreamMs: 0, result: "ok" };
+    if (!s) return { result: "refused" };
     // Answer once the process is gone, so a client that sees 200 can rely on it.
     await endSession(s, "deleted");
-    await ctx.onHead(200, s.id);
-    ctx.res.writeHead(200).end();
-    return { status: 200, upstreamMs: performance.now() - started, result: "ok" };
+    await ctx.owner.bind(200, s.id);
+    ctx.owner.empty(200);
+    return { result: "ok", upstreamMs: performance.now() - started };
   }
 
-  async function forward(ctx: ForwardContext): Promise<ForwardOutcome> {
+  async function forward(ctx: ForwardContext): Promise<ForwardResult> {
     const started = performance.now();
-    const method = (ctx.req.method ?? "GET").toUpperCase();
+    const method = ctx.admission.method;
     if (ctx.admission.era === "2026") {
       if (method !== "POST") {
         // SH-0728: a stateless server answers GET and DELETE with 405.
-        await ctx.onHead(405, undefined);
-        ctx.res.setHeader("allow", "POST");
-        rpcRefusal(ctx.res, 405, -32000, "Method Not Allowed");
-        return { status: 405, upstreamMs: 0, result: "error" };
+        ctx.owner.refuse({ kind: "method_not_allowed", allow: ["POST"] });
+        return { result: "refused" };
       }
       return pool.forward(ctx, started);
     }

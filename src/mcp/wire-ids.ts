@@ -1,0 +1,144 @@
+import type { InspectedMessage } from "../core/message.js";
+import type { JsonRpcId } from "../core/outcome.js";
+import type { Era } from "./era.js";
+import { ANY_LIST, filterListResponse, isListMethod, type VisibilityPredicate } from "./list-filter.js";
+
+interface Pending {
+  clientId: JsonRpcId;
+  /** The list method to filter the answer by, when the request was a list. */
+  list?: string;
+}
+
+/**
+ * Request ids on the wire to an upstream, unique within one session (or one stateless request):
+ * every request the gateway forwards gets an id of its own (`<prefix><n>`, a string) and the answer
+ * gets the client's id back. An upstream can then never hand one request's answer to another
+ * request of the same session — two concurrent POSTs may carry the same client id (issue 13) —
+ * and an answer is filtered by what its own request was, on whichever stream it arrives (POST
+ * JSON, POST SSE, the GET stream, resumption replays). An answer whose id the gateway never issued
+ * (or already delivered) is dropped: it cannot be attributed, so it cannot be filtered.
+ *
+ * @example
+ * const ids = new WireIds("mcpgate-1f2e3d4c-");
+ * const out = ids.outbound(admitted);            // send `out` upstream
+ * const back = ids.inbound(answer, visible, era); // undefined: drop it
+ */
+export class WireIds {
+  readonly #prefix: string;
+  readonly #max: number;
+  #seq = 0;
+  /** Wire id → the request it was issued for (insertion order: oldest evicted first). */
+  readonly #pending = new Map<string, Pending>();
+  /** The client's id (JSON) → the wire id of its latest request (for notifications/cancelled). */
+  readonly #latest = new Map<string, string>();
+
+  constructor(prefix: string, maxPending = 4096) {
+    this.#prefix = prefix;
+    this.#max = maxPending;
+  }
+
+  /** Requests awaiting an answer (for tests and bounds). */
+  get size(): number {
+    return this.#pending.size;
+  }
+
+  /**
+   * The messages to send upstream: requests get wire ids (and `meta` merged into `params._meta`,
+   * e.g. a W3C traceparent), a cancellation names the wire id of the request it cancels, anything
+   * else (notifications, responses to the server's requests) goes unchanged.
+   */
+  outbound(
+    messages: readonly InspectedMessage[],
+    meta?: Readonly<Record<string, string>>,
+  ): { messages: Array<Record<string, unknown>>; wireIds: string[] } {
+    const out: Array<Record<string, unknown>> = [];
+    const wireIds: string[] = [];
+    for (const m of messages) {
+      if (m.type === "request") {
+        const wire = `${this.#prefix}${++this.#seq}`;
+        const clientId = m.id ?? null;
+        this.#pending.set(wire, { clientId, ...(isListMethod(m.method) ? { list: m.method! } : {}) });
+        this.#latest.set(JSON.stringify(clientId), wire);
+        if (this.#pending.size > this.#max) this.#evictOldest();
+        wireIds.push(wire);
+        out.push(withMeta({ ...m.raw, id: wire }, meta));
+        continue;
+      }
+      if (m.method === "notifications/cancelled") {
+        const params = m.raw.params as Record<string, unknown> | undefined;
+        const wire = this.#latest.get(JSON.stringify(params?.requestId ?? null));
+        // A cancellation of a request we never forwarded names nothing upstream: drop it.
+        if (wire === undefined) continue;
+        out.push({ ...m.raw, params: { ...params, requestId: wire } });
+        continue;
+      }
+      out.push(m.raw);
+    }
+    return { messages: out, wireIds };
+  }
+
+  /**
+   * One message from the upstream. A response gets its client id back (and is filtered when its
+   * request was a list); a response to an id we never issued is dropped (undefined), except the
+   * id-less transport errors (`id: null`), which pass, filtered as any list. Requests and
+   * notifications from the server pass unchanged. Returns the same object when nothing changed.
+   */
+  inbound(
+    message: unknown,
+    visible: VisibilityPredicate | undefined,
+    era: Era,
+  ): Record<string, unknown> | undefined {
+    if (!message || typeof message !== "object" || Array.isArray(message)) return undefined;
+    const m = message as Record<string, unknown>;
+    const isResponse =
+      !Object.hasOwn(m, "method") && (Object.hasOwn(m, "result") || Object.hasOwn(m, "error"));
+    if (!isResponse) return m;
+    if (m.id === null) return visible ? filterListResponse(m, ANY_LIST, visible, era) : m;
+    if (typeof m.id !== "string") return undefined;
+    const p = this.#pending.get(m.id);
+    if (!p) return undefined;
+    this.#pending.delete(m.id);
+    if (this.#latest.get(JSON.stringify(p.clientId)) === m.id)
+      this.#latest.delete(JSON.stringify(p.clientId));
+    const back = { ...m, id: p.clientId };
+    return p.list && visible ? filterListResponse(back, p.list, visible, era) : back;
+  }
+
+  /** Map every message of a JSON body or SSE event (an object or a batch array). */
+  inboundValue(
+    value: unknown,
+    visible: VisibilityPredicate | undefined,
+    era: Era,
+  ): { value: unknown; changed: boolean } {
+    if (Array.isArray(value)) {
+      const out = value.map((v) => this.inbound(v, visible, era)).filter((v) => v !== undefined);
+      return { value: out, changed: out.length !== value.length || out.some((v, i) => v !== value[i]) };
+    }
+    const out = this.inbound(value, visible, era);
+    return { value: out, changed: out !== value };
+  }
+
+  #evictOldest(): void {
+    const oldest = this.#pending.keys().next().value;
+    if (oldest !== undefined) this.#pending.delete(oldest);
+  }
+}
+
+/**
+ * A message with extra `params._meta` entries (e.g. a W3C traceparent); the same object when there
+ * are none.
+ *
+ * @example withMeta(request, { traceparent: "00-…-01" })
+ */
+export function withMeta(
+  msg: Record<string, unknown>,
+  meta: Readonly<Record<string, string>> | undefined,
+): Record<string, unknown> {
+  if (!meta || Object.keys(meta).length === 0) return msg;
+  const params = (msg.params && typeof msg.params === "object" ? msg.params : {}) as Record<string, unknown>;
+  const prior = (params._meta && typeof params._meta === "object" ? params._meta : {}) as Record<
+    string,
+    unknown
+  >;
+  return { ...msg, params: { ...params, _meta: { ...prior, ...meta } } };
+}
