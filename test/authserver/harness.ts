@@ -20,6 +20,8 @@ export interface TestAuthServer {
   as: AuthorizationServer;
   keys: KeyStore;
   store: OAuthRecordStore;
+  /** The stored-key verifier the login page uses. */
+  loginVerifier: ReturnType<typeof createApiKeyVerifier>;
   /** A stored API key with scopes tools:call (login.apiKey). */
   key: string;
   keyId: string;
@@ -69,6 +71,7 @@ export async function startTestAuthServer(
     as,
     keys,
     store,
+    loginVerifier: verifier,
     key,
     keyId: record.id,
     async close() {
