@@ -1,4 +1,4 @@
-import { context, propagation, trace } from "@opentelemetry/api";
+import { context, DiagLogLevel, diag, propagation, trace } from "@opentelemetry/api";
 import type { Logger } from "../observe/logger.js";
 import { traceAuthHttpCalls } from "../observe/tracing-http.js";
 import type { SamplerName, TracingSettings } from "./tracing-config.js";
@@ -47,13 +47,13 @@ async function buildSampler(name: SamplerName, ratio: number) {
   return name.startsWith("parentbased_") ? new sdk.ParentBasedSampler({ root }) : root;
 }
 
-/** Settle within `ms`, whatever `p` does. */
-function bounded(p: Promise<unknown>, ms: number): Promise<void> {
+/** Settle within `ms`, whatever `p` does; a rejection is reported to `onError`. */
+function bounded(p: Promise<unknown>, ms: number, onError: (err: unknown) => void): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   return Promise.race([
     p.then(
       () => {},
-      () => {},
+      (err) => onError(err),
     ),
     new Promise<void>((resolve) => {
       timer = setTimeout(resolve, ms);
@@ -122,6 +122,19 @@ export async function startTracing(
   }
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
   propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+  // The SDK reports export failures (collector down, refused) through `diag`: to our log at warn,
+  // as a short message string only (never the arguments, which can hold request details).
+  const warn = (message: unknown) =>
+    logger?.warn(
+      { otel: String(message instanceof Error ? message.message : message).slice(0, 200) },
+      "tracing: export problem",
+    );
+  if (logger) {
+    diag.setLogger(
+      { error: warn, warn, info: () => {}, debug: () => {}, verbose: () => {} },
+      { logLevel: DiagLogLevel.WARN, suppressOverrideMessage: true },
+    );
+  }
   const stopHttpSpans = traceAuthHttpCalls();
   const url = loggableUrl(settings.url);
   logger?.info(
@@ -132,14 +145,15 @@ export async function startTracing(
   let stopped: Promise<void> | undefined;
   return {
     url,
-    flush: () => bounded(provider.forceFlush(), 10_000),
+    flush: () => bounded(provider.forceFlush(), 10_000, warn),
     shutdown(timeoutMs = 5_000) {
       stopped ??= (async () => {
         stopHttpSpans();
-        await bounded(provider.shutdown(), timeoutMs);
+        await bounded(provider.shutdown(), timeoutMs, warn);
         trace.disable();
         propagation.disable();
         context.disable();
+        if (logger) diag.disable();
       })();
       return stopped;
     },

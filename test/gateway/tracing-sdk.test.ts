@@ -1,9 +1,12 @@
+import { createServer as createHttpServer } from "node:http";
 import { createServer } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { resolveTracing } from "../../src/gateway/tracing-config.js";
 import { startTracing } from "../../src/gateway/tracing-sdk.js";
+import { createLogger } from "../../src/observe/logger.js";
 import { startRequestSpan } from "../../src/observe/tracing.js";
 import { traceVerifier } from "../../src/observe/tracing-wrappers.js";
+import { captureStream } from "../helpers/gateway.js";
 import { type OtlpReceiver, startOtlpReceiver } from "../helpers/otlp-receiver.js";
 
 /** The gateway's SDK setup against a real OTLP/HTTP receiver (protobuf decoded with protobufjs). */
@@ -86,6 +89,31 @@ describe("the gateway's tracing SDK", () => {
     expect(Date.now() - started).toBeLessThan(5_000);
     for (const s of sockets) s.destroy();
     await new Promise((r) => silent.close(r));
+  });
+
+  it("logs a failed export at warn, without the export's headers", async () => {
+    const refusing = createHttpServer((req, res) => {
+      req.resume();
+      req.on("end", () => res.writeHead(400).end("bad request"));
+    });
+    await new Promise<void>((r) => refusing.listen(0, "127.0.0.1", r));
+    const port = (refusing.address() as import("node:net").AddressInfo).port;
+    const lines: string[] = [];
+    const logger = createLogger({ level: "info", destination: captureStream(lines) });
+    const tracing = await startTracing(
+      resolveTracing(
+        { enabled: true, endpoint: `http://127.0.0.1:${port}`, headers: { "x-key": "otlp-secret-123456" } },
+        {},
+      ),
+      logger,
+    );
+    startRequestSpan({ method: "POST", path: "/mcp", headers: {} }).end({ status: 200, decision: "allow" });
+    await tracing.flush();
+    await tracing.shutdown();
+    await new Promise((r) => refusing.close(r));
+    const problems = lines.filter((l) => l.includes("tracing: export problem"));
+    expect(problems.length).toBeGreaterThan(0);
+    expect(lines.join("\n")).not.toContain("otlp-secret-123456");
   });
 
   it("is the no-op without settings: nothing loaded, nothing registered", async () => {
