@@ -306,6 +306,62 @@ function checkUpstreams(config: ConfigShape, ctx: z.RefinementCtx): void {
   }
 }
 
+/** One upstream as the gateway mounts it: the shorthand `upstream` or one `upstreams[]` entry. */
+export interface ResolvedUpstream {
+  /** `upstreams[].name`; `default` for the shorthand. */
+  name: string;
+  /** The MCP endpoint path on the gateway: `upstreams[].path`, or `mcpPath` for the shorthand. */
+  path: string;
+  /** True for the one-upstream shorthand (`upstream:`): logs and metrics stay as they were. */
+  shorthand: boolean;
+  /** The `upstream.*` fields. */
+  upstream: NonNullable<GatewayConfig["upstream"]>;
+  /** Its policy and rate limit, else the top-level ones. */
+  policy: GatewayConfig["policy"];
+  rateLimit: GatewayConfig["rateLimit"];
+  /** Its identity settings over the top-level `identity` (field by field). */
+  identity: z.infer<typeof upstreamIdentitySchema>;
+}
+
+/**
+ * The upstreams a configuration mounts, in order (docs/upstreams.md): each `upstreams[]` entry, or
+ * the shorthand `upstream` at `mcpPath`. Empty when neither is set (`serve` then needs a flag).
+ *
+ * @example resolveUpstreams(config).map((u) => u.path) // ["/notes/mcp", "/files/mcp"]
+ */
+export function resolveUpstreams(config: GatewayConfig): ResolvedUpstream[] {
+  const top = config.identity ?? {};
+  const pick = ({ mode, header, audience, tokenEndpoint, clientId, clientSecret, forKeys }: typeof top) =>
+    Object.fromEntries(
+      Object.entries({ mode, header, audience, tokenEndpoint, clientId, clientSecret, forKeys }).filter(
+        ([, v]) => v !== undefined,
+      ),
+    ) as z.infer<typeof upstreamIdentitySchema>;
+  if (config.upstreams) {
+    return config.upstreams.map(({ name, path, identity, policy, rateLimit, ...upstream }) => ({
+      name,
+      path,
+      shorthand: false,
+      upstream,
+      policy: policy ?? config.policy,
+      rateLimit: rateLimit ?? config.rateLimit,
+      identity: { ...pick(top), ...pick(identity ?? {}) },
+    }));
+  }
+  if (!config.upstream) return [];
+  return [
+    {
+      name: "default",
+      path: config.mcpPath,
+      shorthand: true,
+      upstream: config.upstream,
+      policy: config.policy,
+      rateLimit: config.rateLimit,
+      identity: pick(top),
+    },
+  ];
+}
+
 /** Validate a parsed object; throws ERR_CONFIG_INVALID naming the first bad field(s). */
 export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv | null = process.env): GatewayConfig {
   // env === null: the object was interpolated already (e.g. a loaded file merged with flags).

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { loadConfigFile, validateConfig } from "../../src/config.js";
+import { loadConfigFile, resolveUpstreams, validateConfig } from "../../src/config.js";
 
 const dir = mkdtempSync(join(tmpdir(), "mcpgate-upstreams-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -137,6 +137,36 @@ describe("upstreams: and identity: (DESIGN.md §9)", () => {
     it("an assertion lifetime over one hour", () => {
       expect(invalid({ identity: { ttl: "2h" } })).toMatch(/identity\.ttl must be between 1s and 1h/);
     });
+  });
+
+  it("resolves what is mounted: entries with their own policy/identity over the top-level ones, or the shorthand", () => {
+    const top = { tools: [{ match: "*", scopes: ["top"] }] };
+    const c = validateConfig(
+      {
+        policy: top,
+        identity: { mode: "assertion", header: "X-Who", ttl: "30s" },
+        upstreams: [
+          { ...notes, identity: { header: "X-Caller" }, policy: { tools: [] } },
+          { ...files, identity: { mode: "none" } },
+        ],
+      },
+      null,
+    );
+    const [n, f] = resolveUpstreams(c);
+    expect(n).toMatchObject({
+      name: "notes",
+      path: "/notes/mcp",
+      shorthand: false,
+      identity: { mode: "assertion", header: "X-Caller" },
+    });
+    expect(n!.upstream.url).toBe(notes.url);
+    expect(n!.policy?.tools).toEqual([]);
+    expect(f).toMatchObject({ name: "files", identity: { mode: "none", header: "X-Who" } });
+    expect(f!.policy?.tools).toEqual([{ match: "*", scopes: ["top"], mode: "all" }]);
+    expect(f!.upstream.command).toEqual(files.command);
+    const one = resolveUpstreams(validateConfig({ mcpPath: "/x", upstream: { url: notes.url } }, null));
+    expect(one).toMatchObject([{ name: "default", path: "/x", shorthand: true, identity: {} }]);
+    expect(resolveUpstreams(validateConfig({}, null))).toEqual([]);
   });
 
   it("is what `mcpgate config check` loads from a YAML file", () => {
