@@ -1,5 +1,5 @@
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import { McpError } from "@modelcontextprotocol/sdk/types.js";
+import { ErrorCode, McpError } from "@modelcontextprotocol/sdk/types.js";
 import {
   compilePolicy,
   governedItem,
@@ -7,6 +7,7 @@ import {
   type PolicyInput,
   type PolicyKind,
 } from "./authz/policy.js";
+import { canonicalizeRequestNames } from "./authz/resource-uri.js";
 import { JSONRPC } from "./core/challenge.js";
 import { McpGateError } from "./core/errors.js";
 import type { Identity } from "./core/identity.js";
@@ -113,6 +114,10 @@ function guard(policy: Policy, handler: Handler): Handler {
       return filterListResponse({ result }, method, visible, "2025").result;
     }
     const message = inspected(request);
+    // The handler resolves the URI the way the policy matches it: canonical form, in place
+    // (issue 14 item 1; `raw.params` is the request's own params object).
+    const canon = canonicalizeRequestNames([message]);
+    if (!canon.ok) throw new McpError(ErrorCode.InvalidParams, canon.reason);
     if (governedItem(message)) {
       const d = policy.authorize(identity, message);
       if (!d.allow) {
