@@ -88,7 +88,9 @@ describe("several instances serve one authorization server (SQLite + Redis)", ()
       expect(res.status, html.slice(0, 300)).toBe(200);
       const action = /action="([^"]+)"/.exec(html)![1]!;
       const csrf = /name="csrf" value="([^"]+)"/.exec(html)![1]!;
-      const body = html.includes('name="key"') ? { csrf, key: a.key } : { csrf, decision: "approve" };
+      const body: Record<string, string> = html.includes(`name="key"`)
+        ? { csrf, key: a.key }
+        : { csrf, decision: "approve" };
       res = await agent.fetch(on(step++, `${a.issuer}${action}`), {
         method: "POST",
         headers: { "content-type": "application/x-www-form-urlencoded" },
