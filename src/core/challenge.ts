@@ -25,6 +25,7 @@ export const JSONRPC = {
   PARSE_ERROR: -32700,
   INVALID_REQUEST: -32600,
   METHOD_NOT_FOUND: -32601,
+  INVALID_PARAMS: -32602,
   HEADER_MISMATCH: -32020,
   /** Application range: a gateway-side refusal of one message. */
   FORBIDDEN: -31001,

@@ -48,10 +48,10 @@ export interface GateOptions {
   requireSession?: "auto" | boolean;
   /**
    * Extra lifetime checks for open streams (e.g. key revocation): each returns a signal that fires
-   * when the admission's credential stops being acceptable. {@link Gate.watch} combines them with
-   * the credential's own expiry.
+   * when the admission's credential stops being acceptable; `until` fires when the response ends
+   * (so a watcher can stop watching). {@link Gate.watch} combines them with the credential's expiry.
    */
-  watchers?: ReadonlyArray<(auth: Authenticated) => AbortSignal | undefined>;
+  watchers?: ReadonlyArray<(auth: Authenticated, until: AbortSignal) => AbortSignal | undefined>;
 }
 
 /** Who is calling, established from the request's headers alone (before any body byte is kept). */
@@ -109,7 +109,7 @@ export interface Gate {
    * A signal that fires when the admission's credential stops being acceptable: at the identity's
    * `expiresAt`, or when a watcher (e.g. key revocation) says so. Open streams end on it.
    */
-  watch(admission: Authenticated): AbortSignal;
+  watch(admission: Authenticated, until?: AbortSignal): AbortSignal;
   /** Render a refusal (e.g. upstream failures) with this gate's challenge context. */
   render(denial: Denial): HttpResponseSpec;
 }

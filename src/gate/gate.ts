@@ -8,7 +8,7 @@ import type { GateRequest, StateStore } from "../core/contracts.js";
 import { isMcpGateError, McpGateError } from "../core/errors.js";
 import { displayOf } from "../core/identity.js";
 import type { Denial } from "../core/outcome.js";
-import { checkMetadataHeaders, detectEra } from "../mcp/era.js";
+import { checkMetadataHeaders, decideEra } from "../mcp/era.js";
 import { type InspectedMessage, inspectParsedJsonRpc, parseJsonRpc } from "../mcp/jsonrpc.js";
 import { createMemoryStateStore } from "../stores/memory-state.js";
 import type {
@@ -206,7 +206,15 @@ export function createGate(options: GateOptions): Gate {
 
     // 5. Era and request-metadata headers (2026-07-28: Mcp-Method / Mcp-Name must match the body).
     const protocolVersion = header(req.headers, "mcp-protocol-version");
-    const era = detectEra(protocolVersion, messages);
+    // One era decision from the header and every message's _meta: a 2026 marker with a session id,
+    // or two eras mixed, is refused, so no adapter can hand on an unchecked Mcp-Session-Id.
+    const eraDecision = decideEra({
+      protocolHeader: protocolVersion,
+      sessionId: header(req.headers, "mcp-session-id"),
+      messages,
+    });
+    if (!eraDecision.ok) return deny({ kind: "invalid_request", message: eraDecision.message });
+    const era = eraDecision.era;
     if (method === "POST" && !batch) {
       const mismatch = checkMetadataHeaders(
         { method: header(req.headers, "mcp-method"), name: header(req.headers, "mcp-name"), protocolVersion },
@@ -217,7 +225,7 @@ export function createGate(options: GateOptions): Gate {
     }
 
     const initialize = messages.some((m) => m.method === "initialize" && m.type === "request");
-    const sessionId = era === "2025" ? header(req.headers, "mcp-session-id") : undefined;
+    const sessionId = eraDecision.era === "2025" ? eraDecision.sessionId : undefined;
     const admission: Admission = Object.freeze({
       ...auth,
       era,
@@ -385,7 +393,7 @@ export function createGate(options: GateOptions): Gate {
     return resolved.sessionScope ? `${resolved.sessionScope}\u0000${sessionId}` : sessionId;
   }
 
-  function watch(auth: Authenticated): AbortSignal {
+  function watch(auth: Authenticated, until?: AbortSignal): AbortSignal {
     const signals: AbortSignal[] = [];
     const exp = auth.identity.expiresAt;
     if (exp !== undefined) {
@@ -393,8 +401,9 @@ export function createGate(options: GateOptions): Gate {
       const ms = Math.max(0, exp * 1000 - Date.now());
       if (ms < 2 ** 31 - 1) signals.push(AbortSignal.timeout(ms));
     }
+    const end = until ?? new AbortController().signal;
     for (const w of resolved.watchers ?? []) {
-      const s = w(auth);
+      const s = w(auth, end);
       if (s) signals.push(s);
     }
     if (signals.length === 0) return new AbortController().signal;

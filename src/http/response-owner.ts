@@ -122,7 +122,10 @@ export function createResponseOwner(o: ResponseOwnerOptions): ResponseOwner {
     if (!res.writableFinished) gone.abort(new Error("client closed the connection"));
   };
   res.once("close", onClose);
-  const lifetime = gate.watch(admission);
+  // Fires when the response ends, however it ends: watchers (key revocation) stop watching then.
+  const ended = new AbortController();
+  res.once("close", () => ended.abort());
+  const lifetime = gate.watch(admission, ended.signal);
   // The upstream identity's expiry (set by `endAt`), for the streams it authorizes.
   const conveyed = new AbortController();
   let conveyedTimer: NodeJS.Timeout | undefined;

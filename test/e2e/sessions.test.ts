@@ -355,7 +355,7 @@ describe("2026-07-28 (stateless) requests through the gateway (v2 client)", () =
     expect(modern.seen.length).toBe(before);
   });
 
-  it("never forwards Mcp-Session-Id on a 2026-era request", async () => {
+  it("refuses a 2026-era request that carries Mcp-Session-Id (400) and forwards nothing", async () => {
     const before = modern.seen.length;
     const r = await rawPost(
       gw.url,
@@ -372,9 +372,10 @@ describe("2026-07-28 (stateless) requests through the gateway (v2 client)", () =
         "mcp-session-id": "someone-elses-session",
       },
     );
-    expect(r.status).toBeLessThan(500);
-    expect(modern.seen.length).toBe(before + 1);
-    expect(modern.seen.at(-1)!["mcp-session-id"]).toBeUndefined();
+    // mcp/era.ts decideEra: a session id has no meaning in 2026-07-28; carrying one is an error,
+    // never a session check skipped.
+    expect(r.status).toBe(400);
+    expect(modern.seen.length).toBe(before);
   });
 
   it("passes GET and DELETE of a 2026-era request to the upstream and relays its answer", async () => {
