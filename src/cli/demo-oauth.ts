@@ -119,3 +119,54 @@ export async function connectWithOAuth(
   await client.connect(new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider }));
   return client;
 }
+
+/** What {@link runOAuthDemoClient} reports. */
+export interface OAuthDemoResult {
+  /** The tool's answer. */
+  text: string;
+  /** Milliseconds from the first (refused) request to the tool result, and how much of it was the browser. */
+  totalMs: number;
+  browserMs: number;
+}
+
+/**
+ * The client half of `mcpgate demo --oauth`: the official SDK client meets the gateway's 401,
+ * discovers its authorization server, registers, and asks the person (through `showUrl`) to sign in;
+ * once the browser comes back it calls `add` and reports how long each part took.
+ *
+ * @example const r = await runOAuthDemoClient(gw.url, (u) => console.log(u.href));
+ */
+export async function runOAuthDemoClient(
+  mcpUrl: string,
+  showUrl: (url: URL) => void | Promise<void>,
+  options: { timeoutMs?: number } = {},
+): Promise<OAuthDemoResult> {
+  const listener = await startCallbackListener();
+  const started = performance.now();
+  // The person's part: from the moment the browser is sent off until it comes back with a code.
+  let sentAt = 0;
+  let browserMs = 0;
+  const provider = new MemoryOAuthClientProvider(listener.redirectUrl, async (url) => {
+    sentAt = performance.now();
+    await showUrl(url);
+  });
+  try {
+    const timeout = options.timeoutMs ?? 10 * 60_000;
+    const client = await connectWithOAuth(mcpUrl, provider, async () => {
+      const code = await Promise.race([
+        listener.code,
+        new Promise<never>((_, fail) =>
+          setTimeout(() => fail(new Error("no sign-in within the time allowed")), timeout).unref(),
+        ),
+      ]);
+      browserMs = performance.now() - sentAt;
+      return code;
+    });
+    const result = await client.callTool({ name: "add", arguments: { a: 2, b: 3 } });
+    await client.close();
+    const content = (result.content as Array<{ type: string; text?: string }>)[0];
+    return { text: content?.text ?? "", totalMs: performance.now() - started, browserMs };
+  } finally {
+    listener.close();
+  }
+}

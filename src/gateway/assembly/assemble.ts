@@ -10,6 +10,7 @@ import { createHttpUpstream } from "../http-upstream.js";
 import { createGatewayServer, type GatewayServer, type Mount, type RouteHandler } from "../server.js";
 import { createStdioUpstream } from "../stdio/stdio-upstream.js";
 import type { Upstream } from "../upstream.js";
+import { buildAuthServer } from "./authserver.js";
 import { buildObservability, type Observability } from "./observability.js";
 import { buildState } from "./shared-state.js";
 import { buildVerifiers } from "./verifiers.js";
@@ -90,8 +91,24 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     await obs.close();
     throw err;
   });
+  // The gateway's own authorization server (DESIGN.md §9, `authServer`): its token verifier joins
+  // the others (so the PRM lists its issuer), its endpoints are a route below.
+  const authServer = await buildAuthServer(config, {
+    publicUrl,
+    resources: [publicUrl],
+    scopes: config.policy ? compilePolicy(config.policy).scopesSupported() : [],
+    verifiers: built.verifiers,
+    ...(obs.guard ? { sourceOf: obs.guard.sourceOf.bind(obs.guard) } : {}),
+    trustProxy: config.guard?.trustProxy === true,
+  }).catch(async (err) => {
+    await built.close();
+    await obs.close();
+    throw err;
+  });
+  if (authServer.server) built.verifiers.unshift(authServer.server.verifier);
   // Session bindings and rate-limit buckets: memory, or Redis when `state.redis` is set.
   const shared = await buildState(config, { verifiers: built.verifiers, logger }).catch(async (err) => {
+    await authServer.close();
     await built.close();
     throw err;
   });
@@ -153,6 +170,10 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
   ];
   // Routes other than the MCP endpoints (JWKS, the authorization server), tried before the 404.
   const routes: RouteHandler[] = [];
+  if (authServer.server) {
+    const as = authServer.server;
+    routes.push((req, res) => as.handle(req, res));
+  }
   const server = createGatewayServer({
     mounts,
     routes,
@@ -169,6 +190,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     await upstream.close().catch(() => {});
     await obs.close().catch(() => {});
     await shared.close().catch(() => {});
+    await authServer.close().catch(() => {});
     await built.close().catch(() => {});
     throw err;
   }
@@ -185,6 +207,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
       await server.close();
       await obs.close();
       await shared.close();
+      await authServer.close();
       await built.close();
     },
   };

@@ -1,0 +1,121 @@
+import type { CredentialVerifier } from "../../authn/verifier.js";
+import { type AuthorizationServer, createAuthorizationServer } from "../../authserver/index.js";
+import { durationMs, type GatewayConfig } from "../../config.js";
+import { McpGateError } from "../../core/errors.js";
+import { type OAuthRecordStore, openOAuthStore } from "../../stores/oauth-records.js";
+import { openKeyStore } from "../../stores/open-key-store.js";
+import { openSigningKeyStore } from "../../stores/signing-keys.js";
+
+/** The authorization server a configuration asks for (`authServer:`), and what closes it. */
+export interface BuiltAuthServer {
+  server?: AuthorizationServer;
+  close(): Promise<void>;
+}
+
+/**
+ * Build the gateway's own authorization server from `authServer:` (DESIGN.md §9): its state in the
+ * key store's database (SQLite default, PostgreSQL), short-lived records in Redis with `state.redis`,
+ * tokens signed with the shared signing keys, login through `login.oidc` or `login.apiKey`.
+ *
+ * @example const built = await buildAuthServer(config, { publicUrl, resources: [publicUrl], scopes, verifiers });
+ */
+export async function buildAuthServer(
+  config: GatewayConfig,
+  ctx: {
+    publicUrl: string;
+    /** The gateway's protected resources (PRM `resource` of each MCP endpoint). */
+    resources: string[];
+    /** Scopes clients may ask for when `authServer.scopes` is not set (the policy's). */
+    scopes: string[];
+    /** The gateway's credential verifiers: login.apiKey checks the entered key with the stored-key one. */
+    verifiers: readonly CredentialVerifier[];
+    sourceOf?: (
+      remoteAddress: string | undefined,
+      headers: Record<string, string | string[] | undefined>,
+    ) => string;
+    trustProxy?: boolean;
+  },
+): Promise<BuiltAuthServer> {
+  const a = config.authServer;
+  if (!a) return { close: async () => {} };
+  const location = a.store ?? config.auth.apiKeys?.store ?? "sqlite:./mcpgate.db";
+  const closers: Array<() => Promise<void>> = [];
+  const close = async () => {
+    for (const c of closers.reverse()) await c().catch(() => {});
+  };
+  try {
+    let login: Parameters<typeof createAuthorizationServer>[0]["login"];
+    if (a.login.apiKey) {
+      const verifier = ctx.verifiers.find((v) => v.kind === "api_key");
+      if (!verifier || !config.auth.apiKeys) {
+        throw new McpGateError(
+          "ERR_CONFIG_INVALID",
+          "authServer.login.apiKey needs auth.apiKeys (the keys people log in with)",
+        );
+      }
+      const keys = await openKeyStore(config.auth.apiKeys.store);
+      closers.push(() => keys.close());
+      login = { apiKey: { verifier, keys } };
+    } else {
+      const o = a.login.oidc!;
+      login = {
+        oidc: {
+          issuer: o.issuer,
+          clientId: o.clientId,
+          ...(o.clientSecret !== undefined ? { clientSecret: o.clientSecret } : {}),
+          scopes: [...o.scopes],
+          subjectClaim: o.subjectClaim,
+          ...(o.allowedEmailDomains ? { allowedEmailDomains: [...o.allowedEmailDomains] } : {}),
+          ...(o.allowedClaims
+            ? {
+                allowedClaims: Object.fromEntries(
+                  Object.entries(o.allowedClaims).map(([k, v]) => [k, [...v]]),
+                ),
+              }
+            : {}),
+        },
+      };
+    }
+    const store = await openOAuthStore(location);
+    closers.push(() => store.close());
+    let shortLived: OAuthRecordStore | undefined;
+    if (config.state.redis) {
+      const { createRedisOAuthStore } = await import("../../stores/oauth-redis.js");
+      shortLived = createRedisOAuthStore({ url: config.state.redis, prefix: config.state.prefix });
+      await shortLived.init();
+      closers.push(() => shortLived!.close());
+    }
+    const signingKeys = await openSigningKeyStore(location, { alg: "ES256" });
+    closers.push(() => signingKeys.close());
+    const sourceOf = ctx.sourceOf;
+    const server = await createAuthorizationServer({
+      issuer: a.issuer ?? new URL(ctx.publicUrl).origin,
+      resources: ctx.resources,
+      scopes: a.scopes ? [...a.scopes] : ctx.scopes,
+      login,
+      clients: {
+        registration: a.clients.registration,
+        metadataDocuments: a.clients.metadataDocuments,
+        allowLoopbackMetadataDocuments: a.clients.allowLoopbackMetadataDocuments,
+        maxRegistered: a.clients.maxRegistered,
+        registrationRateLimit: {
+          limit: a.clients.registrationRateLimit.limit,
+          windowMs: durationMs(a.clients.registrationRateLimit.window),
+        },
+      },
+      accessTtlSec: Math.floor(durationMs(a.tokens.accessTtl) / 1000),
+      refreshTtlSec: Math.floor(durationMs(a.tokens.refreshTtl) / 1000),
+      consentRememberSec: Math.floor(durationMs(a.consent.remember) / 1000),
+      store,
+      ...(shortLived ? { shortLivedStore: shortLived } : {}),
+      signingKeys,
+      ...(sourceOf ? { sourceOf: (req) => sourceOf(req.socket.remoteAddress, req.headers) } : {}),
+      ...(ctx.trustProxy ? { trustProxy: true } : {}),
+    });
+    closers.push(() => server.close());
+    return { server, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
