@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { parseBearer } from "../authn/bearer.js";
 import type { VerifyResult } from "../authn/verifier.js";
 import { isProbeAllowedMethod } from "../authz/probe.js";
+import { canonicalizeRequestNames } from "../authz/resource-uri.js";
 import type { AuditEvent } from "../core/audit-event.js";
 import { type ChallengeContext, type HttpResponseSpec, renderDenial } from "../core/challenge.js";
 import type { GateRequest, StateStore } from "../core/contracts.js";
@@ -10,6 +11,7 @@ import { displayOf } from "../core/identity.js";
 import type { Denial } from "../core/outcome.js";
 import { checkMetadataHeaders, decideEra } from "../mcp/era.js";
 import { type InspectedMessage, inspectParsedJsonRpc, parseJsonRpc } from "../mcp/jsonrpc.js";
+import { traceStateStore, traceVerifier } from "../observe/tracing-wrappers.js";
 import { createMemoryStateStore } from "../stores/memory-state.js";
 import type {
   Admission,
@@ -65,7 +67,10 @@ export function createGate(options: GateOptions): Gate {
     sessionIdleTtlMs: 30 * 60_000,
     requireSession: "auto" as const,
     ...options,
-    state: options.state ?? createMemoryStateStore(),
+    // Tracing (docs/tracing.md): authentication and the state store are child spans of the
+    // request's span; without an SDK the wrappers call straight through.
+    verifiers: options.verifiers.map(traceVerifier),
+    state: traceStateStore(options.state ?? createMemoryStateStore()),
   });
   const allowedOrigins = new Set(
     (options.origins ?? [publicUrl.origin]).map((o) => o.toLowerCase().replace(/\/$/, "")),
@@ -74,7 +79,10 @@ export function createGate(options: GateOptions): Gate {
   const challenge: ChallengeContext = {
     realm: resolved.realm!,
     ...(oauth ? { resourceMetadataUrl: protectedResourceMetadataUrl(publicUrl) } : {}),
-    ...(oauth && options.authorizer ? { scopes: options.authorizer.scopesSupported() } : {}),
+    // The 401 `scope` is the least a client needs to start (issue 14 item 7); PRM lists them all.
+    ...(oauth && options.authorizer
+      ? { scopes: options.authorizer.challengeScopes?.() ?? options.authorizer.scopesSupported() }
+      : {}),
   };
   const observer = options.observer ?? {};
   let upstreamMintsSessions = resolved.requireSession === true;
@@ -223,6 +231,12 @@ export function createGate(options: GateOptions): Gate {
       );
       if (mismatch) return deny({ kind: "header_mismatch", message: mismatch });
     }
+    // Resource URIs in the form the upstream resolves them (WHATWG URL; docs/policy.md): the policy
+    // matches that form and the upstream receives exactly it (the messages are rewritten in place;
+    // every forwarded body is built from them). 2026-07-28 repeats the URI in Mcp-Name, so there a
+    // non-canonical URI is refused (400, naming the canonical form) rather than rewritten.
+    const canonical = canonicalizeRequestNames(messages, { rewrite: era === "2025" });
+    if (!canonical.ok) return deny({ kind: "invalid_request", message: canonical.reason });
 
     const initialize = messages.some((m) => m.method === "initialize" && m.type === "request");
     const sessionId = eraDecision.era === "2025" ? eraDecision.sessionId : undefined;
@@ -237,10 +251,18 @@ export function createGate(options: GateOptions): Gate {
     });
 
     // 6. Probe keys are read-only: refused methods are answered here, never forwarded.
+    const probeDropped = new Set<InspectedMessage>();
     if (identity.probe) {
-      const refused = messages.find(
+      const refusedAll = messages.filter(
         (m) => m.type !== "response" && m.method && !isProbeAllowedMethod(m.method),
       );
+      for (const n of refusedAll.filter((m) => m.type === "notification")) {
+        audit({ type: "denied", actor, ip, requestId, method: n.method, reason: "probe_key" });
+        probeDropped.add(n);
+      }
+      // A refused request is answered; a refused notification has no id to answer (JSON-RPC §4.1):
+      // it is dropped, and a request of nothing else is accepted (202) with nothing forwarded.
+      const refused = refusedAll.find((m) => m.type === "request");
       if (refused) {
         audit({ type: "denied", actor, ip, requestId, method: refused.method, reason: "probe_key" });
         observer.decision?.({ method: refused.method, decision: "probe_denied" });
@@ -263,7 +285,7 @@ export function createGate(options: GateOptions): Gate {
         })
       : undefined;
     const pendingDenial = verdict?.denial ? deny(verdict.denial, admission) : undefined;
-    const allowed = verdict?.allowed ?? messages;
+    const allowed = (verdict?.allowed ?? messages).filter((m) => !probeDropped.has(m));
 
     // 9. Session check + rate limit: one call (one Redis round trip).
     const buckets = pendingDenial ? [] : (resolved.rateLimits?.bucketsFor(identity, allowed) ?? []);
