@@ -110,6 +110,11 @@ export function canonicalUriTemplate(template: string): Canonical {
 /** Result of {@link canonicalizeRequestNames}. */
 export type CanonicalizeResult = { ok: true; changed: boolean } | { ok: false; id: unknown; reason: string };
 
+function notCanonical(id: unknown, canonical: string): CanonicalizeResult {
+  const shown = canonical.length > 200 ? `${canonical.slice(0, 200)}…` : canonical;
+  return { ok: false, id, reason: `resource URI is not in canonical form; send ${JSON.stringify(shown)}` };
+}
+
 function tooLong(name: unknown): boolean {
   return typeof name === "string" && name.length > MAX_NAME_LENGTH;
 }
@@ -119,12 +124,17 @@ function tooLong(name: unknown): boolean {
  * `resources/read|subscribe|unsubscribe`, `params.ref.uri` of a `completion/complete` on a
  * `ref/resource`; `InspectedMessage.name` follows), and check the length of every name. Run after
  * the request-metadata headers were compared with the body and before authorization; when
- * `changed`, forward the re-serialized body (and, in the 2026 era, an `Mcp-Name` carrying the new
- * URI): the upstream then receives exactly the form the policy matched. A refusal is a 400.
+ * `changed`, forward the re-serialized body: the upstream then receives exactly the form the policy
+ * matched. `rewrite: false` (2026-07-28, where `Mcp-Name` repeats the URI and must match the body)
+ * refuses a non-canonical URI instead, naming the canonical form. A refusal is a 400.
  *
  * @example canonicalizeRequestNames(admission.messages) // { ok: true, changed: false }
  */
-export function canonicalizeRequestNames(messages: readonly InspectedMessage[]): CanonicalizeResult {
+export function canonicalizeRequestNames(
+  messages: readonly InspectedMessage[],
+  options: { rewrite?: boolean } = {},
+): CanonicalizeResult {
+  const rewrite = options.rewrite ?? true;
   let changed = false;
   for (const m of messages) {
     if (m.type === "response" || !m.method) continue;
@@ -139,6 +149,7 @@ export function canonicalizeRequestNames(messages: readonly InspectedMessage[]):
     ) {
       const c = canonicalResourceUri(m.name ?? "");
       if (!c.ok) return { ok: false, id: m.id, reason: c.reason };
+      if (c.value !== m.name && !rewrite) return notCanonical(m.id, c.value);
       if (c.value !== m.name) {
         params!.uri = c.value;
         m.name = c.value;
@@ -152,6 +163,7 @@ export function canonicalizeRequestNames(messages: readonly InspectedMessage[]):
       if (ref?.type === "ref/resource" && typeof ref.uri === "string") {
         const c = canonicalUriTemplate(ref.uri);
         if (!c.ok) return { ok: false, id: m.id, reason: c.reason };
+        if (c.value !== ref.uri && !rewrite) return notCanonical(m.id, c.value);
         if (c.value !== ref.uri) {
           ref.uri = c.value;
           changed = true;

@@ -120,14 +120,13 @@ describe("resource policy on canonical URIs, against an SDK upstream (issue 14 i
     const long = await rpc(1, "resources/read", { uri: `file:///srv/shared/${"a".repeat(9000)}` });
     expect(long.status).toBe(400);
     const bad = await rpc(2, "resources/read", { uri: "not a uri" });
-    expect(bad.status === 400 || (messagesOf(bad.text)[0]?.error as object | undefined) !== undefined).toBe(
-      true,
-    );
+    expect(bad.status).toBe(400);
+    const encoded = await rpc(3, "resources/read", { uri: "file:///srv/shared/..%2Fsecret%2Fkey.txt" });
+    expect(encoded.status).toBe(400);
     expect(upstream.seen.length).toBe(before);
   });
 
-  // Needs the gate to call canonicalizeRequestNames (board, 15:50): enable when it does.
-  it.skip("forwards exactly the authorized (canonical) form of a non-canonical spelling", async () => {
+  it("forwards exactly the authorized (canonical) form of a non-canonical spelling", async () => {
     const res = await rpc(3, "resources/read", { uri: "FILE://localhost/srv/shared/./readme.txt" });
     expect(res.status).toBe(200);
     expect(messagesOf(res.text)[0]?.result).toMatchObject({
@@ -135,6 +134,24 @@ describe("resource policy on canonical URIs, against an SDK upstream (issue 14 i
     });
     expect(urisSeen()).toContain("file:///srv/shared/readme.txt");
     expect(urisSeen().some((u) => u.includes("FILE") || u.includes("localhost"))).toBe(false);
+  });
+
+  it("in the 2026 era refuses a non-canonical URI with 400 naming the canonical form (Mcp-Name repeats it)", async () => {
+    const before = upstream.seen.length;
+    const uri = "FILE://localhost/srv/shared/readme.txt";
+    const res = await rawPost(
+      gw.url,
+      {
+        jsonrpc: "2.0",
+        id: 40,
+        method: "resources/read",
+        params: { uri, _meta: { "io.modelcontextprotocol/protocolVersion": "2026-07-28" } },
+      },
+      { ...auth, "mcp-protocol-version": "2026-07-28", "mcp-method": "resources/read", "mcp-name": uri },
+    );
+    expect(res.status).toBe(400);
+    expect(res.text).toContain("file:///srv/shared/readme.txt");
+    expect(upstream.seen.length).toBe(before);
   });
 
   it("checks completion references on the template: allowed docs, denied secrets in any spelling", async () => {
