@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import Provider from "oidc-provider";
 import type { CredentialVerifier } from "../authn/verifier.js";
+import type { Guard } from "../core/contracts.js";
 import { McpGateError } from "../core/errors.js";
 import type { KeyStore } from "../stores/key-store.js";
 import { keyStatus } from "../stores/key-store.js";
@@ -41,8 +42,9 @@ export interface AuthorizationServerOptions {
   shortLivedStore?: OAuthRecordStore;
   /** The gateway's signing keys (shared by every instance: `openSigningKeyStore`, DESIGN.md §9). */
   signingKeys: Pick<SigningKeyStore, "current">;
-  /** Source address of a request (honours trustProxy), for the registration rate limit. */
-  sourceOf?(req: IncomingMessage): string;
+  /** The credential-guessing guard (observe/guard.ts): the API-key login page counts wrong keys, and its
+   * `sourceOf` (honouring trustProxy) keys the registration rate limit. */
+  guard?: Guard;
   /** Set when a TLS-terminating proxy sits in front (X-Forwarded-Proto is then believed). */
   trustProxy?: boolean;
 }
@@ -154,6 +156,7 @@ export async function createAuthorizationServer(
     issuer,
     scopes: options.scopes,
     accountScopes,
+    ...(options.guard ? { guard: options.guard } : {}),
     login: apiKey
       ? { apiKey: apiKey.verifier }
       : {
@@ -168,7 +171,8 @@ export async function createAuthorizationServer(
   const maxRegistered = clients.maxRegistered ?? 10_000;
 
   async function register(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
-    const source = options.sourceOf?.(req) ?? req.socket.remoteAddress ?? "unknown";
+    const source =
+      options.guard?.sourceOf(req.socket.remoteAddress, req.headers) ?? req.socket.remoteAddress ?? "unknown";
     if (!registrations.take(source)) {
       sendOAuthError(res, 429, "too_many_requests", "too many registrations from this address", {
         "retry-after": String(Math.ceil(rate.windowMs / 1000)),

@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type Provider from "oidc-provider";
 import type { InteractionDetails } from "oidc-provider";
 import type { CredentialVerifier } from "../authn/verifier.js";
+import type { Guard } from "../core/contracts.js";
 import type { OAuthRecordStore } from "../stores/oauth-records.js";
 import { isLoopbackHost } from "./client-policy.js";
 import { cookieValue, readForm } from "./http-util.js";
@@ -31,8 +32,8 @@ export interface InteractionOptions {
   /** Scopes an account may hold (undefined: any). */
   accountScopes(accountId: string): Promise<string[] | undefined>;
   login: { apiKey: CredentialVerifier } | { oidc: UpstreamLogin };
-  /** Told about login outcomes, never with a credential. */
-  onLogin?(outcome: "ok" | "refused", via: "api_key" | "oidc"): void;
+  /** The credential-guessing guard: wrong keys typed on the login page count as failures of their source. */
+  guard?: Guard;
 }
 
 const PREFIX = "/oauth/interaction/";
@@ -156,14 +157,27 @@ export function createInteractions(options: InteractionOptions) {
       sendPage(res, 403, "Forbidden", errorPage("The form was not sent from this sign-in page."));
       return;
     }
+    const guard = options.guard;
+    const source = guard?.sourceOf(req.socket.remoteAddress, req.headers) ?? "";
+    const wait = guard ? await guard.lockedFor(source) : 0;
+    if (wait > 0) {
+      // The login page is a key oracle: the same lockout as the MCP endpoint applies to it.
+      res.setHeader("retry-after", String(wait));
+      sendPage(
+        res,
+        429,
+        "Too many attempts",
+        errorPage(`Too many wrong keys from this address. Try again in ${wait} s.`),
+      );
+      return;
+    }
     const key = (form.get("key") ?? "").trim();
     const verified = key ? await options.login.apiKey.verify(key) : undefined;
     if (!verified?.ok || !verified.identity.principal.startsWith("key:")) {
-      options.onLogin?.("refused", "api_key");
+      await guard?.recordFailure(source);
       // Same answer for every failure: the page must not help guess keys.
       return showLogin(req, res, d, "That key was not accepted.");
     }
-    options.onLogin?.("ok", "api_key");
     await provider.interactionFinished(
       req,
       res,
@@ -195,7 +209,6 @@ export function createInteractions(options: InteractionOptions) {
       pending,
     );
     if (!result.ok) {
-      options.onLogin?.("refused", "oidc");
       await provider.interactionFinished(
         req,
         res,
@@ -204,7 +217,6 @@ export function createInteractions(options: InteractionOptions) {
       );
       return;
     }
-    options.onLogin?.("ok", "oidc");
     await provider.interactionFinished(
       req,
       res,

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createGuard } from "../../src/observe/guard.js";
 import {
   Agent,
   authorize,
@@ -351,5 +352,38 @@ describe("consent CSRF and browser binding (403s)", () => {
     expect(start.res.headers.get("content-security-policy")).toContain("frame-ancestors 'none'");
     expect(start.res.headers.get("cache-control")).toBe("no-store");
     expect(await start.res.text()).not.toContain("<script");
+  });
+});
+
+describe("the API-key login page and the credential guard (429s)", () => {
+  it("locks a source out after repeated wrong keys, even for the right key, with Retry-After", async () => {
+    const guard = createGuard({ failures: 3, windowMs: 60_000, lockoutMs: 60_000 });
+    const g = await startTestAuthServer({ guard });
+    try {
+      const cid = await registerClient(g.issuer, [REDIRECT]);
+      const agent = new Agent();
+      const p = pkce();
+      const params = { ...codeParams(p.challenge), client_id: cid, resource: g.resource };
+      const page = await agent.follow(`${g.issuer}/oauth/authorize?${new URLSearchParams(params)}`);
+      const html = await page.res.text();
+      const action = /action="([^"]+)"/.exec(html)![1]!;
+      const csrf = /name="csrf" value="([^"]+)"/.exec(html)![1]!;
+      const tryKey = (key: string) =>
+        agent.fetch(`${g.issuer}${action}`, {
+          method: "POST",
+          headers: { "content-type": "application/x-www-form-urlencoded" },
+          body: new URLSearchParams({ csrf, key }).toString(),
+        });
+      const statuses: number[] = [];
+      for (let i = 0; i < 3; i++)
+        statuses.push((await tryKey(`mcpg_wrongkey_${i}xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx`)).status);
+      const locked = await tryKey(g.key);
+      expect(statuses).toEqual([401, 401, 401]);
+      expect(locked.status).toBe(429);
+      expect(Number(locked.headers.get("retry-after"))).toBeGreaterThan(0);
+    } finally {
+      await g.close();
+      await guard.close();
+    }
   });
 });

@@ -1,6 +1,7 @@
 import type { CredentialVerifier } from "../../authn/verifier.js";
 import { type AuthorizationServer, createAuthorizationServer } from "../../authserver/index.js";
 import { durationMs, type GatewayConfig } from "../../config.js";
+import type { Guard } from "../../core/contracts.js";
 import { McpGateError } from "../../core/errors.js";
 import { type OAuthRecordStore, openOAuthStore } from "../../stores/oauth-records.js";
 import { openKeyStore } from "../../stores/open-key-store.js";
@@ -29,10 +30,8 @@ export async function buildAuthServer(
     scopes: string[];
     /** The gateway's credential verifiers: login.apiKey checks the entered key with the stored-key one. */
     verifiers: readonly CredentialVerifier[];
-    sourceOf?: (
-      remoteAddress: string | undefined,
-      headers: Record<string, string | string[] | undefined>,
-    ) => string;
+    /** The credential-guessing guard (login page lockout, registration rate-limit source). */
+    guard?: Guard;
     trustProxy?: boolean;
   },
 ): Promise<BuiltAuthServer> {
@@ -87,7 +86,6 @@ export async function buildAuthServer(
     }
     const signingKeys = await openSigningKeyStore(location, { alg: "ES256" });
     closers.push(() => signingKeys.close());
-    const sourceOf = ctx.sourceOf;
     const server = await createAuthorizationServer({
       issuer: a.issuer ?? new URL(ctx.publicUrl).origin,
       resources: ctx.resources,
@@ -109,7 +107,7 @@ export async function buildAuthServer(
       store,
       ...(shortLived ? { shortLivedStore: shortLived } : {}),
       signingKeys,
-      ...(sourceOf ? { sourceOf: (req) => sourceOf(req.socket.remoteAddress, req.headers) } : {}),
+      ...(ctx.guard ? { guard: ctx.guard } : {}),
       ...(ctx.trustProxy ? { trustProxy: true } : {}),
     });
     closers.push(() => server.close());
