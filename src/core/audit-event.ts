@@ -33,5 +33,7 @@ export interface AuditEvent {
   /** Other display prefix involved (e.g. the session's owner on a mismatch). */
   other?: string;
   sessionId?: string;
+  /** The OpenTelemetry trace of the request, when tracing is on (docs/tracing.md): leads to its trace. */
+  trace_id?: string;
   detail?: Record<string, string | number | boolean | undefined>;
 }

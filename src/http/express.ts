@@ -23,9 +23,8 @@ export type ExpressMiddleware = ((
 export function mcpAuth(gateOrOptions: Gate | GateOptions): ExpressMiddleware {
   const auth = createNodeMcpAuth(gateOrOptions);
   const mw = (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => {
-    auth(req, res).then((proceed) => {
-      if (proceed) next();
-    }, next);
+    // `next` runs inside the request's trace context (onAdmitted), so the app's handler is part of it.
+    auth(req, res, () => next()).then(undefined, next);
   };
   return Object.assign(mw, { gate: auth.gate });
 }

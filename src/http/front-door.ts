@@ -4,6 +4,7 @@ import type { HttpResponseSpec } from "../core/challenge.js";
 import type { RequestSummary } from "../core/contracts.js";
 import { displayOf } from "../core/identity.js";
 import type { Admission, Gate, ResponsePlan } from "../gate/gate.js";
+import { type RequestTrace, startRequestSpan } from "../observe/tracing.js";
 import { answerBeforeBody, gateHeaders, readBody } from "./body.js";
 import { createResponseOwner, type ResponseOwner, type ResponseOwnerOptions } from "./response-owner.js";
 
@@ -79,6 +80,25 @@ export async function handleMcpRequest(
   res: ServerResponse,
   route: McpRoute,
 ): Promise<void> {
+  // Tracing (docs/tracing.md): the request's span, continuing an incoming `traceparent`; everything
+  // below runs inside it (child spans, the request log line's trace_id). A no-op without an SDK.
+  const url = (req as { originalUrl?: string }).originalUrl ?? req.url ?? "/";
+  const span = startRequestSpan({
+    method: req.method ?? "GET",
+    path: (url.split("?")[0] ?? "/").slice(0, 256),
+    headers: req.headers,
+    ...(req.socket.remoteAddress ? { remoteAddress: req.socket.remoteAddress } : {}),
+    ...(route.name !== undefined ? { upstream: route.name } : {}),
+  });
+  return span.run(() => serveMcpRequest(req, res, route, span));
+}
+
+async function serveMcpRequest(
+  req: IncomingMessage,
+  res: ServerResponse,
+  route: McpRoute,
+  span: RequestTrace,
+): Promise<void> {
   const { gate } = route;
   const started = performance.now();
   const header = res.getHeader("x-request-id");
@@ -96,8 +116,22 @@ export async function handleMcpRequest(
     summary.status = status;
     summary.decision = decision;
     summary.latencyMs = round(performance.now() - started);
+    const minted = res.getHeader("mcp-session-id");
+    const session = sessionId ?? (typeof minted === "string" ? minted : undefined);
+    const version = headers["mcp-protocol-version"];
+    span.describe({
+      requestId,
+      ...(summary.rpcMethod !== undefined ? { mcpMethod: summary.rpcMethod } : {}),
+      ...(summary.tool !== undefined ? { tool: summary.tool } : {}),
+      ...(summary.era !== undefined ? { era: summary.era } : {}),
+      ...(summary.principal !== undefined ? { principal: summary.principal } : {}),
+      ...(session !== undefined ? { sessionId: session } : {}),
+      ...(typeof version === "string" ? { protocolVersion: version } : {}),
+    });
     gate.options.observer?.request?.(summary);
+    span.end({ status, decision });
   };
+  let sessionId: string | undefined;
 
   // 1. Authenticate on the headers alone: no body byte is kept, no 100 sent, before this says yes.
   const headers = gateHeaders(req);
@@ -146,6 +180,7 @@ export async function handleMcpRequest(
   const a = decision.admission;
   if (a) {
     summary.era = a.era;
+    sessionId = a.sessionId;
     const first = a.messages[0];
     if (first?.method !== undefined) summary.rpcMethod = first.method;
     const tool = a.messages.find((m) => m.method === "tools/call")?.name;

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { JSONRPC } from "../core/challenge.js";
+import { refusedMessageAnswer } from "../core/challenge.js";
 import { type SdkAuthInfo, toAuthInfo } from "../core/identity.js";
 import { type Admission, createGate, type Gate, type GateOptions, type ResponsePlan } from "../gate/gate.js";
 import { type Entry, handleMcpRequest } from "./front-door.js";
@@ -19,7 +19,16 @@ export type AuthenticatedRequest = IncomingMessage & {
  * `(req, res) => Promise<boolean>`: true when the request may proceed (req.auth and req.body set),
  * false when the middleware has already answered it (401, 403, 404, 413, 429…).
  */
-export type NodeMcpAuth = ((req: IncomingMessage, res: ServerResponse) => Promise<boolean>) & { gate: Gate };
+/**
+ * Authenticate one request; true when the app should handle it. `onAdmitted`, when given, is called
+ * for an admitted request inside the request's trace context (docs/tracing.md), so the app's
+ * handler — and the spans it makes — belong to mcpgate's request span.
+ */
+export type NodeMcpAuth = ((
+  req: IncomingMessage,
+  res: ServerResponse,
+  onAdmitted?: () => void,
+) => Promise<boolean>) & { gate: Gate };
 
 /** Accept either a built gate or the options to build one. */
 export function resolveGate(gateOrOptions: Gate | GateOptions): Gate {
@@ -43,13 +52,14 @@ export function resolveGate(gateOrOptions: Gate | GateOptions): Gate {
 export function createNodeMcpAuth(gateOrOptions: Gate | GateOptions): NodeMcpAuth {
   const gate = resolveGate(gateOrOptions);
   const resource = new URL(gate.options.publicUrl);
-  const fn = (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
+  const fn = (req: IncomingMessage, res: ServerResponse, onAdmitted?: () => void): Promise<boolean> => {
     if (handleProtectedResourceMetadata(gate, req, res)) return Promise.resolve(false);
     return new Promise<boolean>((resolve, reject) => {
       // The in-process server is the "upstream": it gets the request when the front door forwards,
       // and the request is finished (logged, counted) when its response closes.
       const forward = (entry: Entry) => {
         const proceed = handOver(resource, entry);
+        if (proceed) onAdmitted?.();
         resolve(proceed);
         if (!proceed) return Promise.resolve({ result: "ok" });
         return new Promise<{ result: string }>((done) =>

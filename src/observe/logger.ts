@@ -1,5 +1,6 @@
 import { createRequire } from "node:module";
 import { type DestinationStream, type Logger, pino } from "pino";
+import { traceLogFields } from "./tracing.js";
 
 export interface LoggerOptions {
   level?: string;
@@ -69,6 +70,8 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     redact: { paths: [...new Set([...REDACT_PATHS, ...extra])], censor },
     base: { service: "mcpgate" },
     timestamp: pino.stdTimeFunctions.isoTime,
+    // `trace_id`/`span_id` on every line written inside a traced request (docs/tracing.md).
+    mixin: traceLogFields,
   };
   if (options.destination) return pino(base, options.destination);
   if (options.pretty ?? process.stdout.isTTY) {

@@ -5,6 +5,7 @@ import { type AuditSink, type AuditTrail, createAuditTrail } from "./audit.js";
 import type { Logger } from "./logger.js";
 import type { GateMetrics } from "./metrics.js";
 import { createSpikeDetector, type SpikeDetectorOptions } from "./spike.js";
+import { activeTraceId } from "./tracing.js";
 
 /**
  * The one place that fans what the gate reports out to the audit trail, the metrics, the logger and
@@ -115,7 +116,9 @@ export function createObserver(options: ObserverOptions = {}): Observer {
     trail,
     audit(event) {
       if (event.type === "rate_limited") metrics?.rateLimited();
-      trail.record(event);
+      // The request's trace, so an audit event leads to it (docs/tracing.md); none without an SDK.
+      const traceId = event.trace_id === undefined ? activeTraceId() : undefined;
+      trail.record(traceId ? { ...event, trace_id: traceId } : event);
     },
     authFailure(reason) {
       metrics?.authFailure(reason);

@@ -109,14 +109,24 @@ interface StateStoreLike {
 }
 
 /**
+ * The kind of a state store for its spans, told from its shape: the memory store counts its
+ * buckets, the Redis store has a key prefix; anything else is `custom`.
+ */
+function stateStoreKind(store: object): string {
+  if (typeof (store as { bucketCount?: unknown }).bucketCount === "function") return "memory";
+  if (typeof (store as { prefix?: unknown }).prefix === "string") return "redis";
+  return "custom";
+}
+
+/**
  * Wrap the state store (session bindings and rate-limit buckets) so `admit`, `bindSession` and
  * `removeSession` are child spans (`mcpgate.state.*`, CLIENT when the store is remote) with the
  * store kind, whether a session was checked and its status, the number of buckets and whether a
  * limit refused. Session ids and bucket keys never reach the span.
  *
- * @example const state = traceStateStore(createRedisStateStore({ url }), "redis");
+ * @example const state = traceStateStore(createRedisStateStore({ url })); // kind "redis"
  */
-export function traceStateStore<S extends StateStoreLike>(store: S, kind: string): S {
+export function traceStateStore<S extends StateStoreLike>(store: S, kind = stateStoreKind(store)): S {
   const spanKind = kind === "memory" ? SpanKind.INTERNAL : SpanKind.CLIENT;
   const base = { [TRACE_ATTR.store]: kind };
   const admit: S["admit"] = (input) =>
