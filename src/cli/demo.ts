@@ -4,12 +4,15 @@ import { validateConfig } from "../config.js";
 import { startGateway } from "../gateway/assembly/assemble.js";
 import { firstFreePort } from "../gateway/free-port.js";
 import { openKeyStore } from "../stores/open-key-store.js";
+import { runOAuthDemoClient } from "./demo-oauth.js";
 import { runDemoStdioServer, startDemoHttpServer } from "./demo-server.js";
 import { installShutdown } from "./serve.js";
 
 export interface DemoOptions {
   store?: string;
   port?: number;
+  /** Run the gateway as its own OAuth authorization server (login with the printed key) and an SDK client through it. */
+  oauth?: boolean;
 }
 
 /**
@@ -33,11 +36,26 @@ export async function runDemo(options: DemoOptions = {}): Promise<void> {
       upstream: { url: upstream.url },
       auth: { apiKeys: { store: storeLocation } },
       logging: { level: process.env.MCPGATE_LOG_LEVEL ?? "warn" },
+      // docs/authorization-server.md: the gateway is the authorization server; people log in with a key.
+      ...(options.oauth
+        ? {
+            authServer: { login: { apiKey: {} } },
+            policy: { default: "deny", tools: [{ match: "*", scopes: ["tools:call"] }] },
+          }
+        : {}),
     },
     null,
   );
   const gw = await startGateway({ config });
   const url = gw.url;
+  if (options.oauth) {
+    installShutdown(async () => {
+      await gw.close();
+      await upstream.close();
+    }, gw.logger);
+    await runOAuthDemo(url, key, record.id);
+    return;
+  }
   const out = [
     "",
     "mcpgate demo is running",
@@ -77,9 +95,13 @@ export function registerDemoCommand(program: Command): void {
     .description("Run a demo MCP server behind the gateway and print a key to try it (what `npm start` runs)")
     .option("--store <location>", "key store (default sqlite:./mcpgate.db)")
     .option("--port <port>", "first port to try for the gateway (default 8080)")
+    .option(
+      "--oauth",
+      "the gateway as OAuth authorization server: an SDK client signs in through your browser with the printed key",
+    )
     // Hidden: serve the demo on stdin/stdout, for `mcpgate serve --stdio "mcpgate demo --stdio-server"`.
     .addOption(new Option("--stdio-server", "serve the demo MCP server over stdio").hideHelp())
-    .action(async (flags: { store?: string; port?: string; stdioServer?: boolean }) => {
+    .action(async (flags: { store?: string; port?: string; stdioServer?: boolean; oauth?: boolean }) => {
       if (flags.stdioServer) {
         await runDemoStdioServer();
         return;
@@ -87,6 +109,52 @@ export function registerDemoCommand(program: Command): void {
       await runDemo({
         ...(flags.store ? { store: flags.store } : {}),
         ...(flags.port ? { port: Number(flags.port) } : {}),
+        ...(flags.oauth ? { oauth: true } : {}),
       });
     });
+}
+
+/**
+ * `mcpgate demo --oauth`: the whole OAuth flow on one machine. The official SDK client meets the
+ * gateway's 401, finds the gateway's own authorization server, registers, and prints the sign-in
+ * URL; the person opens it, types the demo key, approves; the client calls a tool. The gateway keeps
+ * running for other OAuth clients (mcp-remote, desktop assistants).
+ */
+async function runOAuthDemo(url: string, key: string, keyId: string): Promise<void> {
+  const say = (lines: string[]): void => {
+    process.stdout.write(`${lines.join("\n")}\n`);
+  };
+  say([
+    "",
+    "mcpgate demo --oauth is running",
+    `  gateway (resource server + authorization server)   ${url}`,
+    `  authorization server metadata   ${new URL(url).origin}/.well-known/oauth-authorization-server`,
+    "",
+    `Sign-in key (shown once; id ${keyId}, scopes: tools:call, expires in 24h):`,
+    "",
+    `  ${key}`,
+    "",
+    "An MCP client (the official SDK) is connecting now: it got a 401, discovered the authorization",
+    "server, registered itself, and asks you to sign in. Open this URL in your browser, paste the key,",
+    "and approve:",
+  ]);
+  try {
+    const result = await runOAuthDemoClient(url, (authorizationUrl) =>
+      say(["", `  ${authorizationUrl.href}`, ""]),
+    );
+    say([
+      `Signed in. The client called tools/call add(2, 3) through the gateway and got: ${result.text}`,
+      `  ${Math.round(result.totalMs - result.browserMs)} ms of protocol (401 → discovery → registration → token → tool call), ${Math.round(result.browserMs)} ms in the browser.`,
+      "",
+      "Other OAuth clients work the same way, e.g.:",
+      `  npx -y mcp-remote ${url}`,
+      "",
+      "Press Ctrl+C to stop.",
+    ]);
+  } catch (err) {
+    say([
+      `The demo client did not finish: ${err instanceof Error ? err.message : String(err)}`,
+      "Press Ctrl+C to stop.",
+    ]);
+  }
 }
