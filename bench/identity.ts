@@ -6,10 +6,17 @@
  * Run: npx tsx bench/identity.ts
  * Targets: gateway rps with assertion ≥ 0.95 × none (signing cached off the hot path).
  */
-import { availableParallelism, loadavg } from "node:os";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
 import type { Identity } from "../src/core/identity.js";
+import { findFreePort } from "../src/gateway/free-port.js";
 import { createAssertionSigner } from "../src/identity/assertion-signer.js";
 import { createMemorySigningKeyStore, type SigningAlg } from "../src/stores/signing-keys.js";
+import { load, openSession, summarize } from "./lib.js";
 
 const ROUND_MS = 1_000;
 const ROUNDS = 6;
@@ -68,9 +75,80 @@ async function part1() {
   );
 }
 
+/**
+ * Part 2: one `mcpgate serve` process with two mounts on the same upstream process — `/none/mcp`
+ * (identity: none) and `/asserted/mcp` (identity: assertion) — so the only difference between the
+ * two paths is the identity. Alternating rounds, tools/call over keep-alive sessions.
+ */
+async function part2(rounds = 6, roundMs = 3000, concurrency = 16) {
+  const KEY = "bench-static-key-0123456789abcdef";
+  const dir = mkdtempSync(join(tmpdir(), "mcpgate-bench-identity-"));
+  const upstreamScript = new URL("./upstream-process.ts", import.meta.url).pathname;
+  const child = spawn(process.execPath, ["--import", "tsx", upstreamScript], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const [line] = (await once(createInterface({ input: child.stdout! }), "line")) as [string];
+  const upstreamUrl = (JSON.parse(line) as { url: string }).url;
+  const port = await findFreePort("127.0.0.1");
+  const config = join(dir, "gw.json");
+  writeFileSync(
+    config,
+    JSON.stringify({
+      listen: { host: "127.0.0.1", port },
+      identity: { keyStore: `sqlite:${join(dir, "keys.db")}` },
+      upstreams: [
+        { name: "none", path: "/none/mcp", url: upstreamUrl },
+        { name: "asserted", path: "/asserted/mcp", url: upstreamUrl, identity: { mode: "assertion" } },
+      ],
+    }),
+  );
+  const main = new URL("../src/cli/main.ts", import.meta.url).pathname;
+  const gw = spawn(process.execPath, ["--import", "tsx", main, "serve", "--config", config], {
+    stdio: ["ignore", "ignore", "inherit"],
+    env: { ...process.env, MCP_API_KEY: KEY },
+  });
+  try {
+    const base = `http://127.0.0.1:${port}`;
+    const healthy = () =>
+      fetch(`${base}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      );
+    for (let i = 0; i < 300 && !(await healthy()); i++) await new Promise((r) => setTimeout(r, 100));
+    const auth = { authorization: `Bearer ${KEY}` };
+    const sessions = {
+      none: await openSession(`${base}/none/mcp`, auth),
+      asserted: await openSession(`${base}/asserted/mcp`, auth),
+    };
+    const call = (which: keyof typeof sessions) => () => sessions[which].call("add", { a: 1, b: 2 });
+    await load(call("none"), concurrency, 1000);
+    await load(call("asserted"), concurrency, 1000);
+    const rps = { none: [] as number[], asserted: [] as number[] };
+    for (let r = 0; r < rounds; r++) {
+      const order = r % 2 === 0 ? (["none", "asserted"] as const) : (["asserted", "none"] as const);
+      for (const which of order) {
+        const { latencies, seconds } = await load(call(which), concurrency, roundMs);
+        rps[which].push(summarize(latencies, seconds).rps);
+      }
+    }
+    const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+    const perRound = rps.asserted.map((a, i) => (a / rps.none[i]!).toFixed(2)).join(" ");
+    console.log(`identity none:      ${rps.none.map((x) => x.toFixed(0)).join(" ")} req/s`);
+    console.log(`identity assertion: ${rps.asserted.map((x) => x.toFixed(0)).join(" ")} req/s`);
+    const ratio = sum(rps.asserted) / sum(rps.none);
+    console.log(`assertion / none: ${ratio.toFixed(3)} (per round ${perRound}; target ≥ 0.95)`);
+  } finally {
+    gw.kill("SIGTERM");
+    child.kill("SIGTERM");
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 console.log(
   `cores ${availableParallelism()}, load ${loadavg()
     .map((l) => l.toFixed(2))
     .join(" ")}`,
 );
 await part1();
+if (!process.argv.includes("--signatures-only")) await part2();
+process.exit(0);

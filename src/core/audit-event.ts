@@ -16,7 +16,11 @@ export type AuditEventType =
   | "key_rotated"
   | "store_error"
   /** The upstream answered 401/403 to the gateway's own credential (answered 502 to the caller). */
-  | "upstream_credentials";
+  | "upstream_credentials"
+  /** The upstream could not be told who calls (token exchange failed, or refused for keys): 502, nothing forwarded. */
+  | "identity_refused"
+  /** An RFC 8693 token exchange issued the upstream a token; `detail.act` names the actor (§4.1). */
+  | "identity_exchanged";
 
 export interface AuditEvent {
   type: AuditEventType;

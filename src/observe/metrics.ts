@@ -27,6 +27,8 @@ export interface RequestObservation {
   decision: string;
   latencyMs: number;
   upstreamMs?: number;
+  /** The mount (upstream) name: the `upstream` label (docs/upstreams.md). Default "default". */
+  mount?: string;
 }
 
 export interface GateMetrics {
@@ -104,11 +106,12 @@ export function createMetrics(options: MetricsOptions = {}): GateMetrics {
   const reasonLabel = cappedLabels(50);
   const decisionLabel = cappedLabels(50);
   const storeLabel = cappedLabels(20);
+  const upstreamLabel = cappedLabels(100);
 
   const requests = new Counter({
     name: "mcpgate_requests_total",
-    help: "MCP endpoint requests by HTTP method, JSON-RPC method and status",
-    labelNames: ["method", "rpc_method", "status"],
+    help: "MCP endpoint requests by upstream, HTTP method, JSON-RPC method and status",
+    labelNames: ["upstream", "method", "rpc_method", "status"],
     registers,
   });
   const authFailures = new Counter({
@@ -175,14 +178,15 @@ export function createMetrics(options: MetricsOptions = {}): GateMetrics {
   const latencyBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
   const requestSeconds = new Histogram({
     name: "mcpgate_request_duration_seconds",
-    help: "Time from request arrival to response end, by HTTP method",
-    labelNames: ["method"],
+    help: "Time from request arrival to response end, by upstream and HTTP method",
+    labelNames: ["upstream", "method"],
     buckets: latencyBuckets,
     registers,
   });
   const upstreamSeconds = new Histogram({
     name: "mcpgate_upstream_duration_seconds",
-    help: "Time spent waiting for the upstream MCP server",
+    help: "Time spent waiting for the upstream MCP server, by upstream",
+    labelNames: ["upstream"],
     buckets: latencyBuckets,
     registers,
   });
@@ -206,9 +210,11 @@ export function createMetrics(options: MetricsOptions = {}): GateMetrics {
     request(r) {
       const method = HTTP_METHODS.has(r.httpMethod) ? r.httpMethod : "other";
       const rpc = r.rpcMethod === undefined ? "none" : RPC_METHODS.has(r.rpcMethod) ? r.rpcMethod : "other";
-      requests.inc({ method, rpc_method: rpc, status: String(r.status) });
-      requestSeconds.observe({ method }, r.latencyMs / 1000);
-      if (r.upstreamMs !== undefined) upstreamSeconds.observe(r.upstreamMs / 1000);
+      // The mount's name (docs/upstreams.md): configured names, a closed set; capped anyway.
+      const upstream = upstreamLabel(r.mount ?? "default");
+      requests.inc({ upstream, method, rpc_method: rpc, status: String(r.status) });
+      requestSeconds.observe({ upstream, method }, r.latencyMs / 1000);
+      if (r.upstreamMs !== undefined) upstreamSeconds.observe({ upstream }, r.upstreamMs / 1000);
     },
     authFailure: (reason) => authFailures.inc({ reason: reasonLabel(reason) }),
     toolCall: (tool, decision) => toolCalls.inc({ tool: toolLabel(tool), decision: decisionLabel(decision) }),

@@ -1,18 +1,15 @@
 import type { AddressInfo } from "node:net";
 import { compilePolicy } from "../../authz/policy.js";
-import { createRateLimitPlanner } from "../../authz/rate-limit-plan.js";
 import { durationMs, type GatewayConfig } from "../../config.js";
-import { McpGateError } from "../../core/errors.js";
-import { createGate, type Gate } from "../../gate/gate.js";
+import type { Gate } from "../../gate/gate.js";
 import { createLogger, type Logger } from "../../observe/logger.js";
 import { findFreePort } from "../free-port.js";
-import { createHttpUpstream } from "../http-upstream.js";
 import { createGatewayServer, type GatewayServer, type Mount, type RouteHandler } from "../server.js";
-import { createStdioUpstream } from "../stdio/stdio-upstream.js";
 import type { Upstream } from "../upstream.js";
 import { buildAuthServer } from "./authserver.js";
 import { buildObservability, type Observability } from "./observability.js";
 import { buildState } from "./shared-state.js";
+import { buildMounts, mountResources } from "./upstreams.js";
 import { buildVerifiers } from "./verifiers.js";
 
 export interface StartGatewayOptions {
@@ -34,32 +31,6 @@ export interface RunningGateway {
   /** Audit trail, metrics (and their listener's `metricsServer.url`), alerts and the guard. */
   observability: Observability;
   close(): Promise<void>;
-}
-
-function createUpstream(config: GatewayConfig, logger: Logger, env: NodeJS.ProcessEnv): Upstream {
-  const up = config.upstream;
-  if (up?.url) {
-    return createHttpUpstream({ url: up.url, headers: { ...up.headers }, timeoutMs: durationMs(up.timeout) });
-  }
-  if (up?.command) {
-    // docs/stdio.md: one child per session; only allow-listed variables reach it.
-    return createStdioUpstream({
-      command: [...up.command],
-      logger,
-      parentEnv: env,
-      ...(up.env ? { env: { ...up.env } } : {}),
-      ...(up.envAllow ? { envAllow: [...up.envAllow] } : {}),
-      ...(up.maxChildren ? { maxChildren: up.maxChildren } : {}),
-      ...(up.poolSize ? { poolSize: up.poolSize } : {}),
-      ...(up.killGrace !== undefined ? { killGraceMs: durationMs(up.killGrace) } : {}),
-      idleTtlMs: durationMs(config.sessions.idleTtl),
-      initTimeoutMs: durationMs(up.timeout),
-    });
-  }
-  throw new McpGateError(
-    "ERR_CONFIG_INVALID",
-    'upstream: set upstream.url (or --upstream URL) or upstream.command (or --stdio "CMD ARGS")',
-  );
 }
 
 /**
@@ -95,7 +66,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
   // the others (so the PRM lists its issuer), its endpoints are a route below.
   const authServer = await buildAuthServer(config, {
     publicUrl,
-    resources: [publicUrl],
+    resources: mountResources(config, publicUrl),
     scopes: config.policy ? compilePolicy(config.policy).scopesSupported() : [],
     verifiers: built.verifiers,
     ...(obs.guard ? { guard: obs.guard } : {}),
@@ -112,64 +83,43 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     await built.close();
     throw err;
   });
-  const upstream = createUpstream(config, logger, env);
-  const gate = createGate({
-    verifiers: built.verifiers,
+  // The MCP endpoints (upstreams.ts): one mount per upstream — its gate (policy, rate limit, sessions
+  // scoped to it, its resource URI as JWT audience and PRM), its relay and its identity hook — or
+  // the one-upstream config as one mount at mcpPath.
+  const built2 = await buildMounts(config, {
     publicUrl,
-    maxBodyBytes: config.limits.maxBody,
-    realm: config.auth.realm,
-    guard: obs.guard,
-    observer: obs.observer,
-    sessionIdleTtlMs: durationMs(config.sessions.idleTtl),
-    state: shared.state,
-    ...(config.origins ? { origins: [...config.origins] } : {}),
-    ...(config.policy ? { authorizer: compilePolicy(config.policy) } : {}),
-    rateLimits: createRateLimitPlanner({
-      ...(config.rateLimit?.perPrincipal
-        ? {
-            perPrincipal: {
-              limit: config.rateLimit.perPrincipal.limit,
-              windowMs: durationMs(config.rateLimit.perPrincipal.window),
-            },
-          }
-        : {}),
-      tools: (config.rateLimit?.tools ?? []).map((t) => ({
-        match: t.match,
-        limit: t.limit,
-        windowMs: durationMs(t.window),
-      })),
-      failOpen: config.rateLimit?.failOpen === true,
-    }),
+    env,
+    logger,
+    verifiers: built.verifiers,
+    ...(built.jwt ? { jwtVerifier: built.jwt } : {}),
+    onJwksFetch: (outcome) => obs.observer.jwksFetch(outcome),
+    gateOptions: {
+      maxBodyBytes: config.limits.maxBody,
+      realm: config.auth.realm,
+      guard: obs.guard,
+      observer: obs.observer,
+      sessionIdleTtlMs: durationMs(config.sessions.idleTtl),
+      state: shared.state,
+      ...(config.origins ? { origins: [...config.origins] } : {}),
+    },
+  }).catch(async (err) => {
+    await shared.close();
+    await authServer.close();
+    await built.close();
+    await obs.close();
+    throw err;
   });
+  const mounts: Mount[] = built2.mounts;
+  const gate = mounts[0]!.gate;
+  const upstream = mounts[0]!.upstream;
   gateRef = gate;
-  if (config.policy && config.policy.default === "deny") {
-    // Fail closed, but say so: the silent empty list is the bug class operators hit most.
-    const empty = (["tools", "resources", "prompts"] as const).filter((k) => config.policy![k].length === 0);
-    if (empty.length > 0) {
-      logger.warn(
-        { kinds: empty },
-        "policy: no rules for these kinds and default is deny, so callers see none of them (mcpgate policy explain shows why)",
-      );
-    }
-  }
   if (built.verifiers.length === 0) {
     logger.error(
       "no credential is configured (MCP_API_KEY, auth.apiKeys or auth.jwt): every request will be refused with 500",
     );
   }
-  // The MCP endpoints: the one-upstream config is one mount at the publicUrl's path. Each mount has
-  // its own gate (sessions scoped by `sessionScope` when several share a state store), upstream,
-  // and optional upstream identity hook.
-  const mounts: Mount[] = [
-    {
-      name: "default",
-      path: config.mcpPath,
-      gate,
-      upstream,
-    },
-  ];
   // Routes other than the MCP endpoints (JWKS, the authorization server), tried before the 404.
-  const routes: RouteHandler[] = [];
+  const routes: RouteHandler[] = [...built2.routes];
   if (authServer.server) {
     const as = authServer.server;
     routes.push((req, res) => as.handle(req, res));
@@ -187,7 +137,8 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     address = await server.listen(port, host);
   } catch (err) {
     // Nothing may stay open when the gateway cannot start (library callers keep running).
-    await upstream.close().catch(() => {});
+    await Promise.all(mounts.map((m) => m.upstream.close().catch(() => {})));
+    await built2.close().catch(() => {});
     await obs.close().catch(() => {});
     await shared.close().catch(() => {});
     await authServer.close().catch(() => {});
@@ -208,6 +159,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
       await obs.close();
       await shared.close();
       await authServer.close();
+      await built2.close();
       await built.close();
     },
   };

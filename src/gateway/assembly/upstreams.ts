@@ -87,7 +87,7 @@ function rateLimitsOf(rl: ResolvedUpstream["rateLimit"]) {
 }
 
 function warnEmptyPolicy(u: ResolvedUpstream, logger: Logger): void {
-  if (!u.policy || u.policy.default !== "deny") return;
+  if (u.policy?.default !== "deny") return;
   // Fail closed, but say so: the silent empty list is the bug class operators hit most.
   const empty = (["tools", "resources", "prompts"] as const).filter((k) => u.policy![k].length === 0);
   if (empty.length > 0) {

@@ -10,6 +10,8 @@ import { configuredIssuers, jwtVerifierOptions } from "./oauth-options.js";
 
 export interface BuiltVerifiers {
   verifiers: CredentialVerifier[];
+  /** The OAuth issuers' verifier (one of `verifiers`): each upstream mount gets its own audience (upstreams.ts). */
+  jwt?: CredentialVerifier;
   /** Release stores, timers and connections held by the verifiers. */
   close(): Promise<void>;
 }
@@ -23,6 +25,7 @@ export async function buildVerifiers(
   ctx: { publicUrl: string; env: NodeJS.ProcessEnv; onJwksFetch?: (outcome: "ok" | "error") => void },
 ): Promise<BuiltVerifiers> {
   const verifiers: CredentialVerifier[] = [];
+  let jwt: CredentialVerifier | undefined;
   const closers: Array<() => Promise<void>> = [];
 
   // Stored API keys (mcpg_…), tried first: their prefix makes them cheap to recognise.
@@ -75,11 +78,13 @@ export async function buildVerifiers(
   const issuers = configuredIssuers(config);
   if (issuers.length > 0) {
     const hooks = ctx.onJwksFetch ? { onJwksFetch: ctx.onJwksFetch } : {};
-    verifiers.push(createJwtVerifier(jwtVerifierOptions(issuers, ctx.publicUrl, hooks)));
+    jwt = createJwtVerifier(jwtVerifierOptions(issuers, ctx.publicUrl, hooks));
+    verifiers.push(jwt);
   }
 
   return {
     verifiers,
+    ...(jwt ? { jwt } : {}),
     async close() {
       await Promise.all(closers.map((c) => c()));
     },
