@@ -186,6 +186,15 @@ export function renderDenial(denial: Denial, ctx: ChallengeContext = {}): HttpRe
       return rpcError(429, JSONRPC.RATE_LIMITED, "Too Many Requests: too many failed authentications", {
         "retry-after": String(denial.retryAfterSec),
       });
+    case "session_limit":
+      // The caller's own share is a 429 (it can end sessions); a full store is the gateway's 503.
+      return denial.scope === "principal"
+        ? rpcError(429, JSONRPC.RATE_LIMITED, "Too Many Requests: too many live sessions for this caller", {
+            "retry-after": String(denial.retryAfterSec),
+          })
+        : rpcError(503, JSONRPC.SERVICE_UNAVAILABLE, "Service Unavailable: too many live sessions", {
+            "retry-after": String(denial.retryAfterSec),
+          });
     case "store_unavailable":
     case "capacity":
     case "upstream_unavailable":

@@ -36,6 +36,11 @@ export type Denial =
   | { kind: "body_too_large"; limitBytes: number }
   | { kind: "rate_limited"; retryAfterSec: number; limit?: number; windowSec?: number; policy?: string }
   | { kind: "locked_out"; retryAfterSec: number }
+  /**
+   * A new session refused (issue 14 item 3): the caller holds its share of live sessions
+   * (`principal`, 429) or the store is full (`global`, 503). No live session is evicted for it.
+   */
+  | { kind: "session_limit"; scope: "principal" | "global"; retryAfterSec: number }
   | { kind: "store_unavailable" }
   | { kind: "capacity"; message: string }
   | { kind: "upstream_unavailable" }

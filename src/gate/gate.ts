@@ -348,7 +348,24 @@ export function createGate(options: GateOptions): Gate {
     }
 
     if (pendingDenial) return pendingDenial;
-    return { ok: true, admission, plan: planOf(admission, allowed, verdict) };
+    const plan = planOf(admission, allowed, verdict);
+    // 10. Room for the session an `initialize` may mint (issue 14 item 3): refused before the
+    // upstream mints it, never made room for by evicting another caller's live session.
+    if (plan.bindSession && resolved.state?.sessionRoom) {
+      let room: Awaited<ReturnType<NonNullable<StateStore["sessionRoom"]>>>;
+      try {
+        room = await resolved.state.sessionRoom(identity.principal);
+      } catch (err) {
+        observer.storeError?.("state", err);
+        audit({ type: "store_error", actor, ip, requestId, reason: "state store unavailable" });
+        return deny({ kind: "store_unavailable" });
+      }
+      if (!room.ok) {
+        audit({ type: "rate_limited", actor, ip, requestId, reason: `sessions:${room.scope}` });
+        return deny({ kind: "session_limit", scope: room.scope, retryAfterSec: room.retryAfterSec });
+      }
+    }
+    return { ok: true, admission, plan };
   }
 
   function planOf(

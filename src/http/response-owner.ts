@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Readable } from "node:stream";
 import { type FailureDenial, renderRpcError } from "../core/challenge.js";
+import { SessionLimitError } from "../core/errors.js";
 import type { Denial, JsonRpcId } from "../core/outcome.js";
 import type { Admission, Gate, ResponsePlan } from "../gate/gate.js";
 import { formatSseEvent, SseParser } from "../mcp/sse.js";
@@ -196,11 +197,16 @@ export function createResponseOwner(o: ResponseOwnerOptions): ResponseOwner {
     try {
       await gate.onResponse(admission, { status, method, ...(sessionId ? { sessionId } : {}) });
       return true;
-    } catch {
-      // A session that cannot be bound must not reach the client (fail closed: 503).
+    } catch (err) {
+      // A session that cannot be bound must not reach the client (fail closed: 503). A full share
+      // or store (issue 14 item 3: checked before forwarding, again atomically here) says when.
       if (!(plan.bindSession && sessionId)) return true;
       o.onEvent?.("bind_failed");
-      refuse({ kind: "store_unavailable" });
+      refuse(
+        err instanceof SessionLimitError
+          ? { kind: "session_limit", scope: err.scope, retryAfterSec: err.retryAfterSec }
+          : { kind: "store_unavailable" },
+      );
       return false;
     }
   }

@@ -100,6 +100,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
       observer: obs.observer,
       sessionIdleTtlMs: durationMs(config.sessions.idleTtl),
       state: shared.state,
+      watchers: shared.watchers,
       ...(config.origins ? { origins: [...config.origins] } : {}),
     },
   }).catch(async (err) => {

@@ -1,4 +1,5 @@
 import type { CredentialVerifier } from "../../authn/verifier.js";
+import type { Identity } from "../../core/identity.js";
 import type { GatewayConfig } from "../../config.js";
 import type { StateStore } from "../../core/contracts.js";
 import type { Logger } from "../../observe/logger.js";
@@ -9,7 +10,22 @@ export interface BuiltState {
   state: StateStore;
   /** "memory" or "redis", for the startup log. */
   kind: "memory" | "redis";
+  /**
+   * Gate `watchers`: each stored-key verifier's `watch`, so an open stream ends within 1 s of its
+   * key's revocation, at once on every instance when the Redis revocation feed is on (issue 14 item 5).
+   */
+  watchers: ReadonlyArray<(auth: { identity: Identity }, until: AbortSignal) => AbortSignal | undefined>;
   close(): Promise<void>;
+}
+
+interface Watching extends CredentialVerifier {
+  watch(identity: Identity, until: AbortSignal): AbortSignal | undefined;
+}
+
+function streamWatchers(verifiers: readonly CredentialVerifier[]): BuiltState["watchers"] {
+  return verifiers
+    .filter((v): v is Watching => typeof (v as Partial<Watching>).watch === "function")
+    .map((v) => (auth: { identity: Identity }, until: AbortSignal) => v.watch(auth.identity, until));
 }
 
 interface Invalidating extends CredentialVerifier {
@@ -36,7 +52,13 @@ export async function buildState(
   if (!redisUrl) {
     return {
       kind: "memory",
-      state: createMemoryStateStore({ maxSessions: config.sessions.max }),
+      state: createMemoryStateStore({
+        maxSessions: config.sessions.max,
+        ...(config.sessions.perPrincipal !== undefined
+          ? { maxSessionsPerPrincipal: config.sessions.perPrincipal }
+          : {}),
+      }),
+      watchers: streamWatchers(ctx.verifiers),
       close: async () => {},
     };
   }
@@ -47,6 +69,7 @@ export async function buildState(
     url: redisUrl,
     prefix,
     maxSessions: config.sessions.max,
+    ...(config.sessions.perPrincipal !== undefined ? { maxSessionsPerPrincipal: config.sessions.perPrincipal } : {}),
     onError: (err) => {
       // ioredis reports every failed reconnect; one line per 10 s is enough to see the outage.
       if (Date.now() - lastError < 10_000) return;
@@ -77,6 +100,7 @@ export async function buildState(
   return {
     kind: "redis",
     state,
+    watchers: streamWatchers(ctx.verifiers),
     async close() {
       await Promise.all(closers.map((c) => c()));
     },

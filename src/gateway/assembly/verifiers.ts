@@ -5,6 +5,7 @@ import type { CredentialVerifier } from "../../authn/verifier.js";
 import type { GatewayConfig } from "../../config.js";
 import { durationMs } from "../../config.js";
 import { McpGateError } from "../../core/errors.js";
+import { traceKeyStore } from "../../observe/tracing-wrappers.js";
 import { openKeyStore } from "../../stores/open-key-store.js";
 import { configuredIssuers, jwtVerifierOptions } from "./oauth-options.js";
 
@@ -30,7 +31,11 @@ export async function buildVerifiers(
 
   // Stored API keys (mcpg_…), tried first: their prefix makes them cheap to recognise.
   if (config.auth.apiKeys) {
-    const store = await openKeyStore(config.auth.apiKeys.store);
+    // Tracing (docs/tracing.md): a lookup by key id (a verifier cache miss) is a child span.
+    const store = traceKeyStore(
+      await openKeyStore(config.auth.apiKeys.store),
+      config.auth.apiKeys.store.split(":")[0] ?? "keys",
+    );
     // Same default as `mcpgate keys` (src/cli/keys.ts): the CLI and the gateway must hash alike.
     const pepperEnv = config.auth.apiKeys.pepperEnv ?? "MCPGATE_KEY_PEPPER";
     const pepper = ctx.env[pepperEnv] || undefined;
