@@ -213,6 +213,8 @@ export function renderDenial(denial: Denial, ctx: ChallengeContext = {}): HttpRe
       return rpcError(409, JSONRPC.INVALID_REQUEST, "Conflict: Only one SSE stream is allowed per session");
     case "not_found":
       return json(404, { error: "not_found" });
+    case "internal_error":
+      return json(500, { error: "internal error" });
   }
 }
 
@@ -297,4 +299,26 @@ function failureOf(d: FailureDenial): { status: number; code: number; message: s
 export function renderRpcError(id: JsonRpcId, denial: FailureDenial): string {
   const e = failureOf(denial);
   return JSON.stringify({ jsonrpc: "2.0", id, error: { code: e.code, message: e.message } });
+}
+
+/**
+ * The gate's answer to one refused request inside a batch (JSON-RPC §6: each element answered):
+ * a tool call gets an `isError` result (DESIGN.md §2, API-key identities), anything else a
+ * JSON-RPC error -31001.
+ *
+ * @example refusedMessageAnswer(3, "tools/call", "needs admin") // { jsonrpc, id: 3, result: { isError: true, … } }
+ */
+export function refusedMessageAnswer(
+  id: JsonRpcId,
+  method: string | undefined,
+  message: string,
+  resultType?: "complete",
+): Record<string, unknown> {
+  if (method === "tools/call") {
+    const result: Record<string, unknown> = { content: [{ type: "text", text: message }], isError: true };
+    // 2026-07-28 results carry resultType (clients of that era refuse a result without it).
+    if (resultType) result.resultType = resultType;
+    return { jsonrpc: "2.0", id, result };
+  }
+  return { jsonrpc: "2.0", id, error: { code: JSONRPC.FORBIDDEN, message } };
 }

@@ -57,7 +57,9 @@ export type Denial =
   | { kind: "client_too_slow" }
   | { kind: "not_acceptable"; accept: string }
   | { kind: "stream_conflict" }
-  | { kind: "not_found" };
+  | { kind: "not_found" }
+  /** Something failed that should not have: 500, no detail. */
+  | { kind: "internal_error" };
 
 /** The kinds of {@link Denial}. */
 export type DenialKind = Denial["kind"];

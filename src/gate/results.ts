@@ -1,18 +1,15 @@
-import { JSONRPC } from "../core/challenge.js";
+import { refusedMessageAnswer } from "../core/challenge.js";
 import type { JsonRpcId } from "../core/outcome.js";
 import type { Era } from "../mcp/era.js";
 
 /** JSON-RPC result for a tool call the policy refused (DESIGN.md §2: API-key identity → isError). */
 export function toolErrorResult(id: JsonRpcId, text: string, era: Era = "2025"): Record<string, unknown> {
-  const result: Record<string, unknown> = { content: [{ type: "text", text }], isError: true };
-  // 2026-07-28 results carry resultType.
-  if (era === "2026") result.resultType = "complete";
-  return { jsonrpc: "2.0", id, result };
+  return refusedMessageAnswer(id, "tools/call", text, era === "2026" ? "complete" : undefined);
 }
 
 /** JSON-RPC error for a refused non-tool message (resources/read, prompts/get, …) in a batch. */
 export function forbiddenError(id: JsonRpcId, message: string): Record<string, unknown> {
-  return { jsonrpc: "2.0", id, error: { code: JSONRPC.FORBIDDEN, message } };
+  return refusedMessageAnswer(id, undefined, message);
 }
 
 /** RFC 9728 §3.1: the metadata URL inserts the well-known path before the resource's path. */

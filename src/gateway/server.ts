@@ -176,8 +176,7 @@ export function createGatewayServer(options: GatewayServerOptions): GatewayServe
         .catch((err) => {
           // Never crash the process on a request; answer 500 without detail.
           logger.error({ requestId, err: (err as Error)?.message }, "request failed");
-          if (!res.headersSent)
-            res.writeHead(500, { "content-type": "application/json" }).end('{"error":"internal error"}');
+          if (!res.headersSent) send(res, mounts[0]!.gate.render({ kind: "internal_error" }));
           else res.end();
         })
         .finally(() => {

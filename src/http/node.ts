@@ -84,15 +84,13 @@ function handOver(resource: URL, entry: Entry): boolean {
     // elements with their denial, the others with an error asking to resend them alone.
     const rest = plan.forward
       .filter((m) => m.type === "request")
-      .map((m) => ({
-        jsonrpc: "2.0",
-        id: m.id ?? null,
-        error: {
-          code: JSONRPC.FORBIDDEN,
-          message:
-            "Forbidden: this batch contains a call the policy refuses; send the other calls without it",
-        },
-      }));
+      .map((m) =>
+        refusedMessageAnswer(
+          m.id ?? null,
+          undefined,
+          "Forbidden: this batch contains a call the policy refuses; send the other calls without it",
+        ),
+      );
     res
       .writeHead(200, { "content-type": "application/json" })
       .end(JSON.stringify([...plan.localResponses, ...rest]));

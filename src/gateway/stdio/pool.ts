@@ -1,18 +1,7 @@
+import { JSONRPC } from "../../core/challenge.js";
 import type { ForwardResult } from "../../http/front-door.js";
 import type { ForwardContext } from "../upstream.js";
 import { type Channel, type ChildRelay, whenAborted } from "./relay.js";
-
-/** The `initialize` the gateway sends to a pooled child on its own behalf. */
-const POOL_INIT = {
-  jsonrpc: "2.0",
-  id: 0,
-  method: "initialize",
-  params: {
-    protocolVersion: "2025-11-25",
-    capabilities: {},
-    clientInfo: { name: "mcpgate-pool", version: "0.1.0" },
-  },
-} as const;
 
 export type InitResult = { ok: true; text: string; accepted: boolean } | { ok: false; timeout: boolean };
 
@@ -65,12 +54,16 @@ export interface StdioPoolOptions {
   killGraceMs: number;
   /** Whether another child may be started now (the upstream's global maximum). */
   canSpawn(): boolean;
+  /** Whether `principal` may have one more child (its share, `upstream.maxChildrenPerPrincipal`). */
+  principalHasRoom(principal: string): boolean;
   startChild(tag: string, onGone: () => void): ChildRelay;
 }
 
 export interface StdioPool {
   forward(ctx: ForwardContext, started: number): Promise<ForwardResult>;
   size(): number;
+  /** Pooled children owned by `principal`. */
+  countFor(principal: string): number;
   pids(): number[];
   sweep(nowMs: number, idleTtlMs: number): void;
   close(): Promise<void>;
@@ -78,6 +71,8 @@ export interface StdioPool {
 
 interface Member {
   relay: ChildRelay;
+  /** The only principal this child ever serves (issue 14 item 4: a child keeps state between calls). */
+  principal: string;
   busy: boolean;
   ready: boolean;
 }
@@ -86,7 +81,12 @@ const QUEUE_PER_CHILD = 32;
 
 /**
  * 2026-07-28 requests are stateless (no session to own a process): they are served by a small
- * pool of children that the gateway initialized itself. A child serves one request at a time,
+ * pool of children, each owned by one principal for its whole life (a server keeps state in its
+ * process: a child shared between callers would let one read what another stored). No
+ * `initialize` is sent on the gateway's behalf: a dual-era server (the v2 SDK's `serveStdio`)
+ * learns its era from its first message, which is the caller's 2026 request, and a 2025-only
+ * server answers requests without one. When the pool is full, an idle child of another principal
+ * is ended to make room. A child serves one request at a time,
  * with gateway-unique ids (restored on the way back), so a late answer can never reach another
  * caller. Server→client requests have no channel back in this mode and are refused to the child.
  *
@@ -94,12 +94,12 @@ const QUEUE_PER_CHILD = 32;
  */
 export function createStdioPool(options: StdioPoolOptions): StdioPool {
   const members = new Set<Member>();
-  const waiters: Array<(m: Member | undefined) => void> = [];
+  const waiters: Array<{ principal: string; give: (m: Member | undefined) => void }> = [];
   let seq = 0;
   let closed = false;
 
-  async function spawnMember(): Promise<Member | undefined> {
-    const member: Member = { relay: undefined as unknown as ChildRelay, busy: true, ready: false };
+  function spawnMember(principal: string): Member | undefined {
+    const member: Member = { relay: undefined as unknown as ChildRelay, principal, busy: true, ready: false };
     try {
       member.relay = options.startChild(`pool-${++seq}`, () => {
         members.delete(member);
@@ -112,54 +112,78 @@ export function createStdioPool(options: StdioPoolOptions): StdioPool {
       member.relay.child.send({
         jsonrpc: "2.0",
         id: msg.id,
-        error: { code: -32601, message: "Method not found: no client channel for stateless requests" },
+        error: {
+          code: JSONRPC.METHOD_NOT_FOUND,
+          message: "Method not found: no client channel for stateless requests",
+        },
       });
     };
-    const init = await initializeChild(member.relay, { ...POOL_INIT }, options.initTimeoutMs, true);
-    if (!init.ok || !init.accepted) {
-      members.delete(member);
-      void member.relay.child.terminate(options.killGraceMs);
-      return undefined;
-    }
-    member.relay.post([{ jsonrpc: "2.0", method: "notifications/initialized" }]);
     member.ready = true;
     return member;
   }
 
-  async function acquire(): Promise<Member | "full" | "failed"> {
+  /** End an idle child of another principal, to make room in a full pool. */
+  function evictIdleOther(principal: string): boolean {
     for (const m of members) {
+      if (m.principal !== principal && m.ready && !m.busy) {
+        members.delete(m);
+        void m.relay.child.terminate(options.killGraceMs);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  async function acquire(principal: string): Promise<Member | "full" | "failed" | "principal"> {
+    let own = false;
+    for (const m of members) {
+      if (m.principal !== principal) continue;
+      own = true;
       if (m.ready && !m.busy && m.relay.child.alive) {
         m.busy = true;
         return m;
       }
     }
-    if (members.size < options.size && options.canSpawn()) {
-      return (await spawnMember()) ?? "failed";
+    if (options.principalHasRoom(principal)) {
+      if (members.size >= options.size) evictIdleOther(principal);
+      if (members.size < options.size && options.canSpawn()) return spawnMember(principal) ?? "failed";
+    } else if (!own) {
+      return "principal";
     }
-    if (waiters.length >= options.size * QUEUE_PER_CHILD || closed) return "full";
+    // Wait for one of the caller's own children (never another principal's) to come free.
+    if (!own || waiters.length >= options.size * QUEUE_PER_CHILD || closed) return own ? "full" : "full";
     const m = await new Promise<Member | undefined>((resolve) => {
       const timer = setTimeout(() => {
-        const i = waiters.indexOf(give);
+        const i = waiters.indexOf(waiter);
         if (i !== -1) waiters.splice(i, 1);
         resolve(undefined);
       }, options.initTimeoutMs);
-      const give = (member: Member | undefined) => {
-        clearTimeout(timer);
-        resolve(member);
+      const waiter = {
+        principal,
+        give: (member: Member | undefined) => {
+          clearTimeout(timer);
+          resolve(member);
+        },
       };
-      waiters.push(give);
+      waiters.push(waiter);
     });
     return m ?? "full";
   }
 
+  /** The first waiter of `principal` (or, when `principal` is undefined, the first of any). */
+  function takeWaiter(principal?: string) {
+    const i = waiters.findIndex((w) => principal === undefined || w.principal === principal);
+    return i === -1 ? undefined : waiters.splice(i, 1)[0];
+  }
+
   function release(m: Member) {
     if (!m.relay.child.alive || !members.has(m)) {
-      // Its replacement is spawned on demand; wake a waiter so it can try.
-      waiters.shift()?.(undefined);
+      // Its replacement is spawned on demand; wake a waiter of that principal so it can try.
+      takeWaiter(m.principal)?.give(undefined);
       return;
     }
-    const next = waiters.shift();
-    if (next) next(m);
+    const next = takeWaiter(m.principal);
+    if (next) next.give(m);
     else m.busy = false;
   }
 
@@ -173,12 +197,17 @@ export function createStdioPool(options: StdioPoolOptions): StdioPool {
       else owner.empty(202);
       return { result: "ok", upstreamMs: 0 };
     }
-    const m = await acquire();
-    if (m === "full" || m === "failed") {
+    const m = await acquire(admission.identity.principal);
+    if (m === "full" || m === "failed" || m === "principal") {
       const upstreamMs = performance.now() - started;
       if (m === "failed") {
         owner.refuse({ kind: "upstream_unavailable" });
         return { result: "unavailable", upstreamMs };
+      }
+      if (m === "principal") {
+        // The caller holds its share of children (upstream.maxChildrenPerPrincipal).
+        owner.refuse({ kind: "session_limit", scope: "principal", retryAfterSec: 1 });
+        return { result: "refused", upstreamMs };
       }
       owner.refuse({ kind: "capacity", message: "no stdio upstream slot free" });
       return { result: "refused", upstreamMs };
@@ -206,6 +235,11 @@ export function createStdioPool(options: StdioPoolOptions): StdioPool {
   return {
     forward,
     size: () => members.size,
+    countFor: (principal) => {
+      let n = 0;
+      for (const m of members) if (m.principal === principal) n++;
+      return n;
+    },
     pids: () => [...members].map((m) => m.relay.child.pid).filter((p): p is number => p !== undefined),
     sweep(nowMs, idleTtlMs) {
       for (const m of members) {
@@ -217,7 +251,7 @@ export function createStdioPool(options: StdioPoolOptions): StdioPool {
     },
     async close() {
       closed = true;
-      for (const w of waiters.splice(0)) w(undefined);
+      for (const w of waiters.splice(0)) w.give(undefined);
       await Promise.all([...members].map((m) => m.relay.child.terminate(options.killGraceMs)));
       members.clear();
     },
