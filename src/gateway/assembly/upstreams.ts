@@ -14,6 +14,7 @@ import { traceUpstreamIdentity } from "../../observe/tracing-wrappers.js";
 import { createHttpUpstream } from "../http-upstream.js";
 import type { Mount, RouteHandler } from "../server.js";
 import { createStdioUpstream } from "../stdio/stdio-upstream.js";
+import { traceForward } from "../tracing-forward.js";
 import type { Upstream, UpstreamIdentity } from "../upstream.js";
 import { configuredIssuers, jwtVerifierOptions } from "./oauth-options.js";
 
@@ -234,7 +235,20 @@ export async function buildMounts(config: GatewayConfig, ctx: MountContext): Pro
       warnEmptyPolicy(u, ctx.logger);
       const upstream = createUpstream(u, config, ctx);
       const hook = identityHookFor(identity.hook(u.name), u, gate, idleTtlMs);
-      mounts.push({ name: u.name, path: u.path, gate, upstream, ...(hook ? { identity: hook } : {}) });
+      // Tracing (docs/tracing.md): an upstream CLIENT span per forward, traceparent to HTTP and stdio.
+      const aroundForward = traceForward({
+        name: u.name,
+        transport: u.upstream.url ? "http" : "stdio",
+        ...(u.upstream.url ? { url: u.upstream.url } : {}),
+      });
+      mounts.push({
+        name: u.name,
+        path: u.path,
+        gate,
+        upstream,
+        aroundForward,
+        ...(hook ? { identity: hook } : {}),
+      });
     }
   } catch (err) {
     await Promise.all(mounts.map((m) => m.upstream.close().catch(() => {})));
