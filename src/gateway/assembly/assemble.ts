@@ -5,6 +5,8 @@ import type { Gate } from "../../gate/gate.js";
 import { createLogger, type Logger } from "../../observe/logger.js";
 import { findFreePort } from "../free-port.js";
 import { createGatewayServer, type GatewayServer, type Mount, type RouteHandler } from "../server.js";
+import { resolveTracing } from "../tracing-config.js";
+import { startTracing } from "../tracing-sdk.js";
 import type { Upstream } from "../upstream.js";
 import { buildAuthServer } from "./authserver.js";
 import { buildObservability, type Observability } from "./observability.js";
@@ -146,6 +148,9 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     await built.close().catch(() => {});
     throw err;
   }
+  // Tracing (docs/tracing.md): the SDK only when `tracing:` or an OTEL_* variable asks for it, started
+  // once the gateway listens; shut down (flushed, bounded) by close().
+  const tracing = await startTracing(resolveTracing(config.tracing, env), logger);
   return {
     url: `http://${urlHost}:${address.port}${config.mcpPath}`,
     publicUrl,
@@ -157,6 +162,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     observability: obs,
     async close() {
       await server.close();
+      await tracing.shutdown();
       await obs.close();
       await shared.close();
       await authServer.close();
