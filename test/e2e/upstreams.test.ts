@@ -3,8 +3,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { issueApiKey } from "../../src/authn/key-lifecycle.js";
+import { findFreePort } from "../../src/gateway/free-port.js";
 import { openKeyStore } from "../../src/stores/open-key-store.js";
 import { verifyGatewayAssertion } from "../../src/upstream/index.js";
+import { type AuthServer, startAuthServer } from "../authn/oidc-fixture.js";
 import { TINY_SERVER } from "../gateway/stdio-helpers.js";
 import { connectClient, INIT, rawPost } from "../helpers/client.js";
 import { startTestGateway, type TestGateway } from "../helpers/gateway.js";
@@ -15,6 +17,7 @@ import { type RecordingUpstream, startRecordingUpstream } from "../helpers/upstr
  * Streamable HTTP server) and `files` over stdio (a child per session), each with its own policy,
  * both told who calls by a signed assertion.
  */
+const RL_KEY = `upstreams-e2e-${Math.random().toString(36).slice(2)}-static-key`;
 let dir: string;
 let notes: RecordingUpstream;
 let gw: TestGateway;
@@ -168,5 +171,69 @@ describe("several upstreams behind one gateway", () => {
     const everything = gw.logs.join("\n");
     for (const { key } of Object.values(keys)) expect(everything).not.toContain(key);
     expect(everything).not.toMatch(/eyJ[A-Za-z0-9_-]{20,}\.eyJ/); // no assertion in a log line
+  });
+});
+
+describe("each upstream is its own protected resource (RFC 9728, RFC 8707)", () => {
+  let as: AuthServer;
+  let up: RecordingUpstream;
+  let gw2: TestGateway;
+  let base: string;
+  beforeAll(async () => {
+    as = await startAuthServer();
+    up = await startRecordingUpstream();
+    const port = await findFreePort("127.0.0.1");
+    base = `http://127.0.0.1:${port}`;
+    gw2 = await startTestGateway(
+      {
+        listen: { host: "127.0.0.1", port },
+        publicUrl: base,
+        auth: { jwt: { issuer: as.issuer } },
+        rateLimit: { perPrincipal: { limit: 3, window: "1m" } },
+        upstreams: [
+          { name: "notes", path: "/notes/mcp", url: up.url },
+          { name: "files", path: "/files/mcp", url: up.url },
+        ],
+      },
+      { MCP_API_KEY: RL_KEY },
+    );
+  }, 60_000);
+  afterAll(async () => {
+    await gw2?.close();
+    await up?.close();
+    await as?.stop();
+  });
+
+  it("serves a path-suffixed PRM per upstream naming its resource", async () => {
+    for (const path of ["/notes/mcp", "/files/mcp"]) {
+      const res = await fetch(`${base}/.well-known/oauth-protected-resource${path}`);
+      expect(res.status).toBe(200);
+      const doc = (await res.json()) as { resource: string; authorization_servers: string[] };
+      expect(doc.resource).toBe(`${base}${path}`);
+      expect(doc.authorization_servers).toEqual([as.issuer]);
+    }
+    const challenge = await rawPost(`${base}/files/mcp`, INIT);
+    expect(challenge.status).toBe(401);
+    expect(challenge.headers.get("www-authenticate")).toContain(
+      `resource_metadata="${base}/.well-known/oauth-protected-resource/files/mcp"`,
+    );
+  });
+
+  it("accepts a token issued for one upstream there only (audience = its resource URI)", async () => {
+    const forNotes = await as.token(`${base}/notes/mcp`);
+    expect((await rawPost(`${base}/notes/mcp`, INIT, { authorization: `Bearer ${forNotes}` })).status).toBe(
+      200,
+    );
+    const elsewhere = await rawPost(`${base}/files/mcp`, INIT, { authorization: `Bearer ${forNotes}` });
+    expect(elsewhere.status).toBe(401);
+    expect(elsewhere.headers.get("www-authenticate")).toContain('error="invalid_token"');
+  });
+
+  it("keeps each upstream's rate-limit budget apart", async () => {
+    const auth = { authorization: `Bearer ${RL_KEY}` };
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) statuses.push((await rawPost(`${base}/notes/mcp`, INIT, auth)).status);
+    expect(statuses).toEqual([200, 200, 200, 429]);
+    expect((await rawPost(`${base}/files/mcp`, INIT, auth)).status).toBe(200);
   });
 });

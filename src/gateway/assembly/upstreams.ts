@@ -4,6 +4,7 @@ import type { CredentialVerifier } from "../../authn/verifier.js";
 import { compilePolicy } from "../../authz/policy.js";
 import { createRateLimitPlanner } from "../../authz/rate-limit-plan.js";
 import { durationMs, type GatewayConfig, type ResolvedUpstream, resolveUpstreams } from "../../config.js";
+import type { RateLimitPlanner } from "../../core/contracts.js";
 import { McpGateError } from "../../core/errors.js";
 import { createGate, type Gate, type GateOptions } from "../../gate/gate.js";
 import type { Entry } from "../../http/front-door.js";
@@ -68,6 +69,7 @@ function createUpstream(u: ResolvedUpstream, config: GatewayConfig, ctx: MountCo
       ...(up.env ? { env: { ...up.env } } : {}),
       ...(up.envAllow ? { envAllow: [...up.envAllow] } : {}),
       ...(up.maxChildren ? { maxChildren: up.maxChildren } : {}),
+      ...(up.maxChildrenPerPrincipal ? { maxChildrenPerPrincipal: up.maxChildrenPerPrincipal } : {}),
       ...(up.poolSize ? { poolSize: up.poolSize } : {}),
       ...(up.killGrace !== undefined ? { killGraceMs: durationMs(up.killGrace) } : {}),
       idleTtlMs: durationMs(config.sessions.idleTtl),
@@ -77,7 +79,23 @@ function createUpstream(u: ResolvedUpstream, config: GatewayConfig, ctx: MountCo
   throw noUpstream();
 }
 
-function rateLimitsOf(rl: ResolvedUpstream["rateLimit"]) {
+/**
+ * An upstream's rate limits. With several upstreams on one state store the bucket keys carry the
+ * upstream's name, so a caller's traffic to one upstream never spends its budget at another
+ * (docs/upstreams.md). Keys still carry no credential.
+ */
+function rateLimitsOf(rl: ResolvedUpstream["rateLimit"], scope: string | undefined): RateLimitPlanner {
+  const planner = plannerOf(rl);
+  if (scope === undefined) return planner;
+  const prefix = `rl:u:${encodeURIComponent(scope)}:`;
+  return {
+    failOpen: planner.failOpen,
+    bucketsFor: (identity, messages) =>
+      planner.bucketsFor(identity, messages).map((b) => ({ ...b, key: prefix + b.key })),
+  };
+}
+
+function plannerOf(rl: ResolvedUpstream["rateLimit"]): RateLimitPlanner {
   return createRateLimitPlanner({
     ...(rl?.perPrincipal
       ? { perPrincipal: { limit: rl.perPrincipal.limit, windowMs: durationMs(rl.perPrincipal.window) } }
@@ -228,7 +246,7 @@ export async function buildMounts(config: GatewayConfig, ctx: MountContext): Pro
               }),
             }
           : {}),
-        rateLimits: rateLimitsOf(u.rateLimit),
+        rateLimits: rateLimitsOf(u.rateLimit, u.shorthand ? undefined : u.name),
         // Sessions minted behind one upstream are unknown (404) behind another, even on one store.
         ...(u.shorthand ? {} : { sessionScope: u.name }),
       });
