@@ -69,6 +69,8 @@ describe("no credential in any exported span", () => {
           apiKeys: { store: location },
           jwt: { issuer: ISSUER, jwksUri: jwks.url, algorithms: ["ES256"] },
         },
+        // The upstream is also told who calls: a signed assertion in its own header (DESIGN.md §9).
+        identity: { mode: "assertion", header: "x-mcpgate-identity" },
         tracing: { endpoint: otlp.url, headers: { "x-otlp-key": secrets.exportKey! } },
         logging: { level: "info", redactHeaders: ["X-Secret-Header"] },
       },
@@ -125,6 +127,15 @@ describe("no credential in any exported span", () => {
       upstream.seen.some((r) => r.headers.authorization === `Bearer ${secrets.upstreamCredential}`),
     ).toBe(true);
 
+    // Every identity assertion the upstream received is a secret too.
+    const assertions = upstream.seen
+      .map((r) => r.headers["x-mcpgate-identity"])
+      .filter((v): v is string => typeof v === "string");
+    expect(assertions.length).toBeGreaterThan(0);
+    assertions.forEach((a, i) => {
+      secrets[`assertion${i}`] = a;
+    });
+
     await gw.close();
     const servers = otlp.spans.filter((s) => s.kind === "SERVER");
     expect(servers.filter((s) => s.status.code === "ERROR").length).toBeGreaterThanOrEqual(5);
@@ -141,6 +152,7 @@ describe("no credential in any exported span", () => {
       ),
     ).toBe(true);
     expect(otlp.spans.some((s) => s.name === "mcpgate.keys.get")).toBe(true);
+    expect(otlp.spans.some((s) => s.name === "mcpgate.identity")).toBe(true);
 
     const haystack = otlp.allStrings().join("\n");
     const raw = Buffer.concat(otlp.bodies).toString("latin1");
@@ -152,7 +164,7 @@ describe("no credential in any exported span", () => {
       }
     }
     // A JWT's signature and payload segments alone are secrets too.
-    for (const jwt of [secrets.jwt!, secrets.expiredJwt!, secrets.forgedJwt!]) {
+    for (const jwt of [secrets.jwt!, secrets.expiredJwt!, secrets.forgedJwt!, ...assertions]) {
       for (const part of jwt.split(".").slice(1)) expect(raw.includes(part)).toBe(false);
     }
   });
