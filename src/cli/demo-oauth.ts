@@ -27,9 +27,11 @@ export class MemoryOAuthClientProvider implements OAuthClientProvider {
   constructor(
     readonly redirectUrl: string,
     readonly onRedirect: (url: URL) => void | Promise<void>,
-    options: { clientMetadataUrl?: string; clientName?: string } = {},
+    options: { clientMetadataUrl?: string; clientName?: string; clientId?: string } = {},
   ) {
     this.clientMetadataUrl = options.clientMetadataUrl;
+    // A client known in advance (pre-registered, or a Client ID Metadata Document URL): no registration.
+    if (options.clientId) this.#client = { client_id: options.clientId };
     this.clientMetadata = {
       client_name: options.clientName ?? "mcpgate demo client",
       redirect_uris: [redirectUrl],

@@ -1,4 +1,6 @@
 import { mkdtempSync, rmSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Browser } from "playwright-core";
@@ -9,8 +11,10 @@ import {
   MemoryOAuthClientProvider,
   startCallbackListener,
 } from "../../src/cli/demo-oauth.js";
+import { findFreePort } from "../../src/gateway/free-port.js";
 import { openKeyStore } from "../../src/stores/open-key-store.js";
 import { launchBrowser } from "../authserver/browser.js";
+import { startTestIdp, type TestIdp } from "../authserver/idp-fixture.js";
 import { startTestGateway, type TestGateway } from "../helpers/gateway.js";
 import { type RecordingUpstream, startRecordingUpstream } from "../helpers/upstream.js";
 
@@ -139,5 +143,100 @@ describe("the official SDK client through the gateway's own authorization server
       expect(logs.includes(secret)).toBe(false);
     }
     expect(keyId).toBeTruthy();
+  }, 60_000);
+});
+
+describe("login.oidc at a real IdP, and a client known by its metadata document (CIMD), through the gateway", () => {
+  let gw2: TestGateway;
+  let idp: TestIdp;
+  let docs: Server;
+  let clientId: string;
+  let redirectUrl: string;
+  let listener: Awaited<ReturnType<typeof startCallbackListener>>;
+
+  beforeAll(async () => {
+    listener = await startCallbackListener();
+    redirectUrl = listener.redirectUrl;
+    // The client's metadata document, served on loopback (allowLoopbackMetadataDocuments: development).
+    docs = createServer((req, res) => {
+      res.writeHead(200, { "content-type": "application/json" }).end(
+        JSON.stringify({
+          client_id: clientId,
+          client_name: "CIMD Desktop App",
+          redirect_uris: [redirectUrl],
+          grant_types: ["authorization_code", "refresh_token"],
+          response_types: ["code"],
+          token_endpoint_auth_method: "none",
+        }),
+      );
+    });
+    await new Promise<void>((r) => docs.listen(0, "127.0.0.1", r));
+    clientId = `http://127.0.0.1:${(docs.address() as AddressInfo).port}/client.json`;
+    const port = await findFreePort("127.0.0.1");
+    idp = await startTestIdp(`http://127.0.0.1:${port}/oauth/callback`);
+    gw2 = await startTestGateway({
+      listen: { host: "127.0.0.1", port },
+      upstream: { url: upstream.url },
+      authServer: {
+        login: {
+          oidc: {
+            issuer: idp.issuer,
+            clientId: idp.clientId,
+            clientSecret: idp.clientSecret,
+            scopes: ["openid", "email", "groups"],
+            subjectClaim: "email",
+            allowedClaims: { groups: ["mcp-users"] },
+          },
+        },
+        clients: { allowLoopbackMetadataDocuments: true, registration: false },
+        store: `sqlite:${join(dir, "as2.db")}`,
+      },
+      policy: { default: "deny", tools: [{ match: "*", scopes: ["tools:call"] }] },
+    });
+  }, 30_000);
+
+  afterAll(async () => {
+    listener?.close();
+    await gw2?.close();
+    await idp?.close();
+    docs?.closeAllConnections();
+    await new Promise<void>((r) => (docs ? docs.close(() => r()) : r()));
+  });
+
+  it("signs alice in at the IdP and calls a tool as oauth:<gateway>#alice@example.com; no auth section needed", async () => {
+    let authorizationUrl: URL | undefined;
+    const provider = new MemoryOAuthClientProvider(
+      redirectUrl,
+      (u) => {
+        authorizationUrl = u;
+      },
+      { clientId },
+    );
+    const client = await connectWithOAuth(gw2.url, provider, async () => {
+      expect(authorizationUrl?.searchParams.get("client_id")).toBe(clientId);
+      const context = await browser.newContext();
+      const page = await context.newPage();
+      await page.goto(authorizationUrl!.href);
+      await page.waitForURL((u) => u.href.startsWith(idp.issuer));
+      await page.fill('input[name="login"]', "alice");
+      await page.fill('input[name="password"]', "any password");
+      await page.click('button[type="submit"]');
+      await page.waitForSelector('button[value="approve"]');
+      const text = (await page.textContent("main")) ?? "";
+      expect(text).toContain("CIMD Desktop App");
+      expect(text).toContain("alice@example.com");
+      await page.click('button[value="approve"]');
+      await page.waitForURL((u) => u.pathname === "/callback");
+      await context.close();
+      return listener.code;
+    });
+    const result = await client.callTool({ name: "echo", arguments: { message: "hi" } });
+    expect(result.content).toEqual([{ type: "text", text: "hi" }]);
+    const token = provider.tokens()!.access_token;
+    const verified = await gw2.gate.options.verifiers[0]!.verify(token);
+    expect(verified.ok && verified.identity.principal).toBe(
+      `oauth:${new URL(gw2.url).origin}#alice@example.com`,
+    );
+    await client.close();
   }, 60_000);
 });
