@@ -74,6 +74,8 @@ const upstreamFields = {
   headers: z.record(z.string(), z.string()).default({}),
   timeout: duration.default("30s"),
   maxChildren: z.number().int().positive().optional(),
+  /** stdio: children one principal may hold (issue 14 item 3); default a tenth of maxChildren. */
+  maxChildrenPerPrincipal: z.number().int().positive().optional(),
   /** stdio: children kept for 2026-era stateless requests (docs/stdio.md). */
   poolSize: z.number().int().positive().optional(),
   /** stdio: time between SIGTERM and SIGKILL when a child is ended. */

@@ -37,6 +37,7 @@ const SAMPLES: { [K in DenialKind]: Extract<Denial, { kind: K }> } = {
   body_too_large: { kind: "body_too_large", limitBytes: 10 },
   rate_limited: { kind: "rate_limited", retryAfterSec: 3, limit: 10, windowSec: 60, policy: "p" },
   locked_out: { kind: "locked_out", retryAfterSec: 9 },
+  session_limit: { kind: "session_limit", scope: "principal", retryAfterSec: 7 },
   store_unavailable: { kind: "store_unavailable" },
   capacity: { kind: "capacity", message: "no slot" },
   upstream_unavailable: { kind: "upstream_unavailable" },
@@ -132,6 +133,9 @@ describe("renderDenial", () => {
     expect(renderDenial(SAMPLES.rate_limited).headers["retry-after"]).toBe("3");
     expect(renderDenial(SAMPLES.locked_out).headers["retry-after"]).toBe("9");
     expect(renderDenial(SAMPLES.store_unavailable).headers["retry-after"]).toBe("1");
+    expect(renderDenial(SAMPLES.session_limit)).toMatchObject({ status: 429, headers: { "retry-after": "7" } });
+    const full = renderDenial({ kind: "session_limit", scope: "global", retryAfterSec: 30 });
+    expect(full).toMatchObject({ status: 503, headers: { "retry-after": "30" } });
   });
 });
 

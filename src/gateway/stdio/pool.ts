@@ -151,7 +151,7 @@ export function createStdioPool(options: StdioPoolOptions): StdioPool {
       return "principal";
     }
     // Wait for one of the caller's own children (never another principal's) to come free.
-    if (!own || waiters.length >= options.size * QUEUE_PER_CHILD || closed) return own ? "full" : "full";
+    if (!own || waiters.length >= options.size * QUEUE_PER_CHILD || closed) return "full";
     const m = await new Promise<Member | undefined>((resolve) => {
       const timer = setTimeout(() => {
         const i = waiters.indexOf(waiter);

@@ -23,6 +23,12 @@ export interface StdioUpstreamOptions {
   cwd?: string;
   /** Most children alive at once, sessions and pool together (default 100); beyond: 503. */
   maxChildren?: number;
+  /**
+   * Most children one principal may hold, sessions and pool together (`upstream.maxChildrenPerPrincipal`;
+   * default {@link defaultChildrenPerPrincipal}); beyond: 429 with Retry-After, so one caller
+   * cannot take every slot (issue 14 item 3).
+   */
+  maxChildrenPerPrincipal?: number;
   /** Children kept for 2026-era stateless requests (default 4). */
   poolSize?: number;
   /** A session's child with no request for this long is ended (default 30 min). */
@@ -50,6 +56,15 @@ export interface StdioUpstream extends Upstream {
   sparePids(): number[];
 }
 
+/**
+ * Default `upstream.maxChildrenPerPrincipal`: a tenth of `maxChildren`, at least 1.
+ *
+ * @example defaultChildrenPerPrincipal(100) // 10
+ */
+export function defaultChildrenPerPrincipal(maxChildren: number): number {
+  return Math.max(1, Math.ceil(maxChildren / 10));
+}
+
 interface Session {
   id: string;
   principal: string;
@@ -72,6 +87,7 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
   }
   const { logger } = options;
   const maxChildren = options.maxChildren ?? 100;
+  const perPrincipal = options.maxChildrenPerPrincipal ?? defaultChildrenPerPrincipal(maxChildren);
   const idleTtlMs = options.idleTtlMs ?? 30 * 60_000;
   const initTimeoutMs = options.initTimeoutMs ?? 30_000;
   const killGraceMs = options.killGraceMs ?? 2_000;
@@ -82,6 +98,21 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
   const sessions = new Map<string, Session>();
   /** Children spawned for a session whose `initialize` is not answered yet. */
   let starting = 0;
+  /** The same, per principal (its share counts children still starting). */
+  const startingBy = new Map<string, number>();
+  /** Children `principal` holds now: its sessions, those starting, its pooled children. */
+  function childrenOf(principal: string): number {
+    let n = (startingBy.get(principal) ?? 0) + pool.countFor(principal);
+    for (const s of sessions.values()) if (s.principal === principal) n++;
+    return n;
+  }
+  /** Seconds until the least recently active session of `principal` idles out (Retry-After). */
+  function nextFreeSec(principal: string): number {
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const s of sessions.values()) if (s.principal === principal) oldest = Math.min(oldest, s.relay.lastActive);
+    const ms = Number.isFinite(oldest) ? oldest + idleTtlMs - Date.now() : 1000;
+    return Math.max(1, Math.ceil(ms / 1000));
+  }
   let closing = false;
   const children: ChildSupervisor = createChildSupervisor({
     command: options.command,
@@ -97,6 +128,7 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
     initTimeoutMs,
     killGraceMs,
     canSpawn: () => !closing && children.makeRoom(),
+    principalHasRoom: (principal) => childrenOf(principal) < perPrincipal,
     startChild: children.start,
   });
 
@@ -128,6 +160,12 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
       owner.refuse({ kind: "invalid_request", message: "Only one initialization request is allowed" });
       return { result: "refused", upstreamMs: elapsed() };
     }
+    const principal = admission.identity.principal;
+    if (!closing && childrenOf(principal) >= perPrincipal) {
+      // The caller's share of children is taken (its own sessions): it waits, nobody else does.
+      owner.refuse({ kind: "session_limit", scope: "principal", retryAfterSec: nextFreeSec(principal) });
+      return { result: "refused", upstreamMs: elapsed() };
+    }
     if (closing || !children.makeRoom()) {
       owner.refuse({ kind: "capacity", message: "no stdio upstream slot free" });
       return { result: "refused", upstreamMs: elapsed() };
@@ -153,12 +191,16 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
     };
     owner.signal.addEventListener("abort", onClientGone, { once: true });
     starting++;
+    startingBy.set(principal, (startingBy.get(principal) ?? 0) + 1);
     children.refill();
     let answer: Awaited<ReturnType<typeof initializeChild>>;
     try {
       answer = await initializeChild(relay, withMeta(init.raw, ctx.meta), initTimeoutMs);
     } finally {
       starting--;
+      const left = (startingBy.get(principal) ?? 1) - 1;
+      if (left > 0) startingBy.set(principal, left);
+      else startingBy.delete(principal);
       owner.signal.removeEventListener("abort", onClientGone);
     }
     const upstreamMs = elapsed();
