@@ -175,6 +175,23 @@ describe("open streams end when the credential stops being valid", () => {
     expect(text).not.toContain("slow done");
   });
 
+  it("ends a GET stream when its stored key expires", async () => {
+    const store = await openKeyStore(location);
+    const issued = await issueApiKey(store, { name: "expiring", scopes: [], expiresInMs: 3_000 });
+    await store.close();
+    const expiresAt = issued.record.expiresAt!;
+    const stream = await openGetStream(single.url, issued.key);
+    const endedAt = await Promise.race([
+      stream.ended,
+      new Promise<number>((r) => setTimeout(() => r(-1), 6_000)),
+    ]);
+    expect(endedAt).toBeGreaterThan(0);
+    const endedEpochMs = Date.now() - (performance.now() - endedAt);
+    // Identity expiry is whole seconds (floor), so the stream may end up to a second early, never late.
+    expect(endedEpochMs).toBeGreaterThanOrEqual(expiresAt - 1_500);
+    expect(endedEpochMs).toBeLessThan(expiresAt + 1_000);
+  });
+
   it("ends a GET stream on another instance at once through the Redis revocation feed", async () => {
     const config = {
       upstream: { url: upstream.url },
