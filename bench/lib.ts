@@ -51,10 +51,11 @@ export async function openSession(url: string, headers: Record<string, string> =
     headers: base,
     body: INITIALIZE_BODY,
   });
-  const sid = init.headers["mcp-session-id"] as string;
+  const sid = init.headers["mcp-session-id"] as string | undefined;
   await init.body.text();
-  if (init.statusCode !== 200 || !sid) throw new Error(`initialize failed: ${init.statusCode}`);
-  const h = { ...base, "mcp-session-id": sid, "mcp-protocol-version": "2025-06-18" };
+  if (init.statusCode !== 200) throw new Error(`initialize failed: ${init.statusCode}`);
+  // A stateless upstream mints no session: later requests carry none.
+  const h = { ...base, ...(sid ? { "mcp-session-id": sid } : {}), "mcp-protocol-version": "2025-06-18" };
   const n = await pool.request({
     path: u.pathname,
     method: "POST",

@@ -108,8 +108,9 @@ export interface Gate {
   /**
    * A signal that fires when the admission's credential stops being acceptable: at the identity's
    * `expiresAt`, or when a watcher (e.g. key revocation) says so. Open streams end on it.
+   * Undefined when nothing can end it early (no expiry, no watcher).
    */
-  watch(admission: Authenticated, until?: AbortSignal): AbortSignal;
+  watch(admission: Authenticated, until?: AbortSignal): AbortSignal | undefined;
   /** Render a refusal (e.g. upstream failures) with this gate's challenge context. */
   render(denial: Denial): HttpResponseSpec;
 }

@@ -432,7 +432,7 @@ export function createGate(options: GateOptions): Gate {
     return resolved.sessionScope ? `${resolved.sessionScope}\u0000${sessionId}` : sessionId;
   }
 
-  function watch(auth: Authenticated, until?: AbortSignal): AbortSignal {
+  function watch(auth: Authenticated, until?: AbortSignal): AbortSignal | undefined {
     const signals: AbortSignal[] = [];
     const exp = auth.identity.expiresAt;
     if (exp !== undefined) {
@@ -440,12 +440,15 @@ export function createGate(options: GateOptions): Gate {
       const ms = Math.max(0, exp * 1000 - Date.now());
       if (ms < 2 ** 31 - 1) signals.push(AbortSignal.timeout(ms));
     }
-    const end = until ?? new AbortController().signal;
-    for (const w of resolved.watchers ?? []) {
-      const s = w(auth, end);
-      if (s) signals.push(s);
+    if (resolved.watchers?.length) {
+      const end = until ?? new AbortController().signal;
+      for (const w of resolved.watchers) {
+        const s = w(auth, end);
+        if (s) signals.push(s);
+      }
     }
-    if (signals.length === 0) return new AbortController().signal;
+    // Nothing can end this credential early: no signal, no listener, no timer.
+    if (signals.length === 0) return undefined;
     return signals.length === 1 ? signals[0]! : AbortSignal.any(signals);
   }
 

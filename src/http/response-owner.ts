@@ -118,37 +118,31 @@ export function createResponseOwner(o: ResponseOwnerOptions): ResponseOwner {
   const maxResponseBytes = o.maxResponseBytes ?? 8 * 1024 * 1024;
   const slowClientMs = o.slowClientMs ?? 60_000;
   const method = admission.method;
-  const gone = new AbortController();
-  const onClose = () => {
-    if (!res.writableFinished) gone.abort(new Error("client closed the connection"));
-  };
-  res.once("close", onClose);
-  // Fires when the response ends, however it ends: watchers (key revocation) stop watching then.
-  const ended = new AbortController();
-  res.once("close", () => ended.abort());
-  const lifetime = gate.watch(admission, ended.signal);
-  // The upstream identity's expiry (set by `endAt`), for the streams it authorizes.
-  const conveyed = new AbortController();
-  let conveyedTimer: NodeJS.Timeout | undefined;
-  const signal = AbortSignal.any([
-    gone.signal,
-    lifetime,
-    conveyed.signal,
-    ...(o.lifetime ? [o.lifetime] : []),
-  ]);
+  // One controller per request: aborted when the client leaves or the stream's lifetime ends.
+  const stop = new AbortController();
+  const signal = stop.signal;
   let sse = false;
+  let lifetimeTimer: NodeJS.Timeout | undefined;
   // RFC 6750 §3 / issue 13: a credential that stops being acceptable ends its open stream.
   const onLifetimeEnd = () => {
-    if (gone.signal.aborted) return;
+    if (signal.aborted) return;
+    stop.abort(new Error("credential no longer acceptable"));
     o.onEvent?.("lifetime_ended");
     if (res.headersSent) endStream();
     else refuse({ kind: "credential_expired" });
   };
-  const ends = [lifetime, conveyed.signal, ...(o.lifetime ? [o.lifetime] : [])];
-  if (!gone.signal.aborted) for (const s of ends) s.addEventListener("abort", onLifetimeEnd, { once: true });
+  // Watchers (key revocation) learn when the response is over, so they stop watching.
+  const ended = gate.options.watchers?.length ? new AbortController() : undefined;
+  const lifetimes = [gate.watch(admission, ended?.signal), o.lifetime].filter((x): x is AbortSignal => !!x);
+  for (const l of lifetimes) {
+    if (l.aborted) queueMicrotask(onLifetimeEnd);
+    else l.addEventListener("abort", onLifetimeEnd, { once: true });
+  }
   res.once("close", () => {
-    clearTimeout(conveyedTimer);
-    for (const s of ends) s.removeEventListener("abort", onLifetimeEnd);
+    if (!res.writableFinished && !signal.aborted) stop.abort(new Error("client closed the connection"));
+    clearTimeout(lifetimeTimer);
+    for (const l of lifetimes) l.removeEventListener("abort", onLifetimeEnd);
+    ended?.abort();
   });
 
   function endStream(): void {
@@ -460,10 +454,10 @@ export function createResponseOwner(o: ResponseOwnerOptions): ResponseOwner {
     },
     refuse,
     endAt(epochSeconds) {
-      clearTimeout(conveyedTimer);
+      clearTimeout(lifetimeTimer);
       const ms = Math.max(0, epochSeconds * 1000 - Date.now());
-      if (ms < 2 ** 31 - 1)
-        conveyedTimer = setTimeout(() => conveyed.abort(new Error("identity expired")), ms);
+      // setTimeout holds at most 2^31-1 ms (~24.8 days); a later end is beyond any stream.
+      if (ms < 2 ** 31 - 1) lifetimeTimer = setTimeout(onLifetimeEnd, ms);
     },
     bind,
     relay,
