@@ -14,6 +14,7 @@ import {
 import { findFreePort } from "../../src/gateway/free-port.js";
 import { openKeyStore } from "../../src/stores/open-key-store.js";
 import { launchBrowser } from "../authserver/browser.js";
+import { tokenRequest } from "../authserver/harness.js";
 import { startTestIdp, type TestIdp } from "../authserver/idp-fixture.js";
 import { startTestGateway, type TestGateway } from "../helpers/gateway.js";
 import { type RecordingUpstream, startRecordingUpstream } from "../helpers/upstream.js";
@@ -132,6 +133,17 @@ describe("the official SDK client through the gateway's own authorization server
         });
       expect((await post(key)).status).toBe(200);
       expect((await post(otherKey)).status).toBe(404);
+      // A refreshed token keeps the session (binding is to the principal, not the token: DESIGN.md §1.3).
+      const clientInfo = provider.clientInformation()!;
+      const refreshed = await tokenRequest(new URL(gw.url).origin, {
+        grant_type: "refresh_token",
+        refresh_token: tokens.refresh_token!,
+        client_id: clientInfo.client_id,
+      });
+      expect(refreshed.status).toBe(200);
+      expect(refreshed.body.access_token).not.toBe(tokens.access_token);
+      expect((await post(refreshed.body.access_token!)).status).toBe(200);
+      provider.saveTokens(refreshed.body as never);
       await client.close();
     } finally {
       listener.close();
