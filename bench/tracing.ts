@@ -4,8 +4,9 @@
  *   - off:      tracing not configured (the tracing calls are the OpenTelemetry API's no-ops);
  *   - on:       OTEL_EXPORTER_OTLP_ENDPOINT set, sampler always_on (every request exported over
  *               OTLP/HTTP protobuf to a receiver in this process that reads and discards);
- *   - baseline: (with --baseline REV) the same gateway from a commit without tracing code,
- *               extracted with `git archive` (no change to the repository), same node_modules.
+ *   - baseline: the same gateway with no tracing code: this commit's tree with the tracing modules
+ *               stubbed out (or, with --baseline REV, another commit's tree), extracted with
+ *               `git archive` (no change to the repository), same node_modules; --baseline none: skip.
  * Then, in-process, the per-request cost of the no-op tracing calls themselves (no SDK).
  * Loopback only, bounded (~rounds × gateways × roundMs).
  *   npx tsx bench/tracing.ts [--rounds 6] [--round-ms 3000] [--concurrency 16] [--baseline REV]
@@ -13,7 +14,7 @@
 
 import { execSync, spawn } from "node:child_process";
 import { once } from "node:events";
-import { existsSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -63,13 +64,50 @@ const upstreamProc = spawn(
 const [line] = (await once(createInterface({ input: upstreamProc.stdout! }), "line")) as [string];
 const upstreamUrl = (JSON.parse(line) as { url: string }).url;
 
+/**
+ * The "no tracing code" gateway: this commit's tree (`git archive`, so nothing in the repository
+ * changes) with the tracing modules replaced by identity stubs — the request span, the wrappers and
+ * the forward hook do nothing and cost a plain function call — and the logger's trace mixin removed.
+ * With `--baseline REV`, the tree of REV as it is instead.
+ */
 let baselineDir: string | undefined;
-if (values.baseline) {
+let baselineLabel = "";
+if (values.baseline !== "none") {
   baselineDir = mkdtempSync(join(tmpdir(), "mcpgate-bench-notrace-"));
-  execSync(`git archive ${values.baseline} | tar -x -C ${baselineDir}`, { cwd: ROOT, shell: "/bin/bash" });
+  const rev = values.baseline ?? "HEAD";
+  execSync(`git archive ${rev} | tar -x -C ${baselineDir}`, { cwd: ROOT, shell: "/bin/bash" });
   symlinkSync(join(ROOT, "node_modules"), join(baselineDir, "node_modules"));
-  if (existsSync(join(baselineDir, "src/observe/tracing.ts")))
-    console.warn(`note: ${values.baseline} already has src/observe/tracing.ts`);
+  if (values.baseline) baselineLabel = values.baseline;
+  else {
+    baselineLabel = "HEAD with tracing stubbed out";
+    const stub = (file: string, text: string) => writeFileSync(join(baselineDir!, file), text);
+    stub(
+      "src/observe/tracing.ts",
+      `const NOOP = { context: undefined, traceId: undefined, run: (fn) => fn(), describe() {}, end() {} };
+export const TRACE_ATTR = {};
+export const startRequestSpan = () => NOOP;
+export const activeTraceId = () => undefined;
+export const traceLogFields = () => ({});
+export const markSpanFailed = () => {};
+export const recordingParent = () => undefined;
+export const withChildSpan = (_n, _a, fn) => fn(undefined);
+export const tracer = () => undefined;
+`,
+    );
+    stub(
+      "src/observe/tracing-wrappers.ts",
+      `export const traceVerifier = (v) => v;
+export const traceKeyStore = (s) => s;
+export const traceStateStore = (s) => s;
+export const traceUpstreamIdentity = (h) => h;
+export const noteAuthLookup = () => {};
+export const wantsHttpChildSpans = () => false;
+`,
+    );
+    stub("src/gateway/tracing-forward.ts", "export const traceForward = () => (ctx, next) => next(ctx);\n");
+    const logger = join(baselineDir, "src/observe/logger.ts");
+    writeFileSync(logger, readFileSync(logger, "utf8").replace(/\n\s*mixin: traceLogFields,/, ""));
+  }
 }
 
 /** A real `mcpgate serve` process (default configuration, request log at info to /dev/null). */
@@ -159,7 +197,7 @@ console.log(
   `tracing on (always_on) / off: ${f(s.on.rps / s.off.rps)}   added p50 ${f(s.on.p50 - s.off.p50)} ms`,
 );
 if (s.baseline)
-  console.log(`tracing off / no tracing code (${values.baseline}): ${f(s.off.rps / s.baseline.rps)}`);
+  console.log(`tracing off / no tracing code (${baselineLabel}): ${f(s.off.rps / s.baseline.rps)}`);
 
 // Round-to-round spread of the off gateway against itself: what "within noise" means on this run.
 const offRounds = perRound.off;
