@@ -41,3 +41,5 @@ export {
 } from "./metrics.js";
 export { createObserver, type Observer, type ObserverOptions } from "./observer.js";
 export { createSpikeDetector, type SpikeDetectorOptions } from "./spike.js";
+export { activeTraceId, traceLogFields } from "./tracing.js";
+export { traceAuthHttpCalls } from "./tracing-http.js";
