@@ -4,7 +4,6 @@ import { validateConfig } from "../config.js";
 import { startGateway } from "../gateway/assembly/assemble.js";
 import { firstFreePort } from "../gateway/free-port.js";
 import { openKeyStore } from "../stores/open-key-store.js";
-import { runOAuthDemoClient } from "./demo-oauth.js";
 import { runDemoStdioServer, startDemoHttpServer } from "./demo-server.js";
 import { installShutdown } from "./serve.js";
 
@@ -139,6 +138,8 @@ async function runOAuthDemo(url: string, key: string, keyId: string): Promise<vo
     "and approve:",
   ]);
   try {
+    // Loaded only for --oauth: plain `mcpgate demo` starts without the SDK client.
+    const { runOAuthDemoClient } = await import("./demo-oauth.js");
     const result = await runOAuthDemoClient(url, (authorizationUrl) =>
       say(["", `  ${authorizationUrl.href}`, ""]),
     );
