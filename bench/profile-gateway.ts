@@ -1,0 +1,136 @@
+/**
+ * Profile the gateway under load (issue 13: "profile before optimising"): a real `mcpgate serve`
+ * run with --cpu-prof in front of an SDK upstream, loaded with tools/call; prints the top
+ * self-time functions and the time by source module, for the loaded seconds only (start-up and
+ * module compilation excluded). Not part of `npm run bench`.
+ *   npx tsx bench/profile-gateway.ts [--mode stateful|stateless] [--seconds 6] [--concurrency 10]
+ */
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { parseArgs } from "node:util";
+import { findFreePort } from "../src/gateway/free-port.js";
+import { load, openSession } from "./lib.js";
+
+const { values } = parseArgs({
+  options: {
+    mode: { type: "string", default: "stateful" },
+    seconds: { type: "string", default: "6" },
+    concurrency: { type: "string", default: "10" },
+  },
+});
+const KEY = "bench-static-key-0123456789abcdef";
+const dir = mkdtempSync(join(tmpdir(), "mcpgate-prof-"));
+const up = spawn(
+  process.execPath,
+  [
+    "--import",
+    "tsx",
+    new URL("./upstream-process.ts", import.meta.url).pathname,
+    ...(values.mode === "stateless" ? ["--stateless"] : []),
+  ],
+  { stdio: ["ignore", "pipe", "inherit"] },
+);
+const [line] = (await once(createInterface({ input: up.stdout! }), "line")) as [string];
+const upstreamUrl = (JSON.parse(line) as { url: string }).url;
+const port = await findFreePort("127.0.0.1");
+const gw = spawn(
+  process.execPath,
+  [
+    `--cpu-prof`,
+    `--cpu-prof-dir=${dir}`,
+    "--import",
+    "tsx",
+    new URL("../src/cli/main.ts", import.meta.url).pathname,
+    "serve",
+    "--upstream",
+    upstreamUrl,
+    "--port",
+    String(port),
+  ],
+  { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, MCP_API_KEY: KEY } },
+);
+const url = `http://127.0.0.1:${port}/mcp`;
+for (let i = 0; i < 200; i++) {
+  if (
+    await fetch(new URL("/healthz", url)).then(
+      (r) => r.ok,
+      () => false,
+    )
+  )
+    break;
+  await new Promise((r) => setTimeout(r, 100));
+}
+const s = await openSession(url, { authorization: `Bearer ${KEY}` });
+await load(() => s.call("add", { a: 1, b: 2 }), Number(values.concurrency), 2000);
+const loadedFrom = Date.now();
+const r = await load(
+  () => s.call("add", { a: 1, b: 2 }),
+  Number(values.concurrency),
+  Number(values.seconds) * 1000,
+);
+const loadedMs = Date.now() - loadedFrom;
+await s.close();
+gw.kill("SIGTERM");
+await once(gw, "exit");
+up.kill("SIGTERM");
+
+interface Node {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
+}
+const file = readdirSync(dir)
+  .map((f) => join(dir, f))
+  .sort((a, b) => readFileSync(b).length - readFileSync(a).length)[0]!;
+const prof = JSON.parse(readFileSync(file, "utf8")) as {
+  nodes: Node[];
+  samples: number[];
+  timeDeltas: number[];
+  endTime: number;
+};
+rmSync(dir, { recursive: true, force: true });
+// Keep the samples of the loaded window: the last `loadedMs` before the shutdown (~100 ms after).
+const times: number[] = [];
+let t = 0;
+for (const d of prof.timeDeltas) times.push((t += d));
+const end = times.at(-1)!;
+const from = end - (loadedMs + 150) * 1000;
+const byId = new Map(prof.nodes.map((n) => [n.id, n]));
+const parent = new Map<number, number>();
+for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+const short = (u: string) =>
+  u
+    .replace(/^.*node_modules\//, "")
+    .replace(/^.*\/src\//, "src/")
+    .replace(/^file:\/\//, "");
+const self = new Map<string, number>();
+const byModule = new Map<string, number>();
+let total = 0;
+for (let i = 0; i < prof.samples.length; i++) {
+  if (times[i]! < from) continue;
+  const dt = prof.timeDeltas[i]! / 1000;
+  total += dt;
+  const n = byId.get(prof.samples[i]!)!;
+  const key = `${n.callFrame.functionName || "(anonymous)"}  ${short(n.callFrame.url)}:${n.callFrame.lineNumber + 1}`;
+  self.set(key, (self.get(key) ?? 0) + dt);
+  const seen = new Set<string>();
+  for (let cur: number | undefined = n.id; cur !== undefined; cur = parent.get(cur)) {
+    const u = short(byId.get(cur)!.callFrame.url);
+    const mod = u.startsWith("src/") ? u : u.split("/")[0] || "(native)";
+    if (!seen.has(mod)) byModule.set(mod, (byModule.get(mod) ?? 0) + dt);
+    seen.add(mod);
+  }
+}
+console.log(
+  `${values.mode} upstream: ${r.latencies.length} requests in ${loadedMs} ms; profile window ${total.toFixed(0)} ms`,
+);
+console.log("\nself time (ms), top 25:");
+for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 25))
+  console.log(`${v.toFixed(1).padStart(8)}  ${k}`);
+console.log("\ninclusive time by module (ms), top 25:");
+for (const [k, v] of [...byModule].sort((a, b) => b[1] - a[1]).slice(0, 25))
+  console.log(`${v.toFixed(1).padStart(8)}  ${k}`);
