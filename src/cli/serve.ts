@@ -26,6 +26,8 @@ export function resolveServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv): G
   const base: GatewayConfig | undefined = flags.config ? loadConfigFile(flags.config, env) : undefined;
   const raw = (base ? structuredClone(base) : {}) as GatewayConfigInput & Record<string, unknown>;
   if (flags.upstream && flags.stdio) fail("use either --upstream or --stdio, not both");
+  if ((flags.upstream || flags.stdio) && raw.upstreams)
+    fail("--upstream and --stdio set the one upstream; this configuration has upstreams: (edit the file)");
   if (flags.upstream) raw.upstream = { ...(raw.upstream ?? {}), url: flags.upstream, command: undefined };
   if (flags.stdio) {
     const argv = splitCommand(flags.stdio);
@@ -40,8 +42,8 @@ export function resolveServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv): G
     };
   }
   if (flags.logLevel) raw.logging = { ...(raw.logging ?? {}), level: flags.logLevel as "info" };
-  if (!raw.upstream?.url && !raw.upstream?.command)
-    fail('no upstream: pass --upstream URL or --stdio "CMD ARGS", or set upstream in --config');
+  if (!raw.upstream?.url && !raw.upstream?.command && !raw.upstreams?.length)
+    fail('no upstream: pass --upstream URL or --stdio "CMD ARGS", or set upstream (or upstreams) in --config');
   return validateConfig(raw, null);
 }
 
