@@ -237,3 +237,53 @@ describe("tracing through the gateway to a stdio upstream", () => {
     expect(reported.meta.progressToken).toBeDefined();
   });
 });
+
+describe("tracing with the shared state on Redis", () => {
+  const REDIS = process.env.MCPGATE_TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
+  let otlp: OtlpReceiver;
+  let upstream: RecordingUpstream;
+  let gw: TestGateway;
+
+  beforeAll(async () => {
+    otlp = await startOtlpReceiver();
+    upstream = await startRecordingUpstream();
+    gw = await startTestGateway(
+      {
+        upstream: { url: upstream.url },
+        state: { redis: REDIS, prefix: `mcpgate-trace-${hex(4)}:` },
+        rateLimit: { perPrincipal: { limit: 1000, window: "1m" } },
+        tracing: { endpoint: otlp.url },
+      },
+      { MCP_API_KEY: KEY, OTEL_BSP_SCHEDULE_DELAY: "50" },
+      "info",
+    );
+  });
+  afterAll(async () => {
+    await gw?.close();
+    await upstream?.close();
+    await otlp?.close();
+  });
+
+  it("the session check and rate limit are one CLIENT span to Redis, child of the request", async () => {
+    const traceId = hex(16);
+    const client = await sdkClient(gw.url, {
+      authorization: `Bearer ${KEY}`,
+      traceparent: `00-${traceId}-${hex(8)}-01`,
+    });
+    await client.callTool({ name: "echo", arguments: { message: "r" } });
+    await client.close();
+    const spans = await otlp.waitFor((all) =>
+      all.some((s) => s.traceId === traceId && s.name === "tools/call echo"),
+    );
+    const server = spans.find((s) => s.traceId === traceId && s.name === "tools/call echo")!;
+    const admit = childrenOf(spans, server).find((s) => s.name === "mcpgate.state.admit");
+    expect(admit?.kind).toBe("CLIENT");
+    expect(admit?.attributes).toMatchObject({
+      "mcpgate.store": "redis",
+      "mcpgate.state.session_checked": true,
+      "mcpgate.state.buckets": 1,
+      "mcpgate.state.rate_limited": false,
+      "mcpgate.state.session_status": "ok",
+    });
+  });
+});
