@@ -8,15 +8,21 @@ import { markSpanFailed, recordingParent, TRACE_ATTR, withChildSpan } from "./tr
  * (no SDK, or an unsampled trace) a wrapped call is the plain call.
  */
 
+/** Objects these wrappers made: wrapping one again returns it as it is (no doubled spans). */
+const wrapped = new WeakSet<object>();
+
 /** Give `target` these methods instead of its own; every other property is the target's. */
 function overriding<T extends object>(target: T, overrides: Record<PropertyKey, unknown>): T {
-  return new Proxy(target, {
+  if (wrapped.has(target)) return target;
+  const proxy = new Proxy(target, {
     get(t, prop) {
       if (Object.hasOwn(overrides, prop)) return overrides[prop];
       const value = Reflect.get(t, prop, t) as unknown;
       return typeof value === "function" ? value.bind(t) : value;
     },
   });
+  wrapped.add(proxy);
+  return proxy;
 }
 
 /** Counts the store and network round trips made inside one authentication (cache-hit detection). */

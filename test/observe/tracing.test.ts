@@ -296,6 +296,14 @@ describe("child spans of the parts plugged into the gate", () => {
     expect(allSpanStrings()).not.toContain("secret-rest");
   });
 
+  it("wrapping twice (a gate built from another gate's verifiers) makes one span, not two", async () => {
+    const twice = traceVerifier(traceVerifier(okVerifier));
+    const t = startRequestSpan({ method: "POST", path: "/mcp", headers: {} });
+    await t.run(() => twice.verify(TOKEN));
+    t.end({ status: 200, decision: "allow" });
+    expect(spans().filter((s) => s.name === "mcpgate.authenticate")).toHaveLength(1);
+  });
+
   it("outside a request (no recording parent) a wrapped call makes no span", async () => {
     const traced = traceVerifier(okVerifier);
     await traced.verify(TOKEN);
