@@ -57,7 +57,9 @@ for (const kind of ["memory", "redis"] as const) {
     it("refuses a flood from one key with 429 past its share and 503 at the cap, evicting nobody", async () => {
       const { client } = await connectClient(gw.url, keys.a);
       try {
-        expect((await client.callTool({ name: "echo", arguments: { message: "before" } })).isError).toBeFalsy();
+        expect(
+          (await client.callTool({ name: "echo", arguments: { message: "before" } })).isError,
+        ).toBeFalsy();
         const flood: number[] = [];
         let retryAfter: string | null = null;
         for (let i = 0; i < 25; i++) {

@@ -1,7 +1,7 @@
 import type { CredentialVerifier } from "../../authn/verifier.js";
-import type { Identity } from "../../core/identity.js";
 import type { GatewayConfig } from "../../config.js";
 import type { StateStore } from "../../core/contracts.js";
+import type { Identity } from "../../core/identity.js";
 import type { Logger } from "../../observe/logger.js";
 import { createMemoryStateStore } from "../../stores/memory-state.js";
 
@@ -69,7 +69,9 @@ export async function buildState(
     url: redisUrl,
     prefix,
     maxSessions: config.sessions.max,
-    ...(config.sessions.perPrincipal !== undefined ? { maxSessionsPerPrincipal: config.sessions.perPrincipal } : {}),
+    ...(config.sessions.perPrincipal !== undefined
+      ? { maxSessionsPerPrincipal: config.sessions.perPrincipal }
+      : {}),
     onError: (err) => {
       // ioredis reports every failed reconnect; one line per 10 s is enough to see the outage.
       if (Date.now() - lastError < 10_000) return;

@@ -109,7 +109,8 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
   /** Seconds until the least recently active session of `principal` idles out (Retry-After). */
   function nextFreeSec(principal: string): number {
     let oldest = Number.POSITIVE_INFINITY;
-    for (const s of sessions.values()) if (s.principal === principal) oldest = Math.min(oldest, s.relay.lastActive);
+    for (const s of sessions.values())
+      if (s.principal === principal) oldest = Math.min(oldest, s.relay.lastActive);
     const ms = Number.isFinite(oldest) ? oldest + idleTtlMs - Date.now() : 1000;
     return Math.max(1, Math.ceil(ms / 1000));
   }
