@@ -86,7 +86,12 @@ describe("hostile names against multi-star globs (issue 14 item 2)", () => {
       expect(a.text).toMatch(/Forbidden/);
     }
     expect(latencies.length).toBeGreaterThan(0);
-    // With the backtracking regex one such URI alone held the event loop for far longer than this.
-    expect(Math.max(...latencies)).toBeLessThan(1000);
+    console.info(
+      `/healthz during the attack: ${latencies.length} probes, max ${Math.max(...latencies).toFixed(1)} ms`,
+    );
+    // With the backtracking regex one such name alone held the event loop ~10 s (a 3-star glob on
+    // the URI: ~0.3 s per request); the linear matcher takes microseconds. The bound leaves room for
+    // a loaded 2-core machine.
+    expect(Math.max(...latencies)).toBeLessThan(2000);
   });
 });
