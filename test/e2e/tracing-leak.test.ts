@@ -9,6 +9,7 @@ import { generateApiKey } from "../../src/authn/api-key.js";
 import { issueApiKey } from "../../src/authn/key-lifecycle.js";
 import { openKeyStore } from "../../src/stores/open-key-store.js";
 import { type JwksServer, makeKey, mint, startJwksServer } from "../authn/jwks-fixture.js";
+import { type AuthServer, startAuthServer } from "../authn/oidc-fixture.js";
 import { INIT, rawPost } from "../helpers/client.js";
 import { startTestGateway, type TestGateway } from "../helpers/gateway.js";
 import { type OtlpReceiver, startOtlpReceiver } from "../helpers/otlp-receiver.js";
@@ -166,6 +167,66 @@ describe("no credential in any exported span", () => {
     // A JWT's signature and payload segments alone are secrets too.
     for (const jwt of [secrets.jwt!, secrets.expiredJwt!, secrets.forgedJwt!, ...assertions]) {
       for (const part of jwt.split(".").slice(1)) expect(raw.includes(part)).toBe(false);
+    }
+  });
+});
+
+describe("no introspected token or client secret in any exported span", () => {
+  let as: AuthServer;
+  let otlp: OtlpReceiver;
+  let upstream: RecordingUpstream;
+  let gw: TestGateway;
+
+  beforeAll(async () => {
+    as = await startAuthServer({ format: "opaque", scopes: ["tools:call"] });
+    otlp = await startOtlpReceiver();
+    upstream = await startRecordingUpstream();
+    gw = await startTestGateway(
+      {
+        upstream: { url: upstream.url },
+        auth: {
+          jwt: {
+            issuer: as.issuer,
+            introspection: {
+              endpoint: as.introspectionEndpoint,
+              clientId: as.gateway.id,
+              clientSecret: as.gateway.secret,
+            },
+          },
+        },
+        tracing: { endpoint: otlp.url },
+      },
+      { OTEL_BSP_SCHEDULE_DELAY: "50" },
+      "info",
+    );
+  });
+  afterAll(async () => {
+    await gw?.close();
+    await upstream?.close();
+    await otlp?.close();
+    await as?.stop();
+  });
+
+  it("the introspection call is a CLIENT span under authentication; a second use of the token is a cache hit", async () => {
+    const token = await as.token(gw.publicUrl, "tools:call");
+    const bogus = `opaque-${b62(43)}`;
+    for (const t of [token, token, bogus]) {
+      await rawPost(gw.url, INIT, { authorization: `Bearer ${t}` });
+    }
+    await gw.close();
+    const auths = otlp.spans.filter((s) => s.name === "mcpgate.authenticate");
+    expect(auths.map((s) => s.attributes["mcpgate.auth.cache_hit"])).toEqual([false, true, false]);
+    const introspect = otlp.spans.filter(
+      (s) => s.name === "POST" && s.attributes["url.full"] === as.introspectionEndpoint,
+    );
+    expect(introspect).toHaveLength(2);
+    expect(introspect.every((s) => auths.some((a) => a.spanId === s.parentSpanId))).toBe(true);
+    const basic = Buffer.from(`${as.gateway.id}:${as.gateway.secret}`).toString("base64");
+    const raw = Buffer.concat(otlp.bodies).toString("latin1");
+    const haystack = otlp.allStrings().join("\n");
+    for (const needle of [token, bogus, as.gateway.secret, basic]) {
+      expect(haystack.includes(needle)).toBe(false);
+      expect(raw.includes(needle)).toBe(false);
     }
   });
 });
