@@ -140,7 +140,8 @@ export function createObserver(options: ObserverOptions = {}): Observer {
         {
           requestId: s.requestId,
           principal: s.principal,
-          mount: s.mount,
+          // The upstream's name (docs/upstreams.md); absent for the one-upstream config's mount.
+          upstream: s.mount === "default" ? undefined : s.mount,
           era: s.era,
           method: s.rpcMethod,
           tool: s.tool,

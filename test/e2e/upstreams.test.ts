@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { issueApiKey } from "../../src/authn/key-lifecycle.js";
 import { findFreePort } from "../../src/gateway/free-port.js";
+import { probeEndpoint } from "../../src/probe/probe.js";
 import { openKeyStore } from "../../src/stores/open-key-store.js";
 import { verifyGatewayAssertion } from "../../src/upstream/index.js";
 import { type AuthServer, startAuthServer } from "../authn/oidc-fixture.js";
@@ -151,6 +152,16 @@ describe("several upstreams behind one gateway", () => {
     expect(secretish).toEqual([]);
   });
 
+  it("is probed per path (mcpgate probe / monitor targets)", async () => {
+    const notesUp = await probeEndpoint(`${origin()}/notes/mcp`, { key: keys.reader!.key });
+    expect(notesUp.status).toBe("up");
+    const filesUp = await probeEndpoint(`${origin()}/files/mcp`, { key: keys.files!.key });
+    expect(filesUp.status).toBe("up");
+    expect(filesUp.schemaHash).not.toBe(notesUp.schemaHash); // two servers, two tool lists
+    const noKey = await probeEndpoint(`${origin()}/notes/mcp`);
+    expect(noKey.status).toBe("auth_rejected");
+  });
+
   it("publishes the signing keys at /.well-known/jwks.json without a credential", async () => {
     const res = await fetch(`${origin()}/.well-known/jwks.json`);
     expect(res.status).toBe(200);
@@ -162,12 +173,18 @@ describe("several upstreams behind one gateway", () => {
     }
   });
 
-  it("names the upstream in request logs", async () => {
+  it("names the upstream in request logs and audit events", async () => {
     const { client } = await connectClient(`${origin()}/notes/mcp`, keys.reader!.key);
     await client.listTools();
     await client.close();
-    const mine = gw.logs.filter((l) => l.includes('"mount":"notes"') || l.includes('"upstream":"notes"'));
-    expect(mine.length).toBeGreaterThan(0);
+    const files = await connectClient(`${origin()}/files/mcp`, keys.reader!.key);
+    const denied = (await files.client.callTool({ name: "env", arguments: {} })) as { isError?: boolean };
+    expect(denied.isError).toBe(true);
+    await files.client.close();
+    const requests = gw.logs.filter((l) => l.includes('"msg":"request"') && l.includes('"upstream":"notes"'));
+    expect(requests.length).toBeGreaterThan(0);
+    const audits = gw.logs.filter((l) => l.includes('"type":"denied"') && l.includes('"upstream":"files"'));
+    expect(audits.length).toBeGreaterThan(0);
     const everything = gw.logs.join("\n");
     for (const { key } of Object.values(keys)) expect(everything).not.toContain(key);
     expect(everything).not.toMatch(/eyJ[A-Za-z0-9_-]{20,}\.eyJ/); // no assertion in a log line

@@ -4,7 +4,8 @@ import type { CredentialVerifier } from "../../authn/verifier.js";
 import { compilePolicy } from "../../authz/policy.js";
 import { createRateLimitPlanner } from "../../authz/rate-limit-plan.js";
 import { durationMs, type GatewayConfig, type ResolvedUpstream, resolveUpstreams } from "../../config.js";
-import type { RateLimitPlanner } from "../../core/contracts.js";
+import type { AuditEvent } from "../../core/audit-event.js";
+import type { GateObserver, RateLimitPlanner } from "../../core/contracts.js";
 import { McpGateError } from "../../core/errors.js";
 import { createGate, type Gate, type GateOptions } from "../../gate/gate.js";
 import type { Entry } from "../../http/front-door.js";
@@ -163,6 +164,15 @@ function identityHookFor(
   };
 }
 
+/** The shared observer, with every audit event of one upstream's gate naming it (`detail.upstream`). */
+function observerFor(observer: GateObserver | undefined, name: string | undefined): GateObserver | undefined {
+  if (!observer?.audit || name === undefined) return observer;
+  const audit = observer.audit.bind(observer);
+  return Object.assign(Object.create(observer) as GateObserver, {
+    audit: (event: AuditEvent) => audit({ ...event, detail: { ...event.detail, upstream: name } }),
+  });
+}
+
 /** `GET /.well-known/jwks.json`: the public signing keys, no credential (RFC 7517 JWK Set). */
 function jwksRoute(identity: IdentityRuntime): RouteHandler {
   return async (req: IncomingMessage, res: ServerResponse) => {
@@ -233,8 +243,10 @@ export async function buildMounts(config: GatewayConfig, ctx: MountContext): Pro
         );
         verifiers = ctx.verifiers.map((v) => (v === ctx.jwtVerifier ? own : v));
       }
+      const observer = observerFor(ctx.gateOptions.observer, u.shorthand ? undefined : u.name);
       const gate = createGate({
         ...ctx.gateOptions,
+        ...(observer ? { observer } : {}),
         verifiers,
         publicUrl: resource,
         ...(u.policy
