@@ -238,3 +238,43 @@ describe("signing-key rotation with two gateway instances on one PostgreSQL key 
     expect(published.keys.map((k) => k.kid)).toEqual([r.kid, kid1]);
   }, 60_000);
 });
+
+describe("a caller cannot pose as someone else to the upstream", () => {
+  let upstream: RecordingUpstream;
+  let gw: TestGateway;
+  beforeAll(async () => {
+    upstream = await startRecordingUpstream();
+    gw = await startTestGateway(
+      {
+        identity: { keyStore: "memory:", header: "X-Caller-Identity" },
+        upstreams: [
+          { name: "told", path: "/told/mcp", url: upstream.url, identity: { mode: "assertion" } },
+          { name: "untold", path: "/untold/mcp", url: upstream.url },
+        ],
+      },
+      env,
+    );
+  }, 60_000);
+  afterAll(async () => {
+    await gw?.close();
+    await upstream?.close();
+  });
+
+  it("replaces a client-sent identity header, and never relays one where identity is off", async () => {
+    const forged = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJrZXk6YWRtaW4ifQ.";
+    const headers = {
+      authorization: `Bearer ${STATIC_KEY}`,
+      "x-caller-identity": forged,
+      "mcp-param-x": "y",
+    };
+    expect((await rawPost(`${originOf(gw)}/told/mcp`, INIT, headers)).status).toBe(200);
+    const told = upstream.seen.at(-1)!.headers;
+    expect(told["x-caller-identity"]).not.toBe(forged);
+    expect(decodeJwt(String(told["x-caller-identity"])).sub).toBe("static");
+    expect(told.authorization).toBeUndefined(); // the identity went to its own header; no credential relayed
+    expect((await rawPost(`${originOf(gw)}/untold/mcp`, INIT, headers)).status).toBe(200);
+    const untold = upstream.seen.at(-1)!.headers;
+    expect(untold["x-caller-identity"]).toBeUndefined();
+    expect(JSON.stringify(upstream.seen)).not.toContain(STATIC_KEY);
+  });
+});
