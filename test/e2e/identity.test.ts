@@ -278,3 +278,29 @@ describe("a caller cannot pose as someone else to the upstream", () => {
     expect(JSON.stringify(upstream.seen)).not.toContain(STATIC_KEY);
   });
 });
+
+describe("the one-upstream shorthand with identity", () => {
+  it("signs for upstream: as for an upstreams entry (aud = its url), and publishes the JWKS", async () => {
+    const upstream = await startRecordingUpstream();
+    const gw = await startTestGateway(
+      { identity: { mode: "assertion", keyStore: "memory:", ttl: "2m" }, upstream: { url: upstream.url } },
+      env,
+    );
+    try {
+      expect((await rawPost(gw.url, INIT, { authorization: `Bearer ${STATIC_KEY}` })).status).toBe(200);
+      const jwt = String(upstream.seen.at(-1)!.headers.authorization).slice(7);
+      const verifier = verifyGatewayAssertion({
+        jwksUrl: `${originOf(gw)}/.well-known/jwks.json`,
+        issuer: originOf(gw),
+        audience: upstream.url,
+      });
+      const info = await verifier.verifyAccessToken(jwt);
+      expect(info.extra?.principal).toBe("static");
+      const { exp, iat } = decodeJwt(jwt);
+      expect(exp! - iat!).toBe(120);
+    } finally {
+      await gw.close();
+      await upstream.close();
+    }
+  });
+});
