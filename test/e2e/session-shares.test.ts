@@ -84,3 +84,52 @@ for (const kind of ["memory", "redis"] as const) {
     });
   });
 }
+
+describe("concurrent initializes of one key: the share holds and refused sessions are ended upstream", () => {
+  let dir: string;
+  let upstream: RecordingUpstream;
+  let gw: TestGateway;
+  let key: string;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "mcpgate-shares-race-"));
+    const location = `sqlite:${join(dir, "keys.db")}`;
+    const store = await openKeyStore(location);
+    key = (await issueApiKey(store, { name: "racer", scopes: [] })).key;
+    await store.close();
+    upstream = await startRecordingUpstream();
+    gw = await startTestGateway({
+      upstream: { url: upstream.url },
+      auth: { apiKeys: { store: location } },
+      sessions: { max: 100, perPrincipal: 2 },
+    });
+  });
+  afterAll(async () => {
+    await gw?.close();
+    await upstream?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("binds exactly its share, answers the rest 429, and DELETEs every extra session the upstream minted", async () => {
+    const before = upstream.seen.length;
+    const results = await Promise.all(
+      Array.from({ length: 10 }, () => rawPost(gw.url, INIT, { authorization: `Bearer ${key}` })),
+    );
+    const statuses = results.map((r) => r.status).sort();
+    expect(statuses.filter((s) => s === 200)).toHaveLength(2);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(8);
+    const minted = upstream.seen
+      .slice(before)
+      .filter((s) => s.method === "POST" && s.body.includes('"initialize"'));
+    // Wait for the fire-and-forget DELETEs of the sessions that could not be bound.
+    const deadline = Date.now() + 3_000;
+    let deletes = 0;
+    while (Date.now() < deadline) {
+      deletes = upstream.seen.slice(before).filter((s) => s.method === "DELETE").length;
+      if (deletes >= minted.length - 2) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(deletes).toBe(minted.length - 2);
+    console.info(`concurrent initializes: ${minted.length} reached the upstream, ${deletes} ended there`);
+  });
+});
