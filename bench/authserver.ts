@@ -26,11 +26,11 @@ import { openKeyStore } from "../src/stores/open-key-store.js";
 import {
   Agent,
   authorize,
+  exchangeCode,
   formOf,
   pkce,
   registerClient,
   startTestAuthServer,
-  tokenRequest,
 } from "../test/authserver/harness.js";
 
 const ROUNDS = 5;
@@ -62,12 +62,11 @@ async function verificationCost(): Promise<void> {
       scope: "tools:call",
       resource: t.resource,
     });
-    const tok = await tokenRequest(t.issuer, {
-      grant_type: "authorization_code",
+    const tok = await exchangeCode(t.issuer, {
       code: back.searchParams.get("code")!,
-      redirect_uri: redirect,
-      client_id: clientId,
-      code_verifier: p.verifier,
+      redirectUri: redirect,
+      clientId: clientId,
+      verifier: p.verifier,
       resource: t.resource,
     });
     const token = tok.body.access_token!;

@@ -3,6 +3,7 @@ import { createGuard } from "../../src/observe/guard.js";
 import {
   Agent,
   authorize,
+  exchangeCode,
   pkce,
   registerClient,
   startTestAuthServer,
@@ -42,12 +43,11 @@ async function fullFlow(agent = new Agent(), extra: Record<string, string> = {})
   const { redirect, consentHtml } = await authorize(t, agent, codeParams(p.challenge, extra));
   const code = redirect.searchParams.get("code");
   expect(code, redirect.href).toBeTruthy();
-  const tok = await tokenRequest(t.issuer, {
-    grant_type: "authorization_code",
+  const tok = await exchangeCode(t.issuer, {
     code: code!,
-    redirect_uri: REDIRECT,
-    client_id: clientId,
-    code_verifier: p.verifier,
+    redirectUri: REDIRECT,
+    clientId: clientId,
+    verifier: p.verifier,
     resource: t.resource,
   });
   expect(tok.status, JSON.stringify(tok.body)).toBe(200);
@@ -181,12 +181,11 @@ describe("attacks refused at the authorization endpoint (400s)", () => {
 describe("token endpoint attacks", () => {
   it("a reused code is refused and revokes what the first use issued", async () => {
     const first = await fullFlow();
-    const again = await tokenRequest(t.issuer, {
-      grant_type: "authorization_code",
+    const again = await exchangeCode(t.issuer, {
       code: first.code,
-      redirect_uri: REDIRECT,
-      client_id: clientId,
-      code_verifier: first.verifier,
+      redirectUri: REDIRECT,
+      clientId: clientId,
+      verifier: first.verifier,
       resource: t.resource,
     });
     expect(again.status).toBe(400);
@@ -204,12 +203,11 @@ describe("token endpoint attacks", () => {
   it("a wrong code_verifier is refused", async () => {
     const p = pkce();
     const { redirect } = await authorize(t, new Agent(), codeParams(p.challenge));
-    const res = await tokenRequest(t.issuer, {
-      grant_type: "authorization_code",
+    const res = await exchangeCode(t.issuer, {
       code: redirect.searchParams.get("code")!,
-      redirect_uri: REDIRECT,
-      client_id: clientId,
-      code_verifier: pkce().verifier,
+      redirectUri: REDIRECT,
+      clientId: clientId,
+      verifier: pkce().verifier,
       resource: t.resource,
     });
     expect(res.body.error).toBe("invalid_grant");
@@ -270,12 +268,11 @@ describe("token endpoint attacks", () => {
         client_id: cid,
         resource: own.resource,
       });
-      const tok = await tokenRequest(own.issuer, {
-        grant_type: "authorization_code",
+      const tok = await exchangeCode(own.issuer, {
         code: redirect.searchParams.get("code")!,
-        redirect_uri: REDIRECT,
-        client_id: cid,
-        code_verifier: p.verifier,
+        redirectUri: REDIRECT,
+        clientId: cid,
+        verifier: p.verifier,
         resource: own.resource,
       });
       expect((await own.as.verifier.verify(tok.body.access_token!)).ok).toBe(true);

@@ -4,11 +4,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   Agent,
   authorize,
+  exchangeCode,
   pkce,
   registerClient,
   startTestAuthServer,
   type TestAuthServer,
-  tokenRequest,
 } from "./harness.js";
 
 const REDIRECT = "http://127.0.0.1:9/callback";
@@ -91,12 +91,11 @@ describe("Client ID Metadata Documents (loopback allowed for development)", () =
       params(clientId, t.resource, p.challenge),
     );
     expect(consentHtml).toContain("CIMD Test App");
-    const tok = await tokenRequest(t.issuer, {
-      grant_type: "authorization_code",
+    const tok = await exchangeCode(t.issuer, {
       code: redirect.searchParams.get("code")!,
-      redirect_uri: REDIRECT,
-      client_id: clientId,
-      code_verifier: p.verifier,
+      redirectUri: REDIRECT,
+      clientId: clientId,
+      verifier: p.verifier,
       resource: t.resource,
     });
     expect(tok.status).toBe(200);

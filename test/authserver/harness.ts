@@ -218,3 +218,18 @@ export async function tokenRequest(
   });
   return { status: res.status, body: (await res.json()) as Record<string, string> };
 }
+
+/** Exchange an authorization code (with its PKCE verifier and RFC 8707 resource) at the token endpoint. */
+export function exchangeCode(
+  issuer: string,
+  c: { code: string; redirectUri: string; clientId: string; verifier: string; resource: string },
+): Promise<{ status: number; body: Record<string, string> }> {
+  return tokenRequest(issuer, {
+    grant_type: "authorization_code",
+    code: c.code,
+    redirect_uri: c.redirectUri,
+    client_id: c.clientId,
+    code_verifier: c.verifier,
+    resource: c.resource,
+  });
+}

@@ -72,3 +72,15 @@ export async function startTestIdp(redirectUri: string): Promise<TestIdp> {
     },
   };
 }
+
+/** In a browser page that was sent to the test IdP: log in as `user` on its development form. */
+export async function loginAtTestIdp(
+  page: import("playwright-core").Page,
+  idp: TestIdp,
+  user: string,
+): Promise<void> {
+  await page.waitForURL((u) => u.href.startsWith(idp.issuer));
+  await page.fill('input[name="login"]', user);
+  await page.fill('input[name="password"]', "any password");
+  await page.click('button[type="submit"]');
+}

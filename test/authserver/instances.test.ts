@@ -8,6 +8,7 @@ import { createSqliteOAuthStore } from "../../src/stores/oauth-sqlite.js";
 import { createSqliteSigningKeyStore } from "../../src/stores/signing-keys-sqlite.js";
 import {
   Agent,
+  exchangeCode,
   pkce,
   registerClient,
   startTestAuthServer,
@@ -99,12 +100,11 @@ describe("several instances serve one authorization server (SQLite + Redis)", ()
     }
     expect(code).toBeTruthy();
     expect(step).toBeGreaterThanOrEqual(5);
-    const tok = await tokenRequest(on(step++, a.issuer), {
-      grant_type: "authorization_code",
+    const tok = await exchangeCode(on(step++, a.issuer), {
       code: code!,
-      redirect_uri: REDIRECT,
-      client_id: clientId,
-      code_verifier: p.verifier,
+      redirectUri: REDIRECT,
+      clientId: clientId,
+      verifier: p.verifier,
       resource: a.resource,
     });
     expect(tok.status).toBe(200);

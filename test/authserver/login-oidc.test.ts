@@ -1,8 +1,8 @@
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchBrowser } from "./browser.js";
-import { pkce, registerClient, startTestAuthServer, type TestAuthServer, tokenRequest } from "./harness.js";
-import { startTestIdp, type TestIdp } from "./idp-fixture.js";
+import { exchangeCode, pkce, registerClient, startTestAuthServer, type TestAuthServer } from "./harness.js";
+import { loginAtTestIdp, startTestIdp, type TestIdp } from "./idp-fixture.js";
 
 const REDIRECT = "http://127.0.0.1:9/callback";
 
@@ -63,14 +63,6 @@ async function start(page: Page, challenge: string): Promise<{ landed: Promise<U
   return { landed };
 }
 
-async function loginAtIdp(page: Page, user: string) {
-  // oidc-provider's development login form, on the IdP's origin.
-  await page.waitForURL((u) => u.href.startsWith(idp!.issuer));
-  await page.fill('input[name="login"]', user);
-  await page.fill('input[name="password"]', "any password");
-  await page.click('button[type="submit"]');
-}
-
 describe("login.oidc through a real OpenID Provider, driven by headless Chromium", () => {
   it("logs alice in at the IdP, shows our consent page, and issues a token naming her", async () => {
     const context = await browser.newContext({
@@ -80,7 +72,7 @@ describe("login.oidc through a real OpenID Provider, driven by headless Chromium
     const page = await context.newPage();
     const p = pkce();
     const { landed } = await start(page, p.challenge);
-    await loginAtIdp(page, "alice");
+    await loginAtTestIdp(page, idp!, "alice");
     await page.waitForSelector('button[value="approve"]');
     expect(page.url().startsWith(`${t.issuer}/oauth/interaction/`)).toBe(true);
     const text = await page.textContent("main");
@@ -98,12 +90,11 @@ describe("login.oidc through a real OpenID Provider, driven by headless Chromium
     const redirect = await landed;
     expect(redirect.searchParams.get("iss")).toBe(t.issuer);
     expect(redirect.searchParams.get("state")).toBe("browser-state");
-    const tok = await tokenRequest(t.issuer, {
-      grant_type: "authorization_code",
+    const tok = await exchangeCode(t.issuer, {
       code: redirect.searchParams.get("code")!,
-      redirect_uri: REDIRECT,
-      client_id: clientId,
-      code_verifier: p.verifier,
+      redirectUri: REDIRECT,
+      clientId: clientId,
+      verifier: p.verifier,
       resource: t.resource,
     });
     expect(tok.status).toBe(200);
@@ -117,7 +108,7 @@ describe("login.oidc through a real OpenID Provider, driven by headless Chromium
     const context = await browser.newContext();
     const page = await context.newPage();
     const { landed } = await start(page, pkce().challenge);
-    await loginAtIdp(page, "mallory");
+    await loginAtTestIdp(page, idp!, "mallory");
     const redirect = await landed;
     expect(redirect.searchParams.get("error")).toBe("access_denied");
     expect(redirect.searchParams.get("code")).toBeNull();

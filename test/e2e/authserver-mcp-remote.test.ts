@@ -1,16 +1,12 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { issueApiKey } from "../../src/authn/key-lifecycle.js";
 import { findFreePort } from "../../src/gateway/free-port.js";
-import { openKeyStore } from "../../src/stores/open-key-store.js";
 import { launchBrowser } from "../authserver/browser.js";
-import { startTestGateway, type TestGateway } from "../helpers/gateway.js";
-import { type RecordingUpstream, startRecordingUpstream } from "../helpers/upstream.js";
+import { type KeyLoginGateway, startKeyLoginGateway } from "../authserver/gateway-fixture.js";
+import type { TestGateway } from "../helpers/gateway.js";
 
 /**
  * `mcp-remote` (the stdio bridge many desktop clients use for remote servers), pinned, against a
@@ -18,33 +14,22 @@ import { type RecordingUpstream, startRecordingUpstream } from "../helpers/upstr
  * Registration rejected (HTTP 404)" becomes a sign-in page and a working tool call.
  */
 
+let setup: KeyLoginGateway;
 let dir: string;
-let upstream: RecordingUpstream;
 let gw: TestGateway;
 let browser: Browser;
 let key: string;
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), "mcpgate-mcp-remote-"));
-  const store = `sqlite:${join(dir, "mcpgate.db")}`;
-  const keys = await openKeyStore(store);
-  ({ key } = await issueApiKey(keys, { name: "desktop user", scopes: ["tools:call"] }));
-  await keys.close();
-  upstream = await startRecordingUpstream();
-  gw = await startTestGateway({
-    upstream: { url: upstream.url },
-    auth: { apiKeys: { store } },
-    authServer: { login: { apiKey: {} } },
-    policy: { default: "deny", tools: [{ match: "*", scopes: ["tools:call"] }] },
-  });
+  setup = await startKeyLoginGateway(["desktop user"]);
+  ({ dir, gw } = setup);
+  key = setup.keys[0]!.key;
   browser = await launchBrowser();
 }, 30_000);
 
 afterAll(async () => {
   await browser?.close();
-  await gw?.close();
-  await upstream?.close();
-  rmSync(dir, { recursive: true, force: true });
+  await setup?.close();
 });
 
 describe("mcp-remote through the gateway's own authorization server", () => {

@@ -1,23 +1,20 @@
-import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { issueApiKey } from "../../src/authn/key-lifecycle.js";
 import {
   connectWithOAuth,
   MemoryOAuthClientProvider,
   startCallbackListener,
 } from "../../src/cli/demo-oauth.js";
 import { findFreePort } from "../../src/gateway/free-port.js";
-import { openKeyStore } from "../../src/stores/open-key-store.js";
 import { launchBrowser } from "../authserver/browser.js";
+import { type KeyLoginGateway, startKeyLoginGateway } from "../authserver/gateway-fixture.js";
 import { tokenRequest } from "../authserver/harness.js";
-import { startTestIdp, type TestIdp } from "../authserver/idp-fixture.js";
+import { loginAtTestIdp, startTestIdp, type TestIdp } from "../authserver/idp-fixture.js";
 import { startTestGateway, type TestGateway } from "../helpers/gateway.js";
-import { type RecordingUpstream, startRecordingUpstream } from "../helpers/upstream.js";
+import type { RecordingUpstream } from "../helpers/upstream.js";
 
 /**
  * The whole thing, as a user meets it: the official SDK client with an OAuthClientProvider, pointed at
@@ -27,6 +24,7 @@ import { type RecordingUpstream, startRecordingUpstream } from "../helpers/upstr
  * upstream never sees the token; the session is bound to the key's principal.
  */
 
+let setup: KeyLoginGateway;
 let dir: string;
 let upstream: RecordingUpstream;
 let gw: TestGateway;
@@ -36,30 +34,17 @@ let keyId: string;
 let otherKey: string;
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), "mcpgate-as-e2e-"));
-  const store = `sqlite:${join(dir, "mcpgate.db")}`;
-  const keys = await openKeyStore(store);
-  ({
-    key,
-    record: { id: keyId },
-  } = await issueApiKey(keys, { name: "person", scopes: ["tools:call"] }));
-  ({ key: otherKey } = await issueApiKey(keys, { name: "other", scopes: ["tools:call"] }));
-  await keys.close();
-  upstream = await startRecordingUpstream();
-  gw = await startTestGateway({
-    upstream: { url: upstream.url },
-    auth: { apiKeys: { store } },
-    authServer: { login: { apiKey: {} } },
-    policy: { default: "deny", tools: [{ match: "*", scopes: ["tools:call"] }] },
-  });
+  setup = await startKeyLoginGateway(["person", "other"]);
+  ({ dir, upstream, gw } = setup);
+  key = setup.keys[0]!.key;
+  keyId = setup.keys[0]!.id;
+  otherKey = setup.keys[1]!.key;
   browser = await launchBrowser();
 }, 30_000);
 
 afterAll(async () => {
   await browser?.close();
-  await gw?.close();
-  await upstream?.close();
-  rmSync(dir, { recursive: true, force: true });
+  await setup?.close();
 });
 
 /** The person's part, in a real browser: type the key, look at the consent page, approve. */
@@ -170,7 +155,7 @@ describe("login.oidc at a real IdP, and a client known by its metadata document 
     listener = await startCallbackListener();
     redirectUrl = listener.redirectUrl;
     // The client's metadata document, served on loopback (allowLoopbackMetadataDocuments: development).
-    docs = createServer((req, res) => {
+    docs = createServer((_req, res) => {
       res.writeHead(200, { "content-type": "application/json" }).end(
         JSON.stringify({
           client_id: clientId,
@@ -229,10 +214,7 @@ describe("login.oidc at a real IdP, and a client known by its metadata document 
       const context = await browser.newContext();
       const page = await context.newPage();
       await page.goto(authorizationUrl!.href);
-      await page.waitForURL((u) => u.href.startsWith(idp.issuer));
-      await page.fill('input[name="login"]', "alice");
-      await page.fill('input[name="password"]', "any password");
-      await page.click('button[type="submit"]');
+      await loginAtTestIdp(page, idp, "alice");
       await page.waitForSelector('button[value="approve"]');
       const text = (await page.textContent("main")) ?? "";
       expect(text).toContain("CIMD Desktop App");
