@@ -186,6 +186,17 @@ describe("dynamic client registration (RFC 7591)", () => {
     }
   });
 
+  it("shows a hostile client name as text on the consent page, never as markup", async () => {
+    const name = `<img src=x onerror="alert(1)"><script>alert(2)</script>`;
+    const cid = await registerClient(t.issuer, [REDIRECT], name);
+    const p = pkce();
+    const { consentHtml } = await authorize(t, new Agent(), params(cid, t.resource, p.challenge));
+    expect(consentHtml).toBeDefined();
+    expect(consentHtml).not.toContain("<script>alert");
+    expect(consentHtml).not.toContain("<img src=x");
+    expect(consentHtml).toContain("&#60;script&#62;alert(2)");
+  });
+
   it("is bounded: at most maxRegistered clients (503), at most `limit` attempts per address per window (429)", async () => {
     const limited = await startTestAuthServer({
       clients: { registrationRateLimit: { limit: 3, windowMs: 60_000 } },
