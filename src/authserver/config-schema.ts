@@ -35,6 +35,7 @@ const oidcLogin = z.strictObject({
   allowedClaims: z.record(z.string(), z.array(z.string())).optional(),
 });
 
+/** The `authServer:` section (optional: absent, the gateway is a resource server only). */
 export const authServerSchema = z
   .strictObject({
     /** The issuer URL (default: the publicUrl origin). */

@@ -20,6 +20,7 @@ import type { PendingLogin, UpstreamLogin } from "./upstream-login.js";
  * GET /oauth/callback (the IdP's redirect) → GET …/<uid>/idp (where the interaction cookie is sent).
  */
 
+/** Options of {@link createInteractions}. */
 export interface InteractionOptions {
   provider: Provider;
   store: OAuthRecordStore;
