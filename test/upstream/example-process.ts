@@ -15,6 +15,7 @@ export async function startExampleUpstream(env: {
   GATEWAY_URL: string;
   AUDIENCE?: string;
   GATEWAY_ISSUER?: string;
+  PORT?: string;
 }): Promise<ExampleUpstream> {
   const child = spawn(
     process.execPath,
