@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { EventEmitter } from "node:events";
 import type { IncomingHttpHeaders } from "node:http";
 import { Agent, errors as undiciErrors } from "undici";
 import type { ForwardResult } from "../http/front-door.js";
@@ -100,6 +101,13 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
       const out = ids.outbound(plan.forward, ctx.meta);
       body = JSON.stringify(admission.batch ? out.messages : out.messages[0]);
     }
+    // undici takes an EventEmitter as its abort signal (cheaper than an AbortSignal on Node 20):
+    // the client leaving, or its credential ending, aborts the upstream request and its body.
+    const signal = Object.assign(new EventEmitter(), { aborted: false });
+    const offAbort = owner.onAbort(() => {
+      signal.aborted = true;
+      signal.emit("abort");
+    });
     let upstream: Awaited<ReturnType<Agent["request"]>>;
     try {
       upstream = await agent.request({
@@ -108,14 +116,15 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
         method,
         headers: upstreamHeaders(req.headers, fixed, ctx.headers, admission.era),
         ...(body !== undefined ? { body } : {}),
-        signal: owner.signal,
+        signal,
         headersTimeout: timeoutMs,
         // SSE streams may idle for a long time; other bodies are bounded by the owner's idle timer.
         bodyTimeout: 0,
       });
     } catch (err) {
       const upstreamMs = performance.now() - started;
-      if (owner.signal.aborted) {
+      offAbort();
+      if (owner.aborted) {
         owner.refuse({ kind: "credential_expired" });
         return { result: "aborted", upstreamMs };
       }
@@ -149,6 +158,7 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
           () => {},
         );
     }
+    offAbort();
     return { result, upstreamMs };
   }
 

@@ -103,6 +103,8 @@ function handOver(resource: URL, entry: Entry): boolean {
   r.mcpgatePlan = plan;
   // The in-process transport writes the head itself: the owner binds the session it mints there.
   if (a.initialize || a.sessionId) bindOnHead(res, (status, sessionId) => void owner.bind(status, sessionId));
+  // Its streams (GET SSE, long POSTs) end when the caller's credential expires or is revoked.
+  owner.armLifetime();
   return true;
 }
 

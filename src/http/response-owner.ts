@@ -37,8 +37,6 @@ export interface ResponseOwnerOptions {
   gate: Gate;
   admission: Admission;
   plan: ResponsePlan;
-  /** Extra end of life for open streams (e.g. the upstream identity's expiry). */
-  lifetime?: AbortSignal;
   /** Largest upstream JSON body buffered for rewriting (default 8 MiB). */
   maxResponseBytes?: number;
   /**
@@ -64,13 +62,23 @@ export interface Channel {
 export interface ResponseOwner {
   readonly plan: ResponsePlan;
   readonly admission: Admission;
-  /** Aborted when the client leaves or the stream's lifetime ends (credential expiry, revocation). */
+  /** True once the client left or the stream's lifetime ended (credential expiry, revocation). */
+  readonly aborted: boolean;
+  /** Run `fn` once on abort (at once if already aborted); returns the un-registration. Cheap. */
+  onAbort(fn: () => void): () => void;
+  /** The same as an AbortSignal, made on first use (an AbortSignal is costly on Node 20). */
   readonly signal: AbortSignal;
   /** The status sent (0 until the head is out). */
   readonly status: number;
   readonly headersSent: boolean;
   /** End the stream at this time (epoch seconds), e.g. when the upstream identity expires. */
   endAt(epochSeconds: number): void;
+  /**
+   * Watch the caller's credential while a stream is open: at its expiry, or when a gate watcher
+   * (key revocation) fires, the stream ends. Done by the owner when it opens an SSE stream; the
+   * in-process adapter calls it when it hands the response to the app.
+   */
+  armLifetime(): void;
   /** Answer a refusal or failure (rendered by core/challenge.ts); ends an open stream instead. */
   refuse(denial: Denial): void;
   /**
@@ -114,68 +122,143 @@ const SSE_HEAD = {
  * if (plan.answer !== "forward") return owner.answerLocally();
  */
 export function createResponseOwner(o: ResponseOwnerOptions): ResponseOwner {
-  const { req, res, gate, admission, plan } = o;
-  const maxResponseBytes = o.maxResponseBytes ?? 8 * 1024 * 1024;
-  const slowClientMs = o.slowClientMs ?? 60_000;
-  const method = admission.method;
-  // One controller per request: aborted when the client leaves or the stream's lifetime ends.
-  const stop = new AbortController();
-  const signal = stop.signal;
-  let sse = false;
-  let lifetimeTimer: NodeJS.Timeout | undefined;
-  // RFC 6750 §3 / issue 13: a credential that stops being acceptable ends its open stream.
-  const onLifetimeEnd = () => {
-    if (signal.aborted) return;
-    stop.abort(new Error("credential no longer acceptable"));
-    o.onEvent?.("lifetime_ended");
-    if (res.headersSent) endStream();
-    else refuse({ kind: "credential_expired" });
-  };
-  // Watchers (key revocation) learn when the response is over, so they stop watching.
-  const ended = gate.options.watchers?.length ? new AbortController() : undefined;
-  const lifetimes = [gate.watch(admission, ended?.signal), o.lifetime].filter((x): x is AbortSignal => !!x);
-  for (const l of lifetimes) {
-    if (l.aborted) queueMicrotask(onLifetimeEnd);
-    else l.addEventListener("abort", onLifetimeEnd, { once: true });
-  }
-  res.once("close", () => {
-    if (!res.writableFinished && !signal.aborted) stop.abort(new Error("client closed the connection"));
-    clearTimeout(lifetimeTimer);
-    for (const l of lifetimes) l.removeEventListener("abort", onLifetimeEnd);
-    ended?.abort();
-  });
+  return new Owner(o);
+}
 
-  function endStream(): void {
-    if (res.writableEnded) return;
+// A class, not closures: one is made per request on the hot path (and AbortSignal is costly on
+// Node 20: the abort signal is made only when someone asks for it, lifetime listeners only when a
+// stream opens).
+class Owner implements ResponseOwner {
+  readonly plan: ResponsePlan;
+  readonly admission: Admission;
+  readonly #o: ResponseOwnerOptions;
+  readonly #res: ServerResponse;
+  #aborted = false;
+  #abortFns: Array<() => void> | undefined;
+  #signal: AbortController | undefined;
+  #sse = false;
+  #armed = false;
+  #timers: NodeJS.Timeout[] = [];
+  #watched: AbortSignal[] = [];
+  #ended: AbortController | undefined;
+
+  constructor(o: ResponseOwnerOptions) {
+    this.#o = o;
+    this.#res = o.res;
+    this.plan = o.plan;
+    this.admission = o.admission;
+    o.res.once("close", this.#onClose);
+  }
+
+  get aborted(): boolean {
+    return this.#aborted;
+  }
+
+  get signal(): AbortSignal {
+    if (!this.#signal) {
+      this.#signal = new AbortController();
+      if (this.#aborted) this.#signal.abort();
+    }
+    return this.#signal.signal;
+  }
+
+  onAbort(fn: () => void): () => void {
+    if (this.#aborted) {
+      fn();
+      return () => {};
+    }
+    const fns = (this.#abortFns ??= []);
+    fns.push(fn);
+    return () => {
+      const i = fns.indexOf(fn);
+      if (i !== -1) fns.splice(i, 1);
+    };
+  }
+
+  get status(): number {
+    return this.#res.headersSent ? this.#res.statusCode : 0;
+  }
+
+  get headersSent(): boolean {
+    return this.#res.headersSent;
+  }
+
+  #abort(): void {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.#signal?.abort();
+    for (const fn of this.#abortFns?.splice(0) ?? []) fn();
+  }
+
+  readonly #onClose = () => {
+    if (!this.#res.writableFinished) this.#abort();
+    for (const t of this.#timers) clearTimeout(t);
+    for (const w of this.#watched) w.removeEventListener("abort", this.#onLifetimeEnd);
+    this.#ended?.abort();
+  };
+
+  // RFC 6750 §3 / issue 13: a credential that stops being acceptable ends its open stream.
+  readonly #onLifetimeEnd = () => {
+    if (this.#aborted) return;
+    this.#abort();
+    this.#o.onEvent?.("lifetime_ended");
+    if (this.#res.headersSent) this.#endStream();
+    else this.refuse({ kind: "credential_expired" });
+  };
+
+  /** At the caller's credential expiry and the gate's watchers (key revocation), end the stream. */
+  armLifetime(): void {
+    if (this.#armed || this.#res.destroyed) return;
+    this.#armed = true;
+    const exp = this.admission.identity.expiresAt;
+    if (exp !== undefined) this.endAt(exp);
+    const watchers = this.#o.gate.options.watchers;
+    if (!watchers?.length) return;
+    // Watchers learn when the response is over (`until`), so they stop watching.
+    this.#ended = new AbortController();
+    for (const w of watchers) {
+      const signal = w(this.admission, this.#ended.signal);
+      if (!signal) continue;
+      if (signal.aborted) queueMicrotask(this.#onLifetimeEnd);
+      else signal.addEventListener("abort", this.#onLifetimeEnd, { once: true });
+      this.#watched.push(signal);
+    }
+  }
+
+  endAt(epochSeconds: number): void {
+    const ms = Math.max(0, epochSeconds * 1000 - Date.now());
+    // setTimeout holds at most 2^31-1 ms (~24.8 days); a later end is beyond any stream.
+    if (ms < 2 ** 31 - 1) this.#timers.push(setTimeout(this.#onLifetimeEnd, ms));
+  }
+
+  #endStream(): void {
+    if (this.#res.writableEnded) return;
     // SSE: end cleanly; a client discards a torn last event (WHATWG HTML §9.2.6). Anything else
     // would pass a truncated body off as complete: cut it.
-    if (sse) res.end();
-    else res.destroy();
+    if (this.#sse) this.#res.end();
+    else this.#res.destroy();
   }
 
-  function refuse(denial: Denial): void {
-    if (res.headersSent) {
-      endStream();
+  refuse(denial: Denial): void {
+    if (this.#res.headersSent) {
+      this.#endStream();
       return;
     }
-    const spec = gate.render(denial);
-    res.writeHead(spec.status, spec.headers).end(spec.body);
-  }
-
-  function writeHead(status: number, headers: Record<string, string | string[]>): void {
-    res.writeHead(status, headers);
+    const spec = this.#o.gate.render(denial);
+    this.#res.writeHead(spec.status, spec.headers).end(spec.body);
   }
 
   /** Wait until the client has read what we hold, the stream ends, or it stays unread too long. */
-  function drained(): Promise<void> {
+  drained(): Promise<void> {
+    const res = this.#res;
     if (!res.writableNeedDrain || res.destroyed) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         // The client holds its socket open and does not read: end its stream (bounded in time,
         // as the buffers bound it in space).
-        o.onEvent?.("client_too_slow");
+        this.#o.onEvent?.("client_too_slow");
         res.destroy();
-      }, slowClientMs);
+      }, this.#o.slowClientMs ?? 60_000);
       const done = () => {
         clearTimeout(timer);
         res.off("drain", done);
@@ -187,16 +270,20 @@ export function createResponseOwner(o: ResponseOwnerOptions): ResponseOwner {
     });
   }
 
-  async function bind(status: number, sessionId: string | undefined): Promise<boolean> {
+  async bind(status: number, sessionId: string | undefined): Promise<boolean> {
     try {
-      await gate.onResponse(admission, { status, method, ...(sessionId ? { sessionId } : {}) });
+      await this.#o.gate.onResponse(this.admission, {
+        status,
+        method: this.admission.method,
+        ...(sessionId ? { sessionId } : {}),
+      });
       return true;
     } catch (err) {
       // A session that cannot be bound must not reach the client (fail closed: 503). A full share
       // or store (issue 14 item 3: checked before forwarding, again atomically here) says when.
-      if (!(plan.bindSession && sessionId)) return true;
-      o.onEvent?.("bind_failed");
-      refuse(
+      if (!(this.plan.bindSession && sessionId)) return true;
+      this.#o.onEvent?.("bind_failed");
+      this.refuse(
         err instanceof SessionLimitError
           ? { kind: "session_limit", scope: err.scope, retryAfterSec: err.retryAfterSec }
           : { kind: "store_unavailable" },
@@ -205,22 +292,13 @@ export function createResponseOwner(o: ResponseOwnerOptions): ResponseOwner {
     }
   }
 
-  function relayedHeaders(
-    up: Record<string, string | string[] | undefined>,
-  ): Record<string, string | string[]> {
-    const out: Record<string, string | string[]> = {};
-    for (const [k, v] of Object.entries(up)) {
-      if (v !== undefined && RELAYED_HEADERS.has(k.toLowerCase())) out[k.toLowerCase()] = v;
-    }
-    return out;
-  }
-
-  async function relay(
+  async relay(
     up: { status: number; headers: Record<string, string | string[] | undefined>; body: Readable },
     ids: WireIds,
     options: { idleTimeoutMs: number },
   ): Promise<RelayResult> {
     const { status, body } = up;
+    const { plan } = this;
     // Every path below consumes the body or destroys it; a destroyed body nobody reads emits
     // 'error', which unhandled would crash the process.
     body.on("error", () => {});
@@ -228,94 +306,91 @@ export function createResponseOwner(o: ResponseOwnerOptions): ResponseOwner {
       // The upstream's challenge concerns the gateway's own credential: relaying it would point our
       // caller at another authorization server (a confused deputy). Issue 13 item 5.
       body.destroy();
-      o.onEvent?.("upstream_credentials");
-      refuse({ kind: "upstream_credentials" });
+      this.#o.onEvent?.("upstream_credentials");
+      this.refuse({ kind: "upstream_credentials" });
       return "refused";
     }
     if (status >= 300 && status < 400) {
       // Redirects are never followed nor relayed: the client would carry its credential elsewhere.
       body.destroy();
-      refuse({ kind: "upstream_malformed" });
+      this.refuse({ kind: "upstream_malformed" });
       return "refused";
     }
     const sessionHeader = up.headers["mcp-session-id"];
     const sessionId = typeof sessionHeader === "string" ? sessionHeader : undefined;
-    if (!(await bind(status, sessionId))) {
+    if (!(await this.bind(status, sessionId))) {
       body.destroy();
       return "refused";
     }
     const headers = relayedHeaders(up.headers);
     const contentType = String(up.headers["content-type"] ?? "").toLowerCase();
-    const expectsAnswers = plan.forward.some((m) => m.type === "request") || method === "GET";
+    const method = this.admission.method;
+    const expectsAnswers = method === "GET" || plan.forward.some((m) => m.type === "request");
     try {
       if (contentType.startsWith("text/event-stream"))
-        return await relaySse(status, headers, body, ids, method);
+        return await this.#relaySse(status, headers, body, ids);
       if (contentType.startsWith("application/json")) {
-        return await relayJson(status, headers, body, ids, options.idleTimeoutMs);
+        return await this.#relayJson(status, headers, body, ids, options.idleTimeoutMs);
       }
+      body.destroy();
       if (status === 202 || (status >= 200 && status < 300 && !expectsAnswers)) {
-        body.destroy();
-        if (plan.localResponses.length > 0) return sendJson(200, headers, [...plan.localResponses]);
-        writeHead(status, headers);
-        res.end();
+        if (plan.localResponses.length > 0) return this.#sendJson(200, headers, [...plan.localResponses]);
+        this.#res.writeHead(status, headers).end();
         return "ok";
       }
       if (status >= 200 && status < 300) {
         // A success we cannot parse cannot be mapped back or filtered: never relay it (fail closed).
-        body.destroy();
-        refuse({ kind: "upstream_malformed" });
+        this.refuse({ kind: "upstream_malformed" });
         return "refused";
       }
-      body.destroy();
       if (status < 500) {
         // A protocol answer in another format (405 to a GET on a stateless server, 404, 406…): the
         // client needs the status; the body (upstream detail) stays here.
         delete headers["content-type"];
-        writeHead(status, headers);
-        res.end();
+        this.#res.writeHead(status, headers).end();
         return "ok";
       }
-      refuse(status === 504 ? { kind: "upstream_timeout" } : { kind: "upstream_unavailable" });
+      this.refuse(status === 504 ? { kind: "upstream_timeout" } : { kind: "upstream_unavailable" });
       return "refused";
     } catch (err) {
       body.destroy();
-      if (signal.aborted) {
-        endStream();
+      if (this.#aborted) {
+        this.#endStream();
         return "aborted";
       }
       const timeout = (err as Error)?.message === "upstream body stalled";
-      if (!res.headersSent) refuse(timeout ? { kind: "upstream_timeout" } : { kind: "upstream_unavailable" });
-      else endStream();
+      if (!this.#res.headersSent)
+        this.refuse(timeout ? { kind: "upstream_timeout" } : { kind: "upstream_unavailable" });
+      else this.#endStream();
       return timeout ? "timeout" : "error";
     }
   }
 
-  function sendJson(status: number, headers: Record<string, string | string[]>, value: unknown): RelayResult {
+  #sendJson(status: number, headers: Record<string, string | string[]>, value: unknown): RelayResult {
     headers["content-type"] = "application/json";
-    writeHead(status, headers);
-    res.end(JSON.stringify(value));
+    this.#res.writeHead(status, headers).end(JSON.stringify(value));
     return "ok";
   }
 
-  async function relayJson(
+  async #relayJson(
     status: number,
     headers: Record<string, string | string[]>,
     body: Readable,
     ids: WireIds,
     idleTimeoutMs: number,
   ): Promise<RelayResult> {
-    const text = await readBounded(body, maxResponseBytes, idleTimeoutMs);
-    let value: unknown;
+    const { plan } = this;
+    const text = await readBounded(body, this.#o.maxResponseBytes ?? DEFAULT_MAX_RESPONSE, idleTimeoutMs);
     if (text.trim() === "") {
-      if (plan.localResponses.length > 0) return sendJson(200, headers, [...plan.localResponses]);
-      writeHead(status, headers);
-      res.end();
+      if (plan.localResponses.length > 0) return this.#sendJson(200, headers, [...plan.localResponses]);
+      this.#res.writeHead(status, headers).end();
       return "ok";
     }
+    let value: unknown;
     try {
       value = JSON.parse(text);
     } catch {
-      refuse({ kind: "upstream_malformed" });
+      this.refuse({ kind: "upstream_malformed" });
       return "refused";
     }
     const mapped = ids.inboundValue(value, plan.visible, plan.era).value;
@@ -327,26 +402,28 @@ export function createResponseOwner(o: ResponseOwnerOptions): ResponseOwner {
       ];
     } else if (mapped === undefined) {
       // The only answer was not ours to relay (an id we never issued): nothing attributable is left.
-      refuse({ kind: "upstream_malformed" });
+      this.refuse({ kind: "upstream_malformed" });
       return "refused";
     }
-    return sendJson(status === 202 ? 200 : status, headers, out);
+    return this.#sendJson(status === 202 ? 200 : status, headers, out);
   }
 
-  async function relaySse(
+  async #relaySse(
     status: number,
     headers: Record<string, string | string[]>,
     body: Readable,
     ids: WireIds,
-    httpMethod: string,
   ): Promise<RelayResult> {
-    sse = true;
-    writeHead(status, { ...headers, ...SSE_HEAD });
+    const res = this.#res;
+    const { plan } = this;
+    this.#sse = true;
+    res.writeHead(status, { ...headers, ...SSE_HEAD });
+    this.armLifetime();
     // A standalone GET stream may stay silent for long: send its head at once. A POST's first event
     // normally follows at once; its head then goes out in the same write, after 50 ms on its own.
     let headTimer: NodeJS.Timeout | undefined;
-    if (httpMethod === "GET") res.flushHeaders();
-    else headTimer = setTimeout(() => res.flushHeaders(), 50);
+    if (this.admission.method === "GET") res.flushHeaders();
+    else headTimer = setTimeout(flushHeaders, 50, res);
     const parser = new SseParser();
     const decoder = new TextDecoder("utf-8");
     let prefix = plan.localResponses.map((r) => formatSseEvent(JSON.stringify(r))).join("");
@@ -354,11 +431,11 @@ export function createResponseOwner(o: ResponseOwnerOptions): ResponseOwner {
       for await (const chunk of body as AsyncIterable<Buffer>) {
         let out = prefix;
         prefix = "";
-        for (const ev of parser.push(decoder.decode(chunk, { stream: true }))) out += mapEvent(ev, ids);
+        for (const ev of parser.push(decoder.decode(chunk, { stream: true }))) out += this.#mapEvent(ev, ids);
         if (out === "") continue;
         clearTimeout(headTimer);
-        if (!res.write(out)) await drained();
-        if (res.destroyed) return signal.aborted ? "aborted" : "error";
+        if (!res.write(out)) await this.drained();
+        if (res.destroyed) return this.#aborted ? "aborted" : "error";
       }
     } finally {
       clearTimeout(headTimer);
@@ -370,7 +447,7 @@ export function createResponseOwner(o: ResponseOwnerOptions): ResponseOwner {
     return "ok";
   }
 
-  function mapEvent(ev: { raw: string; data?: string; id?: string; event?: string }, ids: WireIds): string {
+  #mapEvent(ev: { raw: string; data?: string; id?: string; event?: string }, ids: WireIds): string {
     if (ev.data === undefined) return ev.raw;
     let value: unknown;
     try {
@@ -378,107 +455,134 @@ export function createResponseOwner(o: ResponseOwnerOptions): ResponseOwner {
     } catch {
       return ev.raw;
     }
-    const { value: mapped, changed } = ids.inboundValue(value, plan.visible, plan.era);
+    const { value: mapped, changed } = ids.inboundValue(value, this.plan.visible, this.plan.era);
     if (!changed) return ev.raw;
-    const meta = {
-      ...(ev.id !== undefined ? { id: ev.id } : {}),
-      ...(ev.event !== undefined ? { event: ev.event } : {}),
-    };
     // A dropped answer keeps its event id (so resumption still counts it) but carries no message.
     if (mapped === undefined || (Array.isArray(mapped) && mapped.length === 0))
       return ev.id !== undefined ? `id: ${ev.id}\n\n` : "";
-    return formatSseEvent(JSON.stringify(mapped), meta);
+    return formatSseEvent(JSON.stringify(mapped), {
+      ...(ev.id !== undefined ? { id: ev.id } : {}),
+      ...(ev.event !== undefined ? { event: ev.event } : {}),
+    });
   }
 
-  function openSse(headers: Record<string, string>): Channel {
-    sse = true;
-    writeHead(200, { ...SSE_HEAD, ...headers });
-    res.flushHeaders();
-    return {
-      sse: true,
-      get open() {
-        return !res.writableEnded && !res.destroyed;
-      },
-      send(text) {
-        if (res.writableEnded || res.destroyed) return true;
-        return res.write(`event: message\ndata: ${text}\n\n`);
-      },
-      drained,
-      close() {
-        if (!res.writableEnded) res.end();
-      },
-    };
+  channel(headers: Record<string, string>): Channel {
+    return accepts(this.#o.req, "text/event-stream")
+      ? this.stream(headers)
+      : new JsonChannel(this, this.#res, headers);
   }
 
-  function openJson(headers: Record<string, string>): Channel {
-    const texts: string[] = [];
-    let bytes = 0;
-    let done = false;
-    return {
-      sse: false,
-      get open() {
-        return !done && !res.destroyed;
-      },
-      send(text) {
-        if (done) return true;
-        bytes += text.length;
-        if (bytes > maxResponseBytes) {
-          // One JSON body is bounded like an HTTP upstream's: past it, the answer is refused.
-          done = true;
-          refuse({ kind: "upstream_malformed" });
-          return true;
-        }
-        texts.push(text);
-        return true;
-      },
-      drained: () => Promise.resolve(),
-      close() {
-        if (done) return;
-        done = true;
-        if (res.destroyed || res.headersSent) return;
-        const body = texts.length === 1 ? texts[0]! : `[${texts.join(",")}]`;
-        res.writeHead(200, { "content-type": "application/json", ...headers }).end(body);
-      },
-    };
+  stream(headers: Record<string, string>): Channel {
+    this.#sse = true;
+    this.#res.writeHead(200, { ...SSE_HEAD, ...headers });
+    this.#res.flushHeaders();
+    this.armLifetime();
+    return new SseChannel(this, this.#res);
   }
 
-  return {
-    plan,
-    admission,
-    signal,
-    get status() {
-      return res.headersSent ? res.statusCode : 0;
-    },
-    get headersSent() {
-      return res.headersSent;
-    },
-    refuse,
-    endAt(epochSeconds) {
-      clearTimeout(lifetimeTimer);
-      const ms = Math.max(0, epochSeconds * 1000 - Date.now());
-      // setTimeout holds at most 2^31-1 ms (~24.8 days); a later end is beyond any stream.
-      if (ms < 2 ** 31 - 1) lifetimeTimer = setTimeout(onLifetimeEnd, ms);
-    },
-    bind,
-    relay,
-    channel: (headers) => (accepts(req, "text/event-stream") ? openSse(headers) : openJson(headers)),
-    stream: openSse,
-    empty(status, headers = {}) {
-      if (res.headersSent) return;
-      res.writeHead(status, headers).end();
-    },
-    answerLocally(headers = {}) {
-      if (res.headersSent) return;
-      if (plan.localResponses.length === 0) {
-        res.writeHead(202, headers).end();
-        return;
-      }
-      // Local answers exist only for batches (a lone refused request is a denial): answer an array.
-      res
-        .writeHead(200, { "content-type": "application/json", ...headers })
-        .end(JSON.stringify(plan.localResponses));
-    },
-  };
+  get maxResponseBytes(): number {
+    return this.#o.maxResponseBytes ?? DEFAULT_MAX_RESPONSE;
+  }
+
+  empty(status: number, headers: Record<string, string> = {}): void {
+    if (this.#res.headersSent) return;
+    this.#res.writeHead(status, headers).end();
+  }
+
+  answerLocally(headers: Record<string, string> = {}): void {
+    if (this.#res.headersSent) return;
+    if (this.plan.localResponses.length === 0) {
+      this.#res.writeHead(202, headers).end();
+      return;
+    }
+    // Local answers exist only for batches (a lone refused request is a denial): answer an array.
+    this.#res
+      .writeHead(200, { "content-type": "application/json", ...headers })
+      .end(JSON.stringify(this.plan.localResponses));
+  }
+}
+
+const DEFAULT_MAX_RESPONSE = 8 * 1024 * 1024;
+
+function flushHeaders(res: ServerResponse): void {
+  res.flushHeaders();
+}
+
+function relayedHeaders(
+  up: Record<string, string | string[] | undefined>,
+): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const k in up) {
+    const v = up[k];
+    const name = k.toLowerCase();
+    if (v !== undefined && RELAYED_HEADERS.has(name)) out[name] = v;
+  }
+  return out;
+}
+
+/** SSE framing as the SDK's server writes it (`event: message` + one data line per message). */
+class SseChannel implements Channel {
+  readonly sse = true;
+  readonly #owner: Owner;
+  readonly #res: ServerResponse;
+  constructor(owner: Owner, res: ServerResponse) {
+    this.#owner = owner;
+    this.#res = res;
+  }
+  get open(): boolean {
+    return !this.#res.writableEnded && !this.#res.destroyed;
+  }
+  send(text: string): boolean {
+    if (this.#res.writableEnded || this.#res.destroyed) return true;
+    return this.#res.write(`event: message\ndata: ${text}\n\n`);
+  }
+  drained(): Promise<void> {
+    return this.#owner.drained();
+  }
+  close(): void {
+    if (!this.#res.writableEnded) this.#res.end();
+  }
+}
+
+/** A JSON answer: messages are collected and written as one object (or an array) at the end. */
+class JsonChannel implements Channel {
+  readonly sse = false;
+  readonly #owner: Owner;
+  readonly #res: ServerResponse;
+  readonly #headers: Record<string, string>;
+  #texts: string[] = [];
+  #bytes = 0;
+  #done = false;
+  constructor(owner: Owner, res: ServerResponse, headers: Record<string, string>) {
+    this.#owner = owner;
+    this.#res = res;
+    this.#headers = headers;
+  }
+  get open(): boolean {
+    return !this.#done && !this.#res.destroyed;
+  }
+  send(text: string): boolean {
+    if (this.#done) return true;
+    this.#bytes += text.length;
+    if (this.#bytes > this.#owner.maxResponseBytes) {
+      // One JSON body is bounded like an HTTP upstream's: past it, the answer is refused.
+      this.#done = true;
+      this.#owner.refuse({ kind: "upstream_malformed" });
+      return true;
+    }
+    this.#texts.push(text);
+    return true;
+  }
+  drained(): Promise<void> {
+    return Promise.resolve();
+  }
+  close(): void {
+    if (this.#done) return;
+    this.#done = true;
+    if (this.#res.destroyed || this.#res.headersSent) return;
+    const body = this.#texts.length === 1 ? this.#texts[0]! : `[${this.#texts.join(",")}]`;
+    this.#res.writeHead(200, { "content-type": "application/json", ...this.#headers }).end(body);
+  }
 }
 
 /** The JSON-RPC error text answering one request inside an open stream. */
