@@ -94,3 +94,13 @@ export {
   type MemoryStateStoreOptions,
 } from "./stores/memory-state.js";
 export { openKeyStore, parseKeyStoreLocation } from "./stores/open-key-store.js";
+export {
+  type ActiveSigningKey,
+  createMemorySigningKeyStore,
+  openSigningKeyStore,
+  type RotateSigningKeyOptions,
+  type SigningAlg,
+  type SigningKeyInfo,
+  type SigningKeySet,
+  type SigningKeyStore,
+} from "./stores/signing-keys.js";
