@@ -78,6 +78,10 @@ for (const kind of ["memory", "redis"] as const) {
         // A's live session was never evicted.
         const after = await client.callTool({ name: "echo", arguments: { message: "after" } });
         expect(after.isError).toBeFalsy();
+        // The refusals are audited by display prefix; no key ever reaches a log line.
+        const logs = gw.logs.join("\n");
+        expect(logs).toContain("sessions:principal");
+        for (const k of Object.values(keys)) expect(logs).not.toContain(k);
       } finally {
         await client.close();
       }

@@ -173,6 +173,7 @@ describe("open streams end when the credential stops being valid", () => {
     // The tool had not finished: its result never reached the revoked caller.
     expect(text).toContain("notifications/progress");
     expect(text).not.toContain("slow done");
+    expect(single.logs.join("\n")).not.toContain(k.key);
   });
 
   it("ends a GET stream when its stored key expires", async () => {
