@@ -4,6 +4,11 @@ import { type AddressInfo, connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { createStaticKeyVerifier } from "../../src/authn/static-key.js";
+import { createGate } from "../../src/gate/gate.js";
+import { createHttpUpstream } from "../../src/gateway/http-upstream.js";
+import { createGatewayServer } from "../../src/gateway/server.js";
+import { createLogger } from "../../src/observe/logger.js";
 import { INIT } from "../helpers/client.js";
 import { type SpawnedGateway, spawnGateway } from "./spawn-gateway.js";
 
@@ -110,6 +115,70 @@ describe("backpressure: an HTTP upstream that streams forever to clients that ne
     expect(open).toBe(0);
     expect(closedByGateway).toBe(SOCKETS);
   }, 30_000);
+});
+
+describe("backpressure: a client that never reads, bounded in time", () => {
+  it("loses its stream after slowClientMs, and the upstream request is aborted, though its socket stays open", async () => {
+    let upstreamClosed = 0;
+    const pad = "y".repeat(8192);
+    const upstream: Server = createServer((req, res) => {
+      req.resume();
+      req.on("end", () => {
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        const pump = () => {
+          while (
+            res.write(
+              `data: ${JSON.stringify({ jsonrpc: "2.0", method: "notifications/message", params: { data: pad } })}\n\n`,
+            )
+          );
+          res.once("drain", pump);
+        };
+        res.on("close", () => upstreamClosed++);
+        pump();
+      });
+    });
+    await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
+    cleanups.push(
+      () =>
+        new Promise<void>((r) => {
+          upstream.closeAllConnections();
+          upstream.close(() => r());
+        }),
+    );
+    const gate = createGate({
+      verifiers: [createStaticKeyVerifier({ key: KEY })],
+      publicUrl: "http://127.0.0.1/mcp",
+    });
+    const gw = createGatewayServer({
+      mounts: [
+        {
+          name: "default",
+          path: "/mcp",
+          gate,
+          upstream: createHttpUpstream({
+            url: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/mcp`,
+          }),
+          owner: { slowClientMs: 1_000 },
+        },
+      ],
+      logger: createLogger({ level: "silent" }),
+      shutdownGraceMs: 100,
+    });
+    const { port } = await gw.listen(0, "127.0.0.1");
+    cleanups.push(() => gw.close());
+    const sock = neverReadingPost(port, {
+      jsonrpc: "2.0",
+      id: 1,
+      method: "tools/call",
+      params: { name: "x" },
+    });
+    cleanups.push(() => void sock.destroy());
+    const started = Date.now();
+    while (upstreamClosed === 0 && Date.now() - started < 10_000) await sleep(50);
+    expect(upstreamClosed).toBe(1);
+    // Buffers fill within a second or so; then one slowClientMs; never the whole 10 s.
+    expect(Date.now() - started).toBeLessThan(8_000);
+  }, 20_000);
 });
 
 describe("backpressure: a stdio upstream flooding progress notifications to clients that never read", () => {
