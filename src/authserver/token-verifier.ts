@@ -112,9 +112,12 @@ export function createOwnTokenVerifier(options: OwnTokenVerifierOptions): Creden
     const gid = typeof payload.gid === "string" ? payload.gid : undefined;
     let identity: Identity;
     if (sub.startsWith("key:")) {
-      // login.apiKey: the person proved possession of this key, so they act as it (DESIGN.md §9).
+      // login.apiKey: the person proved possession of this key, so they act as it (DESIGN.md §9): the
+      // key's principal and kind. A scope denial is then a tool error, not a step-up challenge (no new
+      // authorization can exceed the key's scopes), and the stored-key watcher ends open streams when
+      // the key is revoked.
       const keyId = sub.slice(4);
-      identity = { principal: sub, kind: "oauth2", subject: keyId, scopes, displayPrefix: `mcpg_${keyId}` };
+      identity = { principal: sub, kind: "api_key", subject: keyId, scopes, displayPrefix: `mcpg_${keyId}` };
       if (clientId) identity.clientId = clientId;
       identity.expiresAt = payload.exp as number;
     } else {

@@ -19,7 +19,7 @@ export interface KeyLoginGateway {
 
 /**
  * Start a recording upstream and the gateway in front of it: stored keys in SQLite, the gateway's own
- * authorization server with API-key login, a policy needing `tools:call` for every tool.
+ * authorization server with API-key login, a policy needing `admin` for delete_* and `tools:call` for the rest.
  *
  * @example const { gw, keys } = await startKeyLoginGateway(["person", "other"]);
  */
@@ -38,7 +38,13 @@ export async function startKeyLoginGateway(names: string[] = ["person"]): Promis
     upstream: { url: upstream.url },
     auth: { apiKeys: { store } },
     authServer: { login: { apiKey: {} } },
-    policy: { default: "deny", tools: [{ match: "*", scopes: ["tools:call"] }] },
+    policy: {
+      default: "deny",
+      tools: [
+        { match: "delete_*", scopes: ["admin"] },
+        { match: "*", scopes: ["tools:call"] },
+      ],
+    },
   });
   return {
     gw,

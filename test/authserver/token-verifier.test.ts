@@ -60,6 +60,7 @@ describe("the gateway's own access tokens (resource-server side)", () => {
   it("maps an API-key login to the key's principal, with at most the key's current scopes", async () => {
     const r = await verifier().verify(await sign({ sub: "key:k1", scope: "tools:call admin" }));
     expect(r.ok && r.identity.principal).toBe("key:k1");
+    expect(r.ok && r.identity.kind).toBe("api_key");
     expect(r.ok && r.identity.scopes).toEqual(["tools:call"]);
   });
 

@@ -97,6 +97,9 @@ describe("the official SDK client through the gateway's own authorization server
       });
       const result = await client.callTool({ name: "add", arguments: { a: 2, b: 3 } });
       expect(result.content).toEqual([{ type: "text", text: "5" }]);
+      // A tool needing a scope the key lacks: a tool error, never a step-up loop (no consent can add it).
+      const denied = await client.callTool({ name: "delete_note", arguments: { name: "welcome" } });
+      expect(denied.isError).toBe(true);
       const tokens = provider.tokens()!;
       expect(tokens.refresh_token).toBeTruthy();
       // The upstream saw the call, never the gateway's token.
