@@ -3,6 +3,7 @@ import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js"
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { Command } from "commander";
 import { compilePolicy, missingScopes, type Policy, type PolicyKind } from "../authz/policy.js";
+import { canonicalUriTemplate } from "../authz/resource-uri.js";
 import { type GatewayConfig, loadConfigFile } from "../config.js";
 import { keyStatus } from "../stores/key-store.js";
 import { openKeyStore } from "../stores/open-key-store.js";
@@ -86,7 +87,10 @@ export function explainPolicy(
   if (items) {
     out.items = items.map(({ kind, name }) => {
       if (!policy) return { kind, name, visible: true, callable: true, rule: null, missing: [] };
-      const v = policy.evaluate(kind, name, scopes);
+      // Resources are matched in their canonical form, as the gateway does (docs/policy.md).
+      const canon = kind === "resources" ? canonicalUriTemplate(name) : { ok: true as const, value: name };
+      if (!canon.ok) return { kind, name, visible: false, callable: false, rule: null, missing: [] };
+      const v = policy.evaluate(kind, canon.value, scopes);
       return {
         kind,
         name,
