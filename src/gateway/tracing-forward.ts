@@ -1,4 +1,5 @@
 import type { ForwardResult } from "../http/front-door.js";
+import { tracingDisabled } from "../observe/tracing.js";
 import { startUpstreamSpan } from "../observe/tracing-upstream.js";
 import type { ForwardContext } from "./upstream.js";
 
@@ -8,7 +9,7 @@ export interface TracedUpstream {
   name: string;
   transport: "http" | "stdio";
   /** HTTP upstreams: their URL (userinfo and query never reach the span). */
-  url?: string;
+  url?: string | undefined;
 }
 
 /**
@@ -25,23 +26,21 @@ export function traceForward(upstream: TracedUpstream) {
     ctx: ForwardContext,
     next: (ctx: ForwardContext) => Promise<ForwardResult>,
   ): Promise<ForwardResult> => {
-    const first = ctx.plan.forward.find((m) => m.method !== undefined);
-    const tool = ctx.plan.forward.find((m) => m.method === "tools/call")?.name;
+    if (tracingDisabled()) return next(ctx);
     const up = startUpstreamSpan({
       upstream: upstream.name,
       transport: upstream.transport,
-      ...(upstream.url ? { url: upstream.url } : {}),
-      ...(first?.method ? { mcpMethod: first.method } : {}),
-      ...(tool ? { tool } : {}),
+      url: upstream.url,
+      mcpMethod: ctx.plan.forward.find((m) => m.method !== undefined)?.method,
+      tool: ctx.plan.forward.find((m) => m.method === "tools/call")?.name,
     });
     if (upstream.transport === "http") up.inject(ctx.headers);
     else Object.assign(ctx.meta, up.metaFields());
     try {
       const result = await up.run(() => next(ctx));
-      const status = ctx.owner.status || undefined;
       up.end({
-        ...(status !== undefined ? { status } : {}),
-        ...(result.result !== "ok" ? { error: `upstream_${result.result}` } : {}),
+        status: ctx.owner.status || undefined,
+        error: result.result !== "ok" ? `upstream_${result.result}` : undefined,
       });
       return result;
     } catch (err) {

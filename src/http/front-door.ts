@@ -87,8 +87,8 @@ export async function handleMcpRequest(
     method: req.method ?? "GET",
     path: (url.split("?")[0] ?? "/").slice(0, 256),
     headers: req.headers,
-    ...(req.socket.remoteAddress ? { remoteAddress: req.socket.remoteAddress } : {}),
-    ...(route.name !== undefined ? { upstream: route.name } : {}),
+    remoteAddress: req.socket.remoteAddress,
+    upstream: route.name,
   });
   return span.run(() => serveMcpRequest(req, res, route, span));
 }
@@ -116,18 +116,19 @@ async function serveMcpRequest(
     summary.status = status;
     summary.decision = decision;
     summary.latencyMs = round(performance.now() - started);
-    const minted = res.getHeader("mcp-session-id");
-    const session = sessionId ?? (typeof minted === "string" ? minted : undefined);
-    const version = headers["mcp-protocol-version"];
-    span.describe({
-      requestId,
-      ...(summary.rpcMethod !== undefined ? { mcpMethod: summary.rpcMethod } : {}),
-      ...(summary.tool !== undefined ? { tool: summary.tool } : {}),
-      ...(summary.era !== undefined ? { era: summary.era } : {}),
-      ...(summary.principal !== undefined ? { principal: summary.principal } : {}),
-      ...(session !== undefined ? { sessionId: session } : {}),
-      ...(typeof version === "string" ? { protocolVersion: version } : {}),
-    });
+    if (span.traceId !== undefined) {
+      const minted = res.getHeader("mcp-session-id");
+      const version = headers["mcp-protocol-version"];
+      span.describe({
+        requestId,
+        mcpMethod: summary.rpcMethod,
+        tool: summary.tool,
+        era: summary.era,
+        principal: summary.principal,
+        sessionId: sessionId ?? (typeof minted === "string" ? minted : undefined),
+        protocolVersion: typeof version === "string" ? version : undefined,
+      });
+    }
     gate.options.observer?.request?.(summary);
     span.end({ status, decision });
   };

@@ -13,9 +13,9 @@ export interface UpstreamSpanStart {
   upstream: string;
   transport: "http" | "stdio";
   /** HTTP upstreams: the URL (userinfo and query are never recorded). */
-  url?: string;
-  mcpMethod?: string;
-  tool?: string;
+  url?: string | undefined;
+  mcpMethod?: string | undefined;
+  tool?: string | undefined;
 }
 
 /** One upstream call. */
@@ -27,7 +27,7 @@ export interface UpstreamTrace {
   /** The W3C fields for `params._meta` (stdio upstreams): empty without a valid span context. */
   metaFields(): { traceparent?: string; tracestate?: string };
   /** End the span with the upstream's HTTP status (or a failure kind such as `upstream_timeout`). */
-  end(result: { status?: number; error?: string }): void;
+  end(result: { status?: number | undefined; error?: string | undefined }): void;
 }
 
 const NOOP_UPSTREAM: UpstreamTrace = Object.freeze({
@@ -70,20 +70,16 @@ export function startUpstreamSpan(start: UpstreamSpanStart): UpstreamTrace {
   const span = tracer().startSpan(name, { kind: SpanKind.CLIENT }, parentCtx);
   const ctx = trace.setSpan(parentCtx, span);
   if (span.isRecording()) {
+    span.setAttribute(TRACE_ATTR.upstream, start.upstream);
+    span.setAttribute(TRACE_ATTR.networkTransport, start.transport === "stdio" ? "pipe" : "tcp");
+    if (start.mcpMethod) span.setAttribute(TRACE_ATTR.mcpMethod, start.mcpMethod);
+    if (start.tool) span.setAttribute(TRACE_ATTR.toolName, start.tool);
     const url = start.url ? safeUrl(start.url) : undefined;
-    span.setAttributes({
-      [TRACE_ATTR.upstream]: start.upstream,
-      [TRACE_ATTR.networkTransport]: start.transport === "stdio" ? "pipe" : "tcp",
-      ...(start.mcpMethod ? { [TRACE_ATTR.mcpMethod]: start.mcpMethod } : {}),
-      ...(start.tool ? { [TRACE_ATTR.toolName]: start.tool } : {}),
-      ...(url
-        ? {
-            [TRACE_ATTR.urlFull]: url.full,
-            [TRACE_ATTR.serverAddress]: url.host,
-            ...(url.port ? { [TRACE_ATTR.serverPort]: url.port } : {}),
-          }
-        : {}),
-    });
+    if (url) {
+      span.setAttribute(TRACE_ATTR.urlFull, url.full);
+      span.setAttribute(TRACE_ATTR.serverAddress, url.host);
+      if (url.port) span.setAttribute(TRACE_ATTR.serverPort, url.port);
+    }
   }
   let ended = false;
   return {

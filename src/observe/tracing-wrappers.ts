@@ -14,11 +14,18 @@ const wrapped = new WeakSet<object>();
 /** Give `target` these methods instead of its own; every other property is the target's. */
 function overriding<T extends object>(target: T, overrides: Record<PropertyKey, unknown>): T {
   if (wrapped.has(target)) return target;
+  // The target's own methods, bound once (not on every access: `accepts` is called per request).
+  const bound = new Map<PropertyKey, { fn: unknown; boundFn: unknown }>();
   const proxy = new Proxy(target, {
     get(t, prop) {
       if (Object.hasOwn(overrides, prop)) return overrides[prop];
       const value = Reflect.get(t, prop, t) as unknown;
-      return typeof value === "function" ? value.bind(t) : value;
+      if (typeof value !== "function") return value;
+      const hit = bound.get(prop);
+      if (hit?.fn === value) return hit.boundFn;
+      const boundFn = value.bind(t);
+      bound.set(prop, { fn: value, boundFn });
+      return boundFn;
     },
   });
   wrapped.add(proxy);
@@ -93,6 +100,7 @@ interface KeyLookupLike {
  */
 export function traceKeyStore<S extends KeyLookupLike>(store: S, kind: string): S {
   const get = (id: string) => {
+    if (!recordingParent()) return store.get(id);
     noteAuthLookup();
     return withChildSpan(
       "mcpgate.keys.get",
@@ -134,40 +142,45 @@ function stateStoreKind(store: object): string {
  */
 export function traceStateStore<S extends StateStoreLike>(store: S, kind = stateStoreKind(store)): S {
   const spanKind = kind === "memory" ? SpanKind.INTERNAL : SpanKind.CLIENT;
-  const base = { [TRACE_ATTR.store]: kind };
   const admit: S["admit"] = (input) =>
-    withChildSpan(
-      "mcpgate.state.admit",
-      {
-        ...base,
-        [TRACE_ATTR.storeOp]: "admit",
-        [TRACE_ATTR.sessionChecked]: input.session !== undefined,
-        [TRACE_ATTR.buckets]: input.buckets.length,
-      },
-      async (span) => {
-        const res = await store.admit(input);
-        if (span) {
-          if (res.session) span.setAttribute(TRACE_ATTR.sessionStatus, res.session.status);
-          if (res.rate) span.setAttribute(TRACE_ATTR.rateLimited, !res.rate.ok);
-        }
-        return res;
-      },
-      spanKind,
-    );
+    !recordingParent()
+      ? store.admit(input)
+      : withChildSpan(
+          "mcpgate.state.admit",
+          {
+            [TRACE_ATTR.store]: kind,
+            [TRACE_ATTR.storeOp]: "admit",
+            [TRACE_ATTR.sessionChecked]: input.session !== undefined,
+            [TRACE_ATTR.buckets]: input.buckets.length,
+          },
+          async (span) => {
+            const res = await store.admit(input);
+            if (span) {
+              if (res.session) span.setAttribute(TRACE_ATTR.sessionStatus, res.session.status);
+              if (res.rate) span.setAttribute(TRACE_ATTR.rateLimited, !res.rate.ok);
+            }
+            return res;
+          },
+          spanKind,
+        );
   const bindSession: S["bindSession"] = (id, owner, ttl) =>
-    withChildSpan(
-      "mcpgate.state.bind_session",
-      { ...base, [TRACE_ATTR.storeOp]: "bind_session" },
-      () => store.bindSession(id, owner, ttl),
-      spanKind,
-    );
+    !recordingParent()
+      ? store.bindSession(id, owner, ttl)
+      : withChildSpan(
+          "mcpgate.state.bind_session",
+          { [TRACE_ATTR.store]: kind, [TRACE_ATTR.storeOp]: "bind_session" },
+          () => store.bindSession(id, owner, ttl),
+          spanKind,
+        );
   const removeSession: S["removeSession"] = (id) =>
-    withChildSpan(
-      "mcpgate.state.remove_session",
-      { ...base, [TRACE_ATTR.storeOp]: "remove_session" },
-      () => store.removeSession(id),
-      spanKind,
-    );
+    !recordingParent()
+      ? store.removeSession(id)
+      : withChildSpan(
+          "mcpgate.state.remove_session",
+          { [TRACE_ATTR.store]: kind, [TRACE_ATTR.storeOp]: "remove_session" },
+          () => store.removeSession(id),
+          spanKind,
+        );
   return overriding(store, { admit, bindSession, removeSession });
 }
 
@@ -188,19 +201,22 @@ interface UpstreamIdentityLike {
 export function traceUpstreamIdentity<H extends UpstreamIdentityLike>(hook: H): H {
   if (hook.mode === "none") return hook;
   const credential = ((request: never) =>
-    withChildSpan(
-      "mcpgate.identity",
-      { "mcpgate.identity.mode": hook.mode },
-      async (span) => {
-        const res = await hook.credential(request);
-        if (span) {
-          if (res.audit?.cached !== undefined) span.setAttribute("mcpgate.identity.cached", res.audit.cached);
-          if (!res.ok) markSpanFailed(span, res.reason ?? "refused");
-        }
-        return res;
-      },
-      SpanKind.INTERNAL,
-      (ctx) => ctx.setValue(HTTP_CHILDREN, true),
-    )) as H["credential"];
+    !recordingParent()
+      ? hook.credential(request)
+      : withChildSpan(
+          "mcpgate.identity",
+          { "mcpgate.identity.mode": hook.mode },
+          async (span) => {
+            const res = await hook.credential(request);
+            if (span) {
+              if (res.audit?.cached !== undefined)
+                span.setAttribute("mcpgate.identity.cached", res.audit.cached);
+              if (!res.ok) markSpanFailed(span, res.reason ?? "refused");
+            }
+            return res;
+          },
+          SpanKind.INTERNAL,
+          (ctx) => ctx.setValue(HTTP_CHILDREN, true),
+        )) as H["credential"];
   return overriding(hook, { credential });
 }

@@ -2,6 +2,7 @@ import {
   type Attributes,
   type Context,
   context,
+  ProxyTracerProvider,
   propagation,
   ROOT_CONTEXT,
   type Span,
@@ -87,6 +88,18 @@ function shortSessionId(id: string): string {
   return id.length > 8 ? `${id.slice(0, 8)}…` : id;
 }
 
+/** The API's own no-op provider (what a provider-less proxy delegates to). */
+const NOOP_PROVIDER = new ProxyTracerProvider().getDelegate();
+
+/**
+ * True when no SDK is registered: the global provider is the API's proxy with nothing behind it.
+ * Checked per request (cheap), so an SDK registered later is picked up.
+ */
+export function tracingDisabled(): boolean {
+  const provider = trace.getTracerProvider();
+  return provider instanceof ProxyTracerProvider && provider.getDelegate() === NOOP_PROVIDER;
+}
+
 /** The active span, when it records (an SDK is registered and the trace is sampled). */
 export function recordingParent(): Span | undefined {
   const span = trace.getActiveSpan();
@@ -170,28 +183,28 @@ export interface RequestSpanStart {
   /** Path without the query string. */
   path: string;
   headers: HeaderCarrier;
-  remoteAddress?: string;
-  scheme?: "http" | "https";
+  remoteAddress?: string | undefined;
+  scheme?: "http" | "https" | undefined;
   /** The gateway's upstream name (several upstreams, DESIGN.md §9). */
-  upstream?: string;
+  upstream?: string | undefined;
 }
 
 /** What the gate learned about the request (after authentication and parsing). */
 export interface RequestSpanDetails {
-  mcpMethod?: string;
-  tool?: string;
+  mcpMethod?: string | undefined;
+  tool?: string | undefined;
   /** A resource URI (resources/read). */
-  resourceUri?: string;
+  resourceUri?: string | undefined;
   /** The full session id: only its first 8 characters reach the span. */
-  sessionId?: string;
-  protocolVersion?: string;
-  era?: string;
+  sessionId?: string | undefined;
+  protocolVersion?: string | undefined;
+  era?: string | undefined;
   /** Display prefix of the caller (`mcpg_<id>`, `static:<fp>`, `oauth:<iss>#<sub>`): never a credential. */
-  principal?: string;
-  jsonrpcId?: string | number | null;
-  batchSize?: number;
-  requestId?: string;
-  upstream?: string;
+  principal?: string | undefined;
+  jsonrpcId?: string | number | null | undefined;
+  batchSize?: number | undefined;
+  requestId?: string | undefined;
+  upstream?: string | undefined;
 }
 
 /** How the request ended. */
@@ -238,6 +251,7 @@ const ALLOWED_DECISIONS = new Set(["allow", "allowed", "ok"]);
  * t.end({ status: res.statusCode, decision: "allow" });
  */
 export function startRequestSpan(start: RequestSpanStart): RequestTrace {
+  if (tracingDisabled()) return NOOP_TRACE;
   const active = trace.getActiveSpan();
   const parent = active ? context.active() : propagation.extract(context.active(), start.headers);
   const method = start.method.toUpperCase();
@@ -250,14 +264,12 @@ export function startRequestSpan(start: RequestSpanStart): RequestTrace {
   if (!span.isRecording() && !trace.isSpanContextValid(spanContext)) return NOOP_TRACE;
   const ctx = trace.setSpan(parent, span);
   if (span.isRecording()) {
-    span.setAttributes({
-      [TRACE_ATTR.httpMethod]: method,
-      [TRACE_ATTR.urlPath]: start.path,
-      [TRACE_ATTR.urlScheme]: start.scheme ?? "http",
-      [TRACE_ATTR.networkTransport]: "tcp",
-      ...(start.remoteAddress ? { [TRACE_ATTR.clientAddress]: start.remoteAddress } : {}),
-      ...(start.upstream ? { [TRACE_ATTR.upstream]: start.upstream } : {}),
-    });
+    span.setAttribute(TRACE_ATTR.httpMethod, method);
+    span.setAttribute(TRACE_ATTR.urlPath, start.path);
+    span.setAttribute(TRACE_ATTR.urlScheme, start.scheme ?? "http");
+    span.setAttribute(TRACE_ATTR.networkTransport, "tcp");
+    if (start.remoteAddress) span.setAttribute(TRACE_ATTR.clientAddress, start.remoteAddress);
+    if (start.upstream) span.setAttribute(TRACE_ATTR.upstream, start.upstream);
   }
   let ended = false;
   return {
