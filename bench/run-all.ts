@@ -7,7 +7,19 @@
  */
 import { spawnSync } from "node:child_process";
 
-const ALL = ["gateway", "jwt", "keys", "sessions", "policy", "observability", "stdio", "probe", "timing", "identity", "authserver"];
+const ALL = [
+  "gateway",
+  "jwt",
+  "keys",
+  "sessions",
+  "policy",
+  "observability",
+  "stdio",
+  "probe",
+  "timing",
+  "identity",
+  "authserver",
+];
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith("-"));
 const unknown = wanted.filter((w) => !ALL.includes(w));
 if (unknown.length > 0) {

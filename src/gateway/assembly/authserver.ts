@@ -1,5 +1,5 @@
 import type { CredentialVerifier } from "../../authn/verifier.js";
-import { type AuthorizationServer, createAuthorizationServer } from "../../authserver/index.js";
+import type { AuthorizationServer, AuthorizationServerOptions } from "../../authserver/index.js";
 import { durationMs, type GatewayConfig } from "../../config.js";
 import type { Guard } from "../../core/contracts.js";
 import { McpGateError } from "../../core/errors.js";
@@ -43,7 +43,7 @@ export async function buildAuthServer(
     for (const c of closers.reverse()) await c().catch(() => {});
   };
   try {
-    let login: Parameters<typeof createAuthorizationServer>[0]["login"];
+    let login: AuthorizationServerOptions["login"];
     if (a.login.apiKey) {
       const verifier = ctx.verifiers.find((v) => v.kind === "api_key");
       if (!verifier || !config.auth.apiKeys) {
@@ -86,6 +86,8 @@ export async function buildAuthServer(
     }
     const signingKeys = await openSigningKeyStore(location, { alg: "ES256" });
     closers.push(() => signingKeys.close());
+    // Loaded only when configured: oidc-provider is large and warns on Node 20 at import.
+    const { createAuthorizationServer } = await import("../../authserver/index.js");
     const server = await createAuthorizationServer({
       issuer: a.issuer ?? new URL(ctx.publicUrl).origin,
       resources: ctx.resources,
