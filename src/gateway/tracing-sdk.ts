@@ -104,6 +104,8 @@ export async function startTracing(
   const provider = new sdk.TracerProvider({
     resource,
     sampler: await buildSampler(settings.sampler, settings.ratio),
+    // Every attribute value is bounded: some come from request headers (mcp-protocol-version).
+    spanLimits: { attributeValueLengthLimit: 1024, attributeCountLimit: 64, eventCountLimit: 16 },
     // Bounded: at most 2048 spans wait for export; past that new spans are dropped, never buffered.
     spanProcessors: [
       new sdk.BatchSpanProcessor({

@@ -58,6 +58,18 @@ describe("the gateway's tracing SDK", () => {
     expect(startRequestSpan({ method: "GET", path: "/mcp", headers: {} }).traceId).toBeUndefined();
   });
 
+  it("bounds attribute values that come from the request (a huge mcp-protocol-version header)", async () => {
+    const tracing = await startTracing(
+      resolveTracing({ enabled: true }, { OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url }),
+    );
+    const t = startRequestSpan({ method: "POST", path: "/mcp", headers: {} });
+    t.describe({ protocolVersion: "9".repeat(100_000), mcpMethod: "initialize" });
+    t.end({ status: 400, decision: "invalid_request" });
+    await tracing.shutdown();
+    const span = otlp.spans.find((s) => s.attributes["mcp.protocol.version"] !== undefined);
+    expect(String(span?.attributes["mcp.protocol.version"]).length).toBe(1024);
+  });
+
   it("samples nothing with always_off, but still continues the incoming trace id", async () => {
     const before = otlp.spans.length;
     const tracing = await startTracing(
