@@ -19,6 +19,7 @@ const ALL = [
   "timing",
   "identity",
   "authserver",
+  "tracing",
 ];
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith("-"));
 const unknown = wanted.filter((w) => !ALL.includes(w));
