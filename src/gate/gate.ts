@@ -1,13 +1,13 @@
 import { randomUUID } from "node:crypto";
 import { parseBearer } from "../authn/bearer.js";
-import type { VerifyResult } from "../authn/verifier.js";
+import type { CredentialVerifier, VerifyResult } from "../authn/verifier.js";
 import { isProbeAllowedMethod } from "../authz/probe.js";
 import { canonicalizeRequestNames } from "../authz/resource-uri.js";
 import type { AuditEvent } from "../core/audit-event.js";
 import { type ChallengeContext, type HttpResponseSpec, renderDenial } from "../core/challenge.js";
 import type { GateRequest, StateStore } from "../core/contracts.js";
 import { isMcpGateError, McpGateError } from "../core/errors.js";
-import { displayOf } from "../core/identity.js";
+import { displayOf, type Identity } from "../core/identity.js";
 import type { Denial } from "../core/outcome.js";
 import { checkMetadataHeaders, decideEra } from "../mcp/era.js";
 import { type InspectedMessage, inspectParsedJsonRpc, parseJsonRpc } from "../mcp/jsonrpc.js";
@@ -43,6 +43,18 @@ function header(headers: GateRequest["headers"], name: string): string | undefin
   return Array.isArray(v) ? v[0] : v;
 }
 
+/** The `watch` of each verifier that has one (stored keys: revocation within 1 s). */
+function watchersOf(verifiers: readonly CredentialVerifier[]): NonNullable<GateOptions["watchers"]> {
+  return verifiers.flatMap((v) => {
+    const w = v as CredentialVerifier & {
+      watch?: (identity: Identity, until: AbortSignal) => AbortSignal | undefined;
+    };
+    return typeof w.watch === "function"
+      ? [(auth: Authenticated, until: AbortSignal) => w.watch!(auth.identity, until)]
+      : [];
+  });
+}
+
 /**
  * Build the request pipeline shared by the middleware and the gateway (DESIGN.md §2):
  * origin → body parse → guard → authenticate → session check → authorize → rate limit.
@@ -71,6 +83,9 @@ export function createGate(options: GateOptions): Gate {
     // request's span; without an SDK the wrappers call straight through.
     verifiers: options.verifiers.map(traceVerifier),
     state: traceStateStore(options.state ?? createMemoryStateStore()),
+    // Open streams end when a stored key is revoked (issue 14 item 5), in the library as in the
+    // gateway: by default, every verifier that can watch a credential does.
+    watchers: options.watchers ?? watchersOf(options.verifiers),
   });
   const allowedOrigins = new Set(
     (options.origins ?? [publicUrl.origin]).map((o) => o.toLowerCase().replace(/\/$/, "")),

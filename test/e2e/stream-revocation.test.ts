@@ -1,12 +1,18 @@
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { issueApiKey } from "../../src/authn/key-lifecycle.js";
+import { createApiKeyVerifier } from "../../src/authn/stored-key.js";
 import { createDemoMcpServer } from "../../src/cli/demo-server.js";
+import { type AuthenticatedRequest, createNodeMcpAuth } from "../../src/http/node.js";
+import { createMemoryKeyStore } from "../../src/stores/memory-keys.js";
 import { openKeyStore } from "../../src/stores/open-key-store.js";
 import { createRedisKeyEvents } from "../../src/stores/redis-key-events.js";
 import { type JwksServer, makeKey, mint, startJwksServer, type TestKey } from "../authn/jwks-fixture.js";
@@ -246,5 +252,49 @@ describe("a JWT's GET stream ends at exp", () => {
     const endedEpochMs = Date.now() - (performance.now() - endedAt);
     expect(endedEpochMs).toBeGreaterThanOrEqual(exp * 1000 - 1_000);
     expect(endedEpochMs).toBeLessThan(exp * 1000 + 1_000);
+  });
+});
+
+describe("library mode (mcpgate/node): a revoked key's open GET stream ends too", () => {
+  let server: import("node:http").Server;
+  let url: string;
+  const store = createMemoryKeyStore();
+
+  beforeAll(async () => {
+    await store.init();
+    const transports = new Map<string, StreamableHTTPServerTransport>();
+    let auth: ReturnType<typeof createNodeMcpAuth>;
+    server = createServer(async (req, res) => {
+      if (!(await auth(req, res))) return;
+      const sid = req.headers["mcp-session-id"];
+      let t = typeof sid === "string" ? transports.get(sid) : undefined;
+      if (!t) {
+        const created = new StreamableHTTPServerTransport({
+          sessionIdGenerator: () => randomUUID(),
+          onsessioninitialized: (id) => void transports.set(id, created),
+        });
+        await createDemoMcpServer().connect(created);
+        t = created;
+      }
+      await t.handleRequest(req, res, (req as AuthenticatedRequest).body);
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`;
+    // No watchers option: createGate watches with every verifier that can (stored keys).
+    auth = createNodeMcpAuth({ verifiers: [createApiKeyVerifier({ store })], publicUrl: url });
+  });
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+
+  it("ends the stream within about a second of the revocation", async () => {
+    const issued = await issueApiKey(store, { name: "lib", scopes: [] });
+    const stream = await openGetStream(url, issued.key);
+    expect(await within(stream.ended, 300)).toBe(false);
+    const t0 = performance.now();
+    await store.revoke(issued.record.id);
+    expect(await within(stream.ended, 2_000)).toBe(true);
+    expect((await stream.ended) - t0).toBeLessThan(1_500);
   });
 });
