@@ -72,14 +72,17 @@ function resolveSettings(opts: CommonOptions): {
   return out;
 }
 
-async function withStore(opts: CommonOptions, fn: (ctx: Context) => Promise<void>): Promise<void> {
-  const settings = resolveSettings(opts);
-  const store = await openKeyStore(settings.store);
-  // Audit: the file (`--audit` / logging.audit) and, for a PostgreSQL key store, its audit table.
-  // An audit failure is reported but does not undo or fail the key operation.
+/**
+ * The CLI's audit trail: the file (`--audit` / logging.audit) and, for a PostgreSQL key store, its
+ * audit table. An audit failure is reported but does not undo or fail the operation.
+ */
+async function openCliAudit(
+  auditFile: string | undefined,
+  storeLocation: string,
+): Promise<{ audit: Context["audit"]; close(): Promise<void> }> {
   const sinks = await openAuditSinks({
-    logging: { audit: settings.auditFile },
-    auth: { apiKeys: { store: settings.store } },
+    logging: { audit: auditFile },
+    auth: { apiKeys: { store: storeLocation } },
   }).catch((err) => {
     process.stderr.write(
       `mcpgate: warning: audit trail unavailable (${(err as Error).message.split("\n")[0]})\n`,
@@ -91,11 +94,21 @@ async function withStore(opts: CommonOptions, fn: (ctx: Context) => Promise<void
     onError: (sink) => process.stderr.write(`mcpgate: warning: could not write the audit trail (${sink})\n`),
   });
   const actor = `cli:${safeUser()}`;
+  return {
+    audit: (event) => trail.record({ ...event, time: new Date().toISOString(), actor }),
+    close: () => trail.close(),
+  };
+}
+
+async function withStore(opts: CommonOptions, fn: (ctx: Context) => Promise<void>): Promise<void> {
+  const settings = resolveSettings(opts);
+  const store = await openKeyStore(settings.store);
+  const trail = await openCliAudit(settings.auditFile, settings.store);
   try {
     const ctx: Context = {
       store,
       redisPrefix: settings.redisPrefix,
-      audit: (event) => trail.record({ ...event, time: new Date().toISOString(), actor }),
+      audit: trail.audit,
     };
     if (settings.pepper !== undefined) ctx.pepper = settings.pepper;
     if (settings.redisUrl !== undefined) ctx.redisUrl = settings.redisUrl;
@@ -456,7 +469,7 @@ export function registerKeysCommand(program: Command): Command {
  */
 async function withSigningKeys(
   opts: CommonOptions,
-  fn: (keys: SigningKeyStore) => Promise<void>,
+  fn: (keys: SigningKeyStore, audit: Context["audit"]) => Promise<void>,
 ): Promise<void> {
   const config = opts.config ? loadConfigFile(opts.config) : undefined;
   const location =
@@ -466,9 +479,11 @@ async function withSigningKeys(
     config?.auth.apiKeys?.store ??
     DEFAULT_KEY_STORE;
   const keys = await openSigningKeyStore(location, config?.identity?.alg ? { alg: config.identity.alg } : {});
+  const trail = await openCliAudit(opts.audit ?? config?.logging.audit, location);
   try {
-    await fn(keys);
+    await fn(keys, trail.audit);
   } finally {
+    await trail.close();
     await keys.close();
   }
 }
@@ -509,11 +524,20 @@ function registerSigningKeyCommands(keys: Command): void {
             const publishAheadMs = parsePositiveDuration("--publish-ahead", opts.publishAhead, true);
             if (opts.alg !== undefined && opts.alg !== "ES256" && opts.alg !== "EdDSA")
               throw new UsageError("--alg must be ES256 or EdDSA");
-            await withSigningKeys(common(cmd), async (store) => {
+            await withSigningKeys(common(cmd), async (store, audit) => {
               const r = await store.rotate({
                 overlapMs,
                 publishAheadMs,
                 ...(opts.alg ? { alg: opts.alg as SigningAlg } : {}),
+              });
+              audit({
+                type: "signing_key_rotated",
+                other: r.kid,
+                detail: {
+                  alg: r.alg,
+                  activatesAt: iso(r.activatesAt) ?? undefined,
+                  retiring: r.retiring.map((x) => x.kid).join(","),
+                },
               });
               const out = {
                 kid: r.kid,

@@ -14,6 +14,8 @@ export type AuditEventType =
   | "key_created"
   | "key_revoked"
   | "key_rotated"
+  /** `mcpgate keys rotate-signing` made a new signing key the one that signs (`other` = its kid). */
+  | "signing_key_rotated"
   | "store_error"
   /** The upstream answered 401/403 to the gateway's own credential (answered 502 to the caller). */
   | "upstream_credentials"

@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -32,6 +32,7 @@ describe("mcpgate keys rotate-signing / list-signing", () => {
     const store = `sqlite:${join(dir, "keys.db")}`;
     const keys = await openSigningKeyStore(store);
     const first = (await keys.current()).active.kid;
+    const auditFile = join(dir, "audit.jsonl");
     const r = await cli([
       "keys",
       "rotate-signing",
@@ -41,6 +42,8 @@ describe("mcpgate keys rotate-signing / list-signing", () => {
       "2h",
       "--alg",
       "EdDSA",
+      "--audit",
+      auditFile,
       "--json",
     ]);
     expect(r.stderr).toBe("");
@@ -54,6 +57,10 @@ describe("mcpgate keys rotate-signing / list-signing", () => {
     expect(set.active).toMatchObject({ kid: out.kid, alg: "EdDSA" });
     expect(set.publicJwks.map((k) => k.kid)).toEqual([out.kid, first]);
 
+    const audit = readFileSync(auditFile, "utf8");
+    expect(audit).toMatch(/"type":"signing_key_rotated"/);
+    expect(audit).toContain(`"other":"${out.kid}"`);
+    expect(audit).not.toContain(String((await keys.current()).active.privateJwk.d));
     const list = await cli(["keys", "list-signing", "--store", store, "--json"]);
     expect(list.code).toBe(0);
     expect(list.stdout).not.toMatch(/"d"|privateJwk|"x"/);
