@@ -14,6 +14,7 @@ import { INIT, rawPost } from "../helpers/client.js";
 import { startTestGateway, type TestGateway } from "../helpers/gateway.js";
 import { type OtlpReceiver, startOtlpReceiver } from "../helpers/otlp-receiver.js";
 import { type RecordingUpstream, startRecordingUpstream } from "../helpers/upstream.js";
+import { registerTokenExchange, TOKEN_EXCHANGE_GRANT } from "../identity/token-exchange-grant.js";
 
 /**
  * The leak test over exported spans (issue 17 item 3; the pattern of test/e2e/observability.test.ts):
@@ -225,6 +226,82 @@ describe("no introspected token or client secret in any exported span", () => {
     const raw = Buffer.concat(otlp.bodies).toString("latin1");
     const haystack = otlp.allStrings().join("\n");
     for (const needle of [token, bogus, as.gateway.secret, basic]) {
+      expect(haystack.includes(needle)).toBe(false);
+      expect(raw.includes(needle)).toBe(false);
+    }
+  });
+});
+
+describe("RFC 8693 token exchange is traced, and neither token nor client secret is exported", () => {
+  const RESOURCE = "https://gw.example/notes/mcp";
+  let as: AuthServer;
+  let otlp: OtlpReceiver;
+  let upstream: RecordingUpstream;
+  let gw: TestGateway;
+
+  beforeAll(async () => {
+    as = await startAuthServer({ gatewayGrantTypes: [TOKEN_EXCHANGE_GRANT] });
+    registerTokenExchange(as);
+    otlp = await startOtlpReceiver();
+    upstream = await startRecordingUpstream();
+    gw = await startTestGateway(
+      {
+        auth: { jwt: { issuer: as.issuer, audience: RESOURCE } },
+        identity: { keyStore: "memory:" },
+        upstreams: [
+          {
+            name: "notes",
+            path: "/notes/mcp",
+            url: upstream.url,
+            identity: { mode: "token-exchange", clientId: as.gateway.id, clientSecret: as.gateway.secret },
+          },
+        ],
+        tracing: { endpoint: otlp.url },
+      },
+      { OTEL_BSP_SCHEDULE_DELAY: "50" },
+      "info",
+    );
+  }, 60_000);
+  afterAll(async () => {
+    await gw?.close();
+    await upstream?.close();
+    await otlp?.close();
+    await as?.stop();
+  });
+
+  it("the exchange is a child span of the request with its HTTP call under it", async () => {
+    const token = await as.token(RESOURCE);
+    const res = await rawPost(`${new URL(gw.url).origin}/notes/mcp`, INIT, {
+      authorization: `Bearer ${token}`,
+    });
+    expect(res.status).toBe(200);
+    await gw.close();
+    const identity = otlp.spans.find((s) => s.name === "mcpgate.identity");
+    expect(identity?.attributes).toMatchObject({
+      "mcpgate.identity.mode": "token-exchange",
+      "mcpgate.identity.cached": false,
+    });
+    const server = otlp.spans.find((s) => s.spanId === identity?.parentSpanId);
+    expect(server?.kind).toBe("SERVER");
+    expect(server?.attributes["mcpgate.upstream"]).toBe("notes");
+    // Its HTTP calls: the issuer's metadata (discovery of the token endpoint), then the exchange.
+    const calls = otlp.spans.filter((s) => s.parentSpanId === identity?.spanId && s.kind === "CLIENT");
+    const exchange = calls.find((s) => s.name === "POST");
+    expect(exchange?.attributes["url.full"]).toBe(as.tokenEndpoint);
+    expect(exchange?.attributes["http.response.status_code"]).toBe(200);
+
+    const exchanged = upstream.seen
+      .map((r) => String(r.headers.authorization ?? ""))
+      .filter((a) => a.startsWith("Bearer "))
+      .map((a) => a.slice(7));
+    expect(exchanged.length).toBeGreaterThan(0);
+    const raw = Buffer.concat(otlp.bodies).toString("latin1");
+    const haystack = otlp.allStrings().join("\n");
+    for (const needle of [
+      token.split(".")[2]!,
+      as.gateway.secret,
+      ...exchanged.map((t) => t.split(".").at(-1)!),
+    ]) {
       expect(haystack.includes(needle)).toBe(false);
       expect(raw.includes(needle)).toBe(false);
     }
