@@ -11,7 +11,7 @@ import { compilePolicy } from "../src/authz/policy.js";
 import { mcpAuth } from "../src/http/express.js";
 import { withPolicy } from "../src/sdk.js";
 import { createMemoryKeyStore } from "../src/stores/memory-keys.js";
-import { connectClient } from "./helpers/client.js";
+import { connectClient, messagesOf } from "./helpers/client.js";
 
 const POLICY = {
   tools: [
@@ -140,7 +140,7 @@ describe("mcpgate/sdk: the policy inside an SDK McpServer behind mcpgate/express
     }
   });
 
-  it("answers a batch with a refused call entirely in the middleware: nothing of it runs", async () => {
+  it("answers a batch as the gateway does: the refused call by the middleware, the rest by the server", async () => {
     ran.length = 0;
     const gated = url.replace(/\/mcp$/, "/gated");
     const res = await fetch(gated, {
@@ -157,15 +157,15 @@ describe("mcpgate/sdk: the policy inside an SDK McpServer behind mcpgate/express
       ]),
     });
     expect(res.status).toBe(200);
-    const body = (await res.json()) as Array<{
+    const body = messagesOf(await res.text()) as Array<{
       id: number;
-      result?: { isError?: boolean };
-      error?: { code: number };
+      result?: { isError?: boolean; content?: Array<{ text: string }> };
     }>;
     const byId = new Map(body.map((m) => [m.id, m]));
     expect(byId.get(2)?.result?.isError).toBe(true);
-    expect(byId.get(1)?.error?.code).toBe(-31001);
-    expect(ran).toEqual([]);
+    expect(byId.get(1)?.result?.content?.[0]?.text).toBe("ran echo");
+    // The refused call never reached the server; the allowed one did.
+    expect(ran).toEqual(["echo"]);
   });
 
   it("refuses to wrap a server whose handlers are already installed", () => {

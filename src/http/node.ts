@@ -1,5 +1,4 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { refusedMessageAnswer } from "../core/challenge.js";
 import { type SdkAuthInfo, toAuthInfo } from "../core/identity.js";
 import { type Admission, createGate, type Gate, type GateOptions, type ResponsePlan } from "../gate/gate.js";
 import { type Entry, handleMcpRequest } from "./front-door.js";
@@ -58,10 +57,9 @@ export function createNodeMcpAuth(gateOrOptions: Gate | GateOptions): NodeMcpAut
       // The in-process server is the "upstream": it gets the request when the front door forwards,
       // and the request is finished (logged, counted) when its response closes.
       const forward = (entry: Entry) => {
-        const proceed = handOver(resource, entry);
-        if (proceed) onAdmitted?.();
-        resolve(proceed);
-        if (!proceed) return Promise.resolve({ result: "ok" });
+        handOver(resource, entry);
+        onAdmitted?.();
+        resolve(true);
         return new Promise<{ result: string }>((done) =>
           res.once("close", () => done({ result: res.writableFinished ? "ok" : "aborted" })),
         );
@@ -73,31 +71,18 @@ export function createNodeMcpAuth(gateOrOptions: Gate | GateOptions): NodeMcpAut
 }
 
 /**
- * Give an admitted request to the in-process SDK server: `req.auth`, `req.body`, and the session
- * binding on the response head. False when the front door must answer it instead.
+ * Give an admitted request to the in-process SDK server: `req.auth`, `req.body`, the session
+ * binding on the response head, and the gate's own answers merged into its response.
  */
-function handOver(resource: URL, entry: Entry): boolean {
+function handOver(resource: URL, entry: Entry): void {
   const { req, res, admission: a, plan, owner } = entry;
-  if (plan.localResponses.length > 0) {
-    // A batch with elements the policy refused. The in-process server would run the whole body
-    // (its response cannot be merged with ours here), so answer the batch entirely: the refused
-    // elements with their denial, the others with an error asking to resend them alone.
-    const rest = plan.forward
-      .filter((m) => m.type === "request")
-      .map((m) =>
-        refusedMessageAnswer(
-          m.id ?? null,
-          undefined,
-          "Forbidden: this batch contains a call the policy refuses; send the other calls without it",
-        ),
-      );
-    res
-      .writeHead(200, { "content-type": "application/json" })
-      .end(JSON.stringify([...plan.localResponses, ...rest]));
-    return false;
-  }
   const r = req as AuthenticatedRequest;
-  if (a.body !== undefined) r.body = a.body;
+  // The app's server gets the allowed messages only; the refused batch elements are answered by
+  // the gate, merged into the server's response (the gateway's batch semantics, docs/design.md §9).
+  if (plan.localResponses.length > 0) {
+    r.body = plan.forward.map((m) => m.raw);
+    owner.mergeLocalAnswers();
+  } else if (a.body !== undefined) r.body = a.body;
   r.auth = toAuthInfo(a.identity, a.token, resource);
   r.mcpgate = a;
   r.mcpgatePlan = plan;
@@ -105,7 +90,6 @@ function handOver(resource: URL, entry: Entry): boolean {
   if (a.initialize || a.sessionId) bindOnHead(res, (status, sessionId) => void owner.bind(status, sessionId));
   // Its streams (GET SSE, long POSTs) end when the caller's credential expires or is revoked.
   owner.armLifetime();
-  return true;
 }
 
 /**
