@@ -43,7 +43,9 @@ export function resolveServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv): G
   }
   if (flags.logLevel) raw.logging = { ...(raw.logging ?? {}), level: flags.logLevel as "info" };
   if (!raw.upstream?.url && !raw.upstream?.command && !raw.upstreams?.length)
-    fail('no upstream: pass --upstream URL or --stdio "CMD ARGS", or set upstream (or upstreams) in --config');
+    fail(
+      'no upstream: pass --upstream URL or --stdio "CMD ARGS", or set upstream (or upstreams) in --config',
+    );
   return validateConfig(raw, null);
 }
 
