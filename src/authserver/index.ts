@@ -151,7 +151,8 @@ export async function createAuthorizationServer(
 
   const interactions = createInteractions({
     provider,
-    store,
+    // Pending IdP logins live ten minutes: with Redis, beside the codes and interactions.
+    store: options.shortLivedStore ?? store,
     csrfKey,
     issuer,
     scopes: options.scopes,
