@@ -103,6 +103,20 @@ describe("Client ID Metadata Documents (loopback allowed for development)", () =
     expect(r.ok && r.identity.clientId).toBe(clientId);
   });
 
+  it("caches a document by its Cache-Control max-age: a second authorization does not fetch it again", async () => {
+    const clientId = `${docs.base}/good.json`;
+    const fetches = () => docs.hits.filter((h) => h === "/good.json").length;
+    await new Agent().fetch(
+      `${t.issuer}/oauth/authorize?${new URLSearchParams(params(clientId, t.resource, pkce().challenge))}`,
+    );
+    const before = fetches();
+    expect(before).toBeGreaterThanOrEqual(1);
+    await new Agent().fetch(
+      `${t.issuer}/oauth/authorize?${new URLSearchParams(params(clientId, t.resource, pkce().challenge))}`,
+    );
+    expect(fetches()).toBe(before);
+  });
+
   for (const [name, path] of [
     ["a document whose client_id is not its own URL", "/mismatch.json"],
     ["a document carrying a client secret", "/secret.json"],
