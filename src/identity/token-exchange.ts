@@ -62,6 +62,8 @@ export interface TokenExchangerStats {
 /** An RFC 8693 token-exchange client with a cache per (token hash, upstream). */
 export interface TokenExchanger {
   exchange(request: ExchangeRequest): Promise<ExchangeResult>;
+  /** The gateway's client at the issuer: the actor (RFC 8693 §4.1 `act`) of every exchange. */
+  readonly clientId: string;
   readonly stats: Readonly<TokenExchangerStats>;
 }
 
@@ -164,6 +166,7 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
   }
 
   return {
+    clientId: options.clientId,
     async exchange(req) {
       if (req.subjectToken.length > MAX_TOKEN_CHARS) return { ok: false, reason: "token_too_large" };
       const key = `${tokenHash(req.subjectToken)}\u0000${req.upstream}`;

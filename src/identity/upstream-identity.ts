@@ -142,7 +142,13 @@ export function createUpstreamIdentity(options: UpstreamIdentityOptions): Upstre
       };
     const r = await client.exchange(ask);
     if (!r.ok)
-      return { ok: false, reason: "exchange_failed", detail: r.reason, audit: { mode: "token-exchange" } };
+      return {
+        ok: false,
+        reason: "exchange_failed",
+        detail: r.reason,
+        // The delegation that was asked for: the gateway's client acting for the caller.
+        audit: { mode: "token-exchange", delegation: { act: { sub: client.clientId } } },
+      };
     return {
       ok: true,
       headers: { [header]: value(r.accessToken) },

@@ -87,7 +87,7 @@ describe("identity secrets never leak", () => {
     // The capture is real: the mounts, the delegation and the refusal are in it.
     const audit = readFileSync(join(dir, "audit.jsonl"), "utf8");
     expect(audit).toMatch(/"type":"identity_exchanged".*"upstream":"notes".*"act":"mcp-gateway"/);
-    expect(audit).toMatch(/"type":"identity_refused".*"reason":"exchange_failed"/);
+    expect(audit).toMatch(/"type":"identity_refused".*"reason":"exchange_failed".*"act":"mcp-gateway"/);
     expect(metrics).toMatch(/mcpgate_requests_total\{upstream="notes"/);
     expect(metrics).toMatch(/mcpgate_requests_total\{upstream="plain"/);
 

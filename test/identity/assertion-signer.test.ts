@@ -172,6 +172,7 @@ describe("the per-upstream identity hook", () => {
     const exchanger = {
       exchange: async () => ({ ok: false as const, reason: "rejected" as const }),
       stats: { exchanges: 0, cached: 0, failures: 0 },
+      clientId: "mcp-gateway",
     };
     const give = createUpstreamIdentity({
       upstream: "n",
@@ -199,6 +200,7 @@ describe("the per-upstream identity hook", () => {
       ok: false,
       reason: "exchange_failed",
       detail: "rejected",
+      audit: { mode: "token-exchange", delegation: { act: { sub: "mcp-gateway" } } },
     });
   });
 

@@ -154,6 +154,7 @@ function identityHookFor(
         mode: c.audit.mode,
         reason: c.reason,
         ...(c.detail ? { class: c.detail } : {}),
+        ...(c.audit.delegation ? { act: c.audit.delegation.act.sub } : {}),
       });
       return { ok: false, reason: c.reason };
     }
