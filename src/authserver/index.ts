@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { JWK } from "jose";
 import Provider from "oidc-provider";
 import type { CredentialVerifier } from "../authn/verifier.js";
 import type { Guard } from "../core/contracts.js";
@@ -45,6 +46,8 @@ export interface AuthorizationServerOptions {
   /** The credential-guessing guard (observe/guard.ts): the API-key login page counts wrong keys, and its
    * `sourceOf` (honouring trustProxy) keys the registration rate limit. */
   guard?: Guard;
+  /** How often the signing-key store is asked for rotated keys. Default 30 000 ms. */
+  keyRefreshMs?: number;
   /** Set when a TLS-terminating proxy sits in front (X-Forwarded-Proto is then believed). */
   trustProxy?: boolean;
 }
@@ -124,49 +127,52 @@ export async function createAuthorizationServer(
       ? (await keyScopes(accountId.slice(4))) !== undefined
       : accountId.startsWith("idp:");
 
-  const provider = new Provider(
-    issuer,
-    providerConfiguration({
-      resources: options.resources,
+  // The person's login at the IdP is built once (its discovery is cached); the provider is rebuilt
+  // when the shared key store's active signing key changes (rotation), from the same stores.
+  const upstreamLogin =
+    "oidc" in options.login
+      ? createUpstreamLogin({ ...options.login.oidc, redirectUri: `${issuer}/oauth/callback` })
+      : undefined;
+  function build(signingKey: JWK) {
+    const provider = new Provider(
+      issuer,
+      providerConfiguration({
+        resources: options.resources,
+        scopes: options.scopes,
+        accessTtlSec: options.accessTtlSec ?? 3600,
+        refreshTtlSec: options.refreshTtlSec ?? 30 * 86_400,
+        consentRememberSec: options.consentRememberSec ?? 30 * 86_400,
+        registration: clients.registration ?? true,
+        metadataDocuments: clients.metadataDocuments ?? true,
+        allowLoopbackMetadataDocuments: clients.allowLoopbackMetadataDocuments ?? false,
+        store,
+        ...(options.shortLivedStore ? { shortLivedStore: options.shortLivedStore } : {}),
+        signingKey,
+        cookieKeys: cookieKeys as string[],
+        accountScopes,
+        accountActive,
+        interactionUrl: (uid) => `/oauth/interaction/${uid}`,
+      }),
+    );
+    provider.proxy = options.trustProxy === true;
+    // oidc-provider reports errors it already answered; they carry no secrets, but are not ours to log.
+    provider.on("server_error", () => {});
+    const interactions = createInteractions({
+      provider,
+      // Pending IdP logins live ten minutes: with Redis, beside the codes and interactions.
+      store: options.shortLivedStore ?? store,
+      csrfKey,
+      issuer,
       scopes: options.scopes,
-      accessTtlSec: options.accessTtlSec ?? 3600,
-      refreshTtlSec: options.refreshTtlSec ?? 30 * 86_400,
-      consentRememberSec: options.consentRememberSec ?? 30 * 86_400,
-      registration: clients.registration ?? true,
-      metadataDocuments: clients.metadataDocuments ?? true,
-      allowLoopbackMetadataDocuments: clients.allowLoopbackMetadataDocuments ?? false,
-      store,
-      ...(options.shortLivedStore ? { shortLivedStore: options.shortLivedStore } : {}),
-      signingKey: keySet.active.privateJwk,
-      cookieKeys: cookieKeys as string[],
       accountScopes,
-      accountActive,
-      interactionUrl: (uid) => `/oauth/interaction/${uid}`,
-    }),
-  );
-  provider.proxy = options.trustProxy === true;
-  // oidc-provider reports errors it already answered; they carry no secrets, but are not ours to log.
-  provider.on("server_error", () => {});
-  const callback = provider.callback();
+      ...(options.guard ? { guard: options.guard } : {}),
+      login: apiKey ? { apiKey: apiKey.verifier } : { oidc: upstreamLogin! },
+    });
+    return { callback: provider.callback(), interactions };
+  }
+  let live = build(keySet.active.privateJwk);
+  let liveKid = keySet.active.kid;
 
-  const interactions = createInteractions({
-    provider,
-    // Pending IdP logins live ten minutes: with Redis, beside the codes and interactions.
-    store: options.shortLivedStore ?? store,
-    csrfKey,
-    issuer,
-    scopes: options.scopes,
-    accountScopes,
-    ...(options.guard ? { guard: options.guard } : {}),
-    login: apiKey
-      ? { apiKey: apiKey.verifier }
-      : {
-          oidc: createUpstreamLogin({
-            ...(options.login as { oidc: Omit<UpstreamLoginOptions, "redirectUri"> }).oidc,
-            redirectUri: `${issuer}/oauth/callback`,
-          }),
-        },
-  });
   const rate = clients.registrationRateLimit ?? { limit: 10, windowMs: 60_000 };
   const registrations = createWindowLimiter({ limit: rate.limit, windowMs: rate.windowMs });
   const maxRegistered = clients.maxRegistered ?? 10_000;
@@ -184,7 +190,7 @@ export async function createAuthorizationServer(
       sendOAuthError(res, 503, "temporarily_unavailable", "the registration limit is reached");
       return true;
     }
-    callback(req, res);
+    live.callback(req, res);
     return true;
   }
 
@@ -197,13 +203,20 @@ export async function createAuthorizationServer(
       keyScopes,
     },
   });
-  // Pick up keys published by rotation (the shared key store), without blocking a request.
+  // Follow the shared key store without blocking a request: new public keys (published ahead, or
+  // kept through the overlap) for verification and /oauth/jwks, and a new active key for signing.
   const refresh = setInterval(() => {
     keys.current().then(
-      (k) => (publicJwks = k.publicJwks),
+      (k) => {
+        publicJwks = k.publicJwks;
+        if (k.active.kid !== liveKid) {
+          live = build(k.active.privateJwk);
+          liveKid = k.active.kid;
+        }
+      },
       () => {},
     );
-  }, 30_000);
+  }, options.keyRefreshMs ?? 30_000);
   refresh.unref();
 
   return {
@@ -214,16 +227,26 @@ export async function createAuthorizationServer(
       if (AS_PATHS.includes(path)) {
         // RFC 8414 §3 and OIDC Discovery serve the same document.
         if (path !== "/.well-known/openid-configuration") req.url = "/.well-known/openid-configuration";
-        callback(req, res);
+        live.callback(req, res);
         return true;
       }
       if (!path.startsWith("/oauth/")) return false;
-      if (await interactions.handle(req, res)) return true;
+      if (path === "/oauth/jwks" && (req.method === "GET" || req.method === "HEAD")) {
+        // Every published key (active, pending, overlapping), not only the one signing now.
+        res
+          .writeHead(200, {
+            "content-type": "application/jwk-set+json",
+            "cache-control": "public, max-age=60",
+          })
+          .end(req.method === "HEAD" ? undefined : JSON.stringify({ keys: publicJwks }));
+        return true;
+      }
+      if (await live.interactions.handle(req, res)) return true;
       if (path === "/oauth/register" && req.method === "POST") {
         if (clients.registration === false) return false;
         return register(req, res);
       }
-      callback(req, res);
+      live.callback(req, res);
       return true;
     },
     async close() {

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createGuard } from "../../src/observe/guard.js";
+import { createMemorySigningKeyStore } from "../../src/stores/signing-keys.js";
 import {
   Agent,
   authorize,
@@ -381,6 +382,50 @@ describe("the API-key login page and the credential guard (429s)", () => {
     } finally {
       await g.close();
       await guard.close();
+    }
+  });
+});
+
+describe("signing-key rotation (the shared key store)", () => {
+  it("signs with the new key after a rotation, keeps verifying the old one, and publishes both", async () => {
+    const signingKeys = createMemorySigningKeyStore();
+    await signingKeys.init();
+    const r = await startTestAuthServer({ signingKeys, keyRefreshMs: 100 });
+    try {
+      const cid = await registerClient(r.issuer, [REDIRECT]);
+      const flow = async () => {
+        const p = pkce();
+        const { redirect } = await authorize(r, new Agent(), {
+          ...codeParams(p.challenge),
+          client_id: cid,
+          resource: r.resource,
+        });
+        const tok = await exchangeCode(r.issuer, {
+          code: redirect.searchParams.get("code")!,
+          redirectUri: REDIRECT,
+          clientId: cid,
+          verifier: p.verifier,
+          resource: r.resource,
+        });
+        return tok.body.access_token!;
+      };
+      const kidOf = (jwt: string) =>
+        JSON.parse(Buffer.from(jwt.split(".")[0]!, "base64url").toString()).kid as string;
+      const before = await flow();
+      const rotated = await signingKeys.rotate({ overlapMs: 3_600_000 });
+      await sleep(400);
+      const after = await flow();
+      expect(kidOf(before)).not.toBe(kidOf(after));
+      expect(kidOf(after)).toBe(rotated.kid);
+      expect((await r.as.verifier.verify(before)).ok).toBe(true);
+      expect((await r.as.verifier.verify(after)).ok).toBe(true);
+      const jwks = (await (await fetch(`${r.issuer}/oauth/jwks`)).json()) as {
+        keys: Array<{ kid: string; d?: string }>;
+      };
+      expect(jwks.keys.map((k) => k.kid).sort()).toEqual([kidOf(before), kidOf(after)].sort());
+      expect(jwks.keys.some((k) => k.d !== undefined)).toBe(false); // public keys only
+    } finally {
+      await r.close();
     }
   });
 });
