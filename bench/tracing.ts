@@ -14,7 +14,7 @@
 
 import { execSync, spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -136,7 +136,24 @@ async function startGateway(root: string, env: Record<string, string>) {
     if (ok) break;
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { url, stop: () => proc.kill("SIGTERM") };
+  return { url, pid: proc.pid!, stop: () => proc.kill("SIGTERM") };
+}
+
+/**
+ * CPU time (ns) the process has used, all threads (/proc/<pid>/task/<tid>/schedstat). On a busy
+ * machine CPU per request is steadier than throughput: another process's load slows a gateway
+ * down but does not make it burn more CPU per request.
+ */
+function cpuNs(pid: number): number {
+  let total = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      total += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]);
+    } catch {
+      // A thread that ended meanwhile.
+    }
+  }
+  return total;
 }
 
 const CLEAN_ENV = {
@@ -171,11 +188,14 @@ for (const n of names) await load(call(n), concurrency, 1000); // warm-up
 const latencies = Object.fromEntries(names.map((n) => [n, [] as number[]])) as Record<Which, number[]>;
 const secs = Object.fromEntries(names.map((n) => [n, 0])) as Record<Which, number>;
 const perRound = Object.fromEntries(names.map((n) => [n, [] as number[]])) as Record<Which, number[]>;
+const cpu = Object.fromEntries(names.map((n) => [n, 0])) as Record<Which, number>;
 for (let r = 0; r < rounds; r++) {
   // Rotate the order each round so no gateway always runs first (or last) on a warm machine.
   const order = names.map((_, i) => names[(i + r) % names.length]!);
   for (const n of order) {
+    const before = cpuNs(gateways[n]!.pid);
     const res = await load(call(n), concurrency, roundMs);
+    cpu[n] += cpuNs(gateways[n]!.pid) - before;
     latencies[n].push(...res.latencies);
     secs[n] += res.seconds;
     perRound[n].push(res.latencies.length / res.seconds);
@@ -198,6 +218,17 @@ console.log(
 );
 if (s.baseline)
   console.log(`tracing off / no tracing code (${baselineLabel}): ${f(s.off.rps / s.baseline.rps)}`);
+// Paired: the ratio within each rotation (the gateways ran back to back), then the median over
+// rotations — steadier than the totals when the machine's load changes during the run.
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const paired = (a: Which, b: Which) => median(perRound[a].map((x, i) => x / perRound[b][i]!));
+console.log(`paired median of per-rotation throughput ratios: on/off ${f(paired("on", "off"))}`);
+if (s.baseline) console.log(`paired median, off / no tracing code: ${f(paired("off", "baseline"))}`);
+const cpuUs = (n: Which) => cpu[n] / 1000 / latencies[n].length;
+for (const n of names) console.log(`${n.padEnd(9)} gateway CPU ${f(cpuUs(n))} µs per request`);
+console.log(`gateway CPU per request, on / off: ${f(cpuUs("on") / cpuUs("off"))}`);
+if (s.baseline)
+  console.log(`gateway CPU per request, off / no tracing code: ${f(cpuUs("off") / cpuUs("baseline"))}`);
 
 // Round-to-round spread of the off gateway against itself: what "within noise" means on this run.
 const offRounds = perRound.off;
@@ -256,11 +287,10 @@ for (let r = 0; r < 6; r++) {
   traced.push(await perRequest(100_000));
   plain.push(await bare(100_000));
 }
-const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const perReqUs = 1e6 / s.off.rps / 1; // wall µs per request at this concurrency's throughput
 console.log(
-  `no-op tracing calls per request (no SDK): ${f(med(traced) - med(plain))} ns over the same awaits without them ` +
-    `(${f(med(traced))} vs ${f(med(plain))} ns); the off gateway spends ${f(perReqUs)} µs of wall time per request`,
+  `no-op tracing calls per request (no SDK): ${f(median(traced) - median(plain))} ns over the same awaits without them ` +
+    `(${f(median(traced))} vs ${f(median(plain))} ns); the off gateway spends ${f(perReqUs)} µs of wall time per request`,
 );
 
 receiver.close();
