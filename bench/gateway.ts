@@ -13,7 +13,7 @@ import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { findFreePort } from "../src/gateway/free-port.js";
-import { load, openSession, summarize } from "./lib.js";
+import { load, openSession, startGatewayProcess, summarize } from "./lib.js";
 
 const { values } = parseArgs({
   options: {
@@ -49,38 +49,6 @@ async function start(
   return { url: (JSON.parse(line) as { url: string }).url, proc };
 }
 
-async function startGatewayProcess(upstreamUrl: string): Promise<{ url: string; proc: ChildProcess }> {
-  // A real `mcpgate serve` with its default configuration (one JSON log line per request at info,
-  // to /dev/null here), as an operator would run it.
-  const port = await findFreePort("127.0.0.1");
-  const proc = spawn(
-    process.execPath,
-    [
-      "--import",
-      "tsx",
-      new URL("../src/cli/main.ts", import.meta.url).pathname,
-      "serve",
-      "--upstream",
-      upstreamUrl,
-      "--port",
-      String(port),
-      "--log-level",
-      values["log-level"]!,
-    ],
-    { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, MCP_API_KEY: KEY } },
-  );
-  const url = `http://127.0.0.1:${port}/mcp`;
-  for (let i = 0; i < 200; i++) {
-    const ok = await fetch(new URL("/healthz", url)).then(
-      (r) => r.ok,
-      () => false,
-    );
-    if (ok) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return { url, proc };
-}
-
 type Target = "direct" | "gateway" | "bare";
 const f = (x: number) => x.toFixed(2);
 
@@ -92,7 +60,13 @@ async function run(mode: "stateful" | "stateless") {
   const bare = await start([new URL("./bare-proxy.ts", import.meta.url).pathname, upstream.url], {
     MCP_API_KEY: KEY,
   });
-  const gw = await startGatewayProcess(upstream.url);
+  // A real `mcpgate serve` with its default configuration (one JSON log line per request at info,
+  // to /dev/null here), as an operator would run it.
+  const gw = await startGatewayProcess(upstream.url, {
+    key: KEY,
+    port: await findFreePort("127.0.0.1"),
+    logLevel: values["log-level"]!,
+  });
   const auth = { authorization: `Bearer ${KEY}` };
   const sessions = {
     direct: await openSession(upstream.url),

@@ -1,3 +1,4 @@
+import { type ChildProcess, spawn } from "node:child_process";
 import { Pool } from "undici";
 
 /** Latency samples (ms) → summary. */
@@ -84,4 +85,41 @@ export async function openSession(url: string, headers: Record<string, string> =
       await pool.close();
     },
   };
+}
+
+/**
+ * A real `mcpgate serve` process in front of `upstreamUrl` (static key `key`), ready when /healthz
+ * answers. `nodeArgs` go before the script (e.g. --cpu-prof).
+ */
+export async function startGatewayProcess(
+  upstreamUrl: string,
+  options: { key: string; port: number; logLevel?: string; nodeArgs?: string[] },
+): Promise<{ url: string; proc: ChildProcess }> {
+  const proc = spawn(
+    process.execPath,
+    [
+      ...(options.nodeArgs ?? []),
+      "--import",
+      "tsx",
+      new URL("../src/cli/main.ts", import.meta.url).pathname,
+      "serve",
+      "--upstream",
+      upstreamUrl,
+      "--port",
+      String(options.port),
+      "--log-level",
+      options.logLevel ?? "info",
+    ],
+    { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, MCP_API_KEY: options.key } },
+  );
+  const url = `http://127.0.0.1:${options.port}/mcp`;
+  for (let i = 0; i < 200; i++) {
+    const ok = await fetch(new URL("/healthz", url)).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ok) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { url, proc };
 }

@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { findFreePort } from "../src/gateway/free-port.js";
-import { load, openSession } from "./lib.js";
+import { load, openSession, startGatewayProcess } from "./lib.js";
 
 const { values } = parseArgs({
   options: {
@@ -37,33 +37,12 @@ const up = spawn(
 const [line] = (await once(createInterface({ input: up.stdout! }), "line")) as [string];
 const upstreamUrl = (JSON.parse(line) as { url: string }).url;
 const port = await findFreePort("127.0.0.1");
-const gw = spawn(
-  process.execPath,
-  [
-    `--cpu-prof`,
-    `--cpu-prof-dir=${dir}`,
-    "--import",
-    "tsx",
-    new URL("../src/cli/main.ts", import.meta.url).pathname,
-    "serve",
-    "--upstream",
-    upstreamUrl,
-    "--port",
-    String(port),
-  ],
-  { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, MCP_API_KEY: KEY } },
-);
-const url = `http://127.0.0.1:${port}/mcp`;
-for (let i = 0; i < 200; i++) {
-  if (
-    await fetch(new URL("/healthz", url)).then(
-      (r) => r.ok,
-      () => false,
-    )
-  )
-    break;
-  await new Promise((r) => setTimeout(r, 100));
-}
+const { url, proc: gw } = await startGatewayProcess(upstreamUrl, {
+  key: KEY,
+  port,
+  logLevel: "info",
+  nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${dir}`],
+});
 const s = await openSession(url, { authorization: `Bearer ${KEY}` });
 await load(() => s.call("add", { a: 1, b: 2 }), Number(values.concurrency), 2000);
 const loadedFrom = Date.now();
@@ -96,7 +75,10 @@ rmSync(dir, { recursive: true, force: true });
 // Keep the samples of the loaded window: the last `loadedMs` before the shutdown (~100 ms after).
 const times: number[] = [];
 let t = 0;
-for (const d of prof.timeDeltas) times.push((t += d));
+for (const d of prof.timeDeltas) {
+  t += d;
+  times.push(t);
+}
 const end = times.at(-1)!;
 const from = end - (loadedMs + 150) * 1000;
 const byId = new Map(prof.nodes.map((n) => [n.id, n]));

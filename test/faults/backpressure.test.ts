@@ -46,6 +46,19 @@ function neverReadingPost(port: number, body: unknown, headers: Record<string, s
   return sock;
 }
 
+/** Listen on 127.0.0.1 and close (all connections) after the test; the MCP URL. */
+async function listenForTest(server: Server): Promise<string> {
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  cleanups.push(
+    () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  );
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`;
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const MiB = 1024 * 1024;
 
@@ -75,18 +88,8 @@ describe("backpressure: an HTTP upstream that streams forever to clients that ne
         pump();
       });
     });
-    await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
-    cleanups.push(
-      () =>
-        new Promise<void>((r) => {
-          upstream.closeAllConnections();
-          upstream.close(() => r());
-        }),
-    );
-    const gw: SpawnedGateway = await spawnGateway(
-      { upstream: { url: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/mcp` } },
-      { MCP_API_KEY: KEY },
-    );
+    const upstreamUrl = await listenForTest(upstream);
+    const gw: SpawnedGateway = await spawnGateway({ upstream: { url: upstreamUrl } }, { MCP_API_KEY: KEY });
     cleanups.push(() => gw.stop());
     await sleep(500);
     const before = gw.rssMiB();
@@ -137,14 +140,7 @@ describe("backpressure: a client that never reads, bounded in time", () => {
         pump();
       });
     });
-    await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
-    cleanups.push(
-      () =>
-        new Promise<void>((r) => {
-          upstream.closeAllConnections();
-          upstream.close(() => r());
-        }),
-    );
+    const upstreamUrl = await listenForTest(upstream);
     const gate = createGate({
       verifiers: [createStaticKeyVerifier({ key: KEY })],
       publicUrl: "http://127.0.0.1/mcp",
