@@ -47,9 +47,11 @@ describe("mcpgate serve with OTEL_* variables only", () => {
       await new Promise((r) => setTimeout(r, 300));
       expect(otlp.spans.some((s) => s.traceId === traceId)).toBe(false);
       gw.child.kill("SIGTERM");
-      expect(await gw.exited).toBe(0);
+      expect(await gw.exited, gw.output()).toBe(0);
       const server = otlp.spans.find((s) => s.traceId === traceId && s.kind === "SERVER");
-      expect(server?.name).toBe("initialize");
+      expect(server?.name, `${otlp.spans.length} spans received; gateway output:\n${gw.output()}`).toBe(
+        "initialize",
+      );
       expect(server?.resource["service.name"]).toBe("mcpgate-cli-test");
       expect(otlp.spans.some((s) => s.traceId === traceId && s.kind === "CLIENT")).toBe(true);
       expect(gw.output()).toContain("tracing on (OTLP/HTTP)");
