@@ -3,13 +3,17 @@
  * awareness, one SHA-256 key check: bench/bare-proxy.ts), same run, alternating rounds, for a
  * stateful and a stateless SDK upstream. Prints requests/s, p50/p99, the throughput ratios, and the
  * server CPU per request of each process (from /proc), so the gateway's extra CPU over direct can be
- * compared with the bare proxy's. Loopback only, bounded (~2 × rounds × 3 × roundMs).
- *   npx tsx bench/gateway.ts [--rounds 4] [--round-ms 3000] [--concurrency 10] [--mode stateful|stateless|both]
+ * compared with the bare proxy's. `--before REV` adds the gateway of another commit (extracted with
+ * `git archive`, nothing in the repository changes) as a fourth target: default 2ffd3d9, the tree
+ * before issue 13; `--before none` skips it. Loopback only, bounded (~2 × rounds × 4 × roundMs).
+ *   npx tsx bench/gateway.ts [--rounds 4] [--round-ms 3000] [--concurrency 10] [--mode stateful|stateless|both] [--before REV|none]
  */
 
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execSync, spawn } from "node:child_process";
 import { once } from "node:events";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { findFreePort } from "../src/gateway/free-port.js";
@@ -22,6 +26,7 @@ const { values } = parseArgs({
     concurrency: { type: "string", default: "10" },
     "log-level": { type: "string", default: "info" },
     mode: { type: "string", default: "both" },
+    before: { type: "string", default: "2ffd3d9" },
   },
 });
 const rounds = Number(values.rounds);
@@ -49,7 +54,17 @@ async function start(
   return { url: (JSON.parse(line) as { url: string }).url, proc };
 }
 
-type Target = "direct" | "gateway" | "bare";
+type Target = "direct" | "gateway" | "bare" | "before";
+
+/** The tree of another commit, for its gateway (same node_modules). */
+function extractTree(rev: string): string {
+  const dir = mkdtempSync(join(tmpdir(), "mcpgate-bench-before-"));
+  const root = new URL("..", import.meta.url).pathname;
+  execSync(`git archive ${rev} | tar -x -C ${dir}`, { cwd: root, shell: "/bin/bash" });
+  symlinkSync(join(root, "node_modules"), join(dir, "node_modules"));
+  return dir;
+}
+const beforeRoot = values.before === "none" ? undefined : extractTree(values.before!);
 const f = (x: number) => x.toFixed(2);
 
 async function run(mode: "stateful" | "stateless") {
@@ -62,33 +77,42 @@ async function run(mode: "stateful" | "stateless") {
   });
   // A real `mcpgate serve` with its default configuration (one JSON log line per request at info,
   // to /dev/null here), as an operator would run it.
-  const gw = await startGatewayProcess(upstream.url, {
-    key: KEY,
-    port: await findFreePort("127.0.0.1"),
-    logLevel: values["log-level"]!,
-  });
-  const auth = { authorization: `Bearer ${KEY}` };
-  const sessions = {
-    direct: await openSession(upstream.url),
-    gateway: await openSession(gw.url, auth),
-    bare: await openSession(bare.url, auth),
+  const gateway = (root?: string) =>
+    findFreePort("127.0.0.1").then((port) =>
+      startGatewayProcess(upstream.url, {
+        key: KEY,
+        port,
+        logLevel: values["log-level"]!,
+        ...(root ? { root } : {}),
+      }),
+    );
+  const proxies: Partial<Record<Target, { url: string; proc: ChildProcess }>> = {
+    gateway: await gateway(),
+    bare,
+    ...(beforeRoot ? { before: await gateway(beforeRoot) } : {}),
   };
+  const targets: Target[] = ["direct", ...(Object.keys(proxies) as Target[])];
+  const auth = { authorization: `Bearer ${KEY}` };
+  const sessions = {} as Record<Target, Awaited<ReturnType<typeof openSession>>>;
+  for (const t of targets)
+    sessions[t] = await openSession(
+      t === "direct" ? upstream.url : proxies[t]!.url,
+      t === "direct" ? {} : auth,
+    );
   const call = (t: Target) => () => sessions[t].call("add", { a: 1, b: 2 });
-  for (const t of ["direct", "gateway", "bare"] as const) await load(call(t), concurrency, 1000);
+  for (const t of targets) await load(call(t), concurrency, 1000);
 
-  const latencies: Record<Target, number[]> = { direct: [], gateway: [], bare: [] };
-  const secs: Record<Target, number> = { direct: 0, gateway: 0, bare: 0 };
+  const zero = () => Object.fromEntries(targets.map((t) => [t, 0])) as Record<Target, number>;
+  const latencies = Object.fromEntries(targets.map((t) => [t, [] as number[]])) as Record<Target, number[]>;
+  const secs = zero();
   // CPU ms spent, per target's rounds: by the upstream, and by the proxy in front of it.
-  const upCpu: Record<Target, number> = { direct: 0, gateway: 0, bare: 0 };
-  const proxyCpu: Record<Target, number> = { direct: 0, gateway: 0, bare: 0 };
-  const orders: Target[][] = [
-    ["direct", "gateway", "bare"],
-    ["gateway", "bare", "direct"],
-    ["bare", "direct", "gateway"],
-  ];
+  const upCpu = zero();
+  const proxyCpu = zero();
   for (let r = 0; r < rounds; r++) {
-    for (const t of orders[r % orders.length]!) {
-      const proxy = t === "gateway" ? gw.proc : t === "bare" ? bare.proc : undefined;
+    // Rotate the order each round, so no target always runs first (or after the same one).
+    const order = targets.map((_, k) => targets[(k + r) % targets.length]!);
+    for (const t of order) {
+      const proxy = proxies[t]?.proc;
       const u0 = cpuMs(upstream.proc.pid!);
       const p0 = proxy ? cpuMs(proxy.pid!) : 0;
       const res = await load(call(t), concurrency, roundMs);
@@ -98,37 +122,34 @@ async function run(mode: "stateful" | "stateless") {
       secs[t] += res.seconds;
     }
   }
-  const s = {
-    direct: summarize(latencies.direct, secs.direct),
-    gateway: summarize(latencies.gateway, secs.gateway),
-    bare: summarize(latencies.bare, secs.bare),
-  };
+  const s = Object.fromEntries(targets.map((t) => [t, summarize(latencies[t], secs[t])])) as Record<
+    Target,
+    ReturnType<typeof summarize>
+  >;
   const perReqUs = (cpu: number, t: Target) => (cpu * 1000) / s[t].n;
   const upDirect = perReqUs(upCpu.direct, "direct");
-  const extra = {
-    gateway: perReqUs(proxyCpu.gateway, "gateway") + perReqUs(upCpu.gateway, "gateway") - upDirect,
-    bare: perReqUs(proxyCpu.bare, "bare") + perReqUs(upCpu.bare, "bare") - upDirect,
-  };
+  const extra = (t: Target) => perReqUs(proxyCpu[t], t) + perReqUs(upCpu[t], t) - upDirect;
   console.log(
-    `\n${mode} SDK upstream — tools/call, concurrency ${concurrency}, ${rounds} rotating rounds of ${roundMs} ms per target; gateway log level ${values["log-level"]}`,
+    `\n${mode} SDK upstream — tools/call, concurrency ${concurrency}, ${rounds} rotating rounds of ${roundMs} ms per target; gateway log level ${values["log-level"]}` +
+      (beforeRoot ? `; "before" = the gateway at ${values.before}` : ""),
   );
-  for (const t of ["direct", "gateway", "bare"] as const)
+  for (const t of targets)
     console.log(
       `${t.padEnd(8)} ${f(s[t].rps).padStart(8)} req/s  p50 ${f(s[t].p50)} ms  p99 ${f(s[t].p99)} ms  (n=${s[t].n})` +
         `  CPU/req: upstream ${f(perReqUs(upCpu[t], t))} µs${t === "direct" ? "" : `, proxy ${f(perReqUs(proxyCpu[t], t))} µs`}`,
     );
+  const ratios = targets
+    .filter((t) => t !== "direct")
+    .map((t) => `${t}/direct ${f(s[t].rps / s.direct.rps)}`);
   console.log(
-    `throughput ratio gateway/direct: ${f(s.gateway.rps / s.direct.rps)}   bare/direct: ${f(s.bare.rps / s.direct.rps)}` +
-      (mode === "stateful" ? "   (target: gateway ≥ 0.75 × direct)" : ""),
+    `throughput ratios: ${ratios.join("   ")}${mode === "stateful" ? "   (target: gateway ≥ 0.75)" : ""}`,
   );
+  const extras = targets.filter((t) => t !== "direct").map((t) => `${t} ${f(extra(t))} µs`);
   console.log(
-    `extra server CPU per request over direct: gateway ${f(extra.gateway)} µs, bare proxy ${f(extra.bare)} µs; ratio ${f(extra.gateway / extra.bare)}   (target ≤ 1.5)`,
-  );
-  console.log(
-    `added p50 latency: gateway ${f(s.gateway.p50 - s.direct.p50)} ms, bare proxy ${f(s.bare.p50 - s.direct.p50)} ms`,
+    `extra server CPU per request over direct: ${extras.join(", ")}; gateway/bare ${f(extra("gateway") / extra("bare"))}   (target ≤ 1.5)`,
   );
   for (const x of Object.values(sessions)) await x.close();
-  for (const p of [gw.proc, bare.proc, upstream.proc]) {
+  for (const p of [...Object.values(proxies).map((x) => x!.proc), upstream.proc]) {
     p.kill("SIGTERM");
     await once(p, "exit");
   }
@@ -137,3 +158,4 @@ async function run(mode: "stateful" | "stateless") {
 const modes =
   values.mode === "both" ? (["stateful", "stateless"] as const) : [values.mode as "stateful" | "stateless"];
 for (const m of modes) await run(m);
+if (beforeRoot) rmSync(beforeRoot, { recursive: true, force: true });

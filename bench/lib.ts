@@ -89,11 +89,12 @@ export async function openSession(url: string, headers: Record<string, string> =
 
 /**
  * A real `mcpgate serve` process in front of `upstreamUrl` (static key `key`), ready when /healthz
- * answers. `nodeArgs` go before the script (e.g. --cpu-prof).
+ * answers. `nodeArgs` go before the script (e.g. --cpu-prof); `root`: another tree of the project
+ * (e.g. an older commit extracted with `git archive`).
  */
 export async function startGatewayProcess(
   upstreamUrl: string,
-  options: { key: string; port: number; logLevel?: string; nodeArgs?: string[] },
+  options: { key: string; port: number; logLevel?: string; nodeArgs?: string[]; root?: string },
 ): Promise<{ url: string; proc: ChildProcess }> {
   const proc = spawn(
     process.execPath,
@@ -101,7 +102,9 @@ export async function startGatewayProcess(
       ...(options.nodeArgs ?? []),
       "--import",
       "tsx",
-      new URL("../src/cli/main.ts", import.meta.url).pathname,
+      options.root
+        ? `${options.root}/src/cli/main.ts`
+        : new URL("../src/cli/main.ts", import.meta.url).pathname,
       "serve",
       "--upstream",
       upstreamUrl,
