@@ -169,7 +169,8 @@ class Owner implements ResponseOwner {
       fn();
       return () => {};
     }
-    const fns = (this.#abortFns ??= []);
+    if (!this.#abortFns) this.#abortFns = [];
+    const fns = this.#abortFns;
     fns.push(fn);
     return () => {
       const i = fns.indexOf(fn);

@@ -133,7 +133,10 @@ describe("renderDenial", () => {
     expect(renderDenial(SAMPLES.rate_limited).headers["retry-after"]).toBe("3");
     expect(renderDenial(SAMPLES.locked_out).headers["retry-after"]).toBe("9");
     expect(renderDenial(SAMPLES.store_unavailable).headers["retry-after"]).toBe("1");
-    expect(renderDenial(SAMPLES.session_limit)).toMatchObject({ status: 429, headers: { "retry-after": "7" } });
+    expect(renderDenial(SAMPLES.session_limit)).toMatchObject({
+      status: 429,
+      headers: { "retry-after": "7" },
+    });
     const full = renderDenial({ kind: "session_limit", scope: "global", retryAfterSec: 30 });
     expect(full).toMatchObject({ status: 503, headers: { "retry-after": "30" } });
   });

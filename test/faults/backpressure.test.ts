@@ -151,9 +151,7 @@ describe("backpressure: a client that never reads, bounded in time", () => {
           name: "default",
           path: "/mcp",
           gate,
-          upstream: createHttpUpstream({
-            url: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/mcp`,
-          }),
+          upstream: createHttpUpstream({ url: upstreamUrl }),
           owner: { slowClientMs: 1_000 },
         },
       ],

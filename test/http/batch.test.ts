@@ -72,8 +72,8 @@ describe.each([true, false])(
       const r = await rawPost(url, [call(1, "echo"), call(2, "secret")], h);
       expect(r.status).toBe(200);
       const byId = new Map(messagesOf(r.text).map((m) => [m.id, m]));
-      expect((byId.get(1)?.result as { content: Array<{ text: string }> }).content[0]!.text).toBe("ran echo");
-      expect((byId.get(2)?.result as { isError: boolean }).isError).toBe(true);
+      expect((byId.get(1)!.result as { content: Array<{ text: string }> }).content[0]!.text).toBe("ran echo");
+      expect((byId.get(2)!.result as { isError: boolean }).isError).toBe(true);
       expect(ran).toEqual(["echo"]);
     });
 
