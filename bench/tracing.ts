@@ -4,6 +4,7 @@
  *   - off:      tracing not configured (the tracing calls are the OpenTelemetry API's no-ops);
  *   - on:       OTEL_EXPORTER_OTLP_ENDPOINT set, sampler always_on (every request exported over
  *               OTLP/HTTP protobuf to a receiver in this process that reads and discards);
+ *   - unsampled: the SDK on with sampler always_off (context manager and propagation, no recording);
  *   - baseline: the same gateway with no tracing code: this commit's tree with the tracing modules
  *               stubbed out (or, with --baseline REV, another commit's tree), extracted with
  *               `git archive` (no change to the repository), same node_modules; --baseline none: skip.
@@ -170,6 +171,13 @@ const gateways = {
     OTEL_TRACES_SAMPLER: "always_on",
     OTEL_BSP_SCHEDULE_DELAY: "200",
   }),
+  // The SDK on (context manager, propagation, spans created) but nothing sampled: what the
+  // machinery costs without recording or exporting.
+  unsampled: await startGateway(ROOT, {
+    ...CLEAN_ENV,
+    OTEL_EXPORTER_OTLP_ENDPOINT: otlpUrl,
+    OTEL_TRACES_SAMPLER: "always_off",
+  }),
   ...(baselineDir ? { baseline: await startGateway(baselineDir, CLEAN_ENV) } : {}),
 };
 type Which = keyof typeof gateways;
@@ -222,11 +230,15 @@ if (s.baseline)
 // rotations — steadier than the totals when the machine's load changes during the run.
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const paired = (a: Which, b: Which) => median(perRound[a].map((x, i) => x / perRound[b][i]!));
-console.log(`paired median of per-rotation throughput ratios: on/off ${f(paired("on", "off"))}`);
+console.log(
+  `paired median of per-rotation throughput ratios: on/off ${f(paired("on", "off"))}, unsampled/off ${f(paired("unsampled", "off"))}`,
+);
 if (s.baseline) console.log(`paired median, off / no tracing code: ${f(paired("off", "baseline"))}`);
 const cpuUs = (n: Which) => cpu[n] / 1000 / latencies[n].length;
 for (const n of names) console.log(`${n.padEnd(9)} gateway CPU ${f(cpuUs(n))} µs per request`);
-console.log(`gateway CPU per request, on / off: ${f(cpuUs("on") / cpuUs("off"))}`);
+console.log(
+  `gateway CPU per request, on / off: ${f(cpuUs("on") / cpuUs("off"))}, unsampled / off: ${f(cpuUs("unsampled") / cpuUs("off"))}`,
+);
 if (s.baseline)
   console.log(`gateway CPU per request, off / no tracing code: ${f(cpuUs("off") / cpuUs("baseline"))}`);
 
