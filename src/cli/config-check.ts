@@ -17,5 +17,9 @@ export function registerConfigCommand(program: Command): void {
 /** Never print a header value or a secret from the resolved configuration. */
 function redactSecrets(key: string, value: unknown): unknown {
   if (typeof value === "string" && /secret|password|token|authorization/i.test(key)) return "[redacted]";
+  // Every header value (upstream.headers, tracing.headers): a vendor's API key can sit under any name.
+  if (key === "headers" && value && typeof value === "object" && !Array.isArray(value)) {
+    return Object.fromEntries(Object.keys(value).map((name) => [name, "[redacted]"]));
+  }
   return value;
 }

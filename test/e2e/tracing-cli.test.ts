@@ -1,4 +1,8 @@
+import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawnGateway } from "../faults/spawn-gateway.js";
 import { INIT, rawPost } from "../helpers/client.js";
@@ -81,4 +85,52 @@ describe("mcpgate serve with OTEL_* variables only", () => {
       await gw.stop();
     }
   });
+});
+
+describe("mcpgate config check with a tracing section", () => {
+  it("validates it and never prints an export header's value with --json", () => {
+    const dir = mkdtempSync(join(tmpdir(), "mcpgate-trace-check-"));
+    try {
+      const file = join(dir, "gw.yaml");
+      writeFileSync(
+        file,
+        [
+          "upstream: { url: http://127.0.0.1:3000/mcp }",
+          "tracing:",
+          "  endpoint: http://127.0.0.1:4318",
+          "  sampleRatio: 0.25",
+          '  headers: { x-honeycomb-team: "${OTLP_KEY}" }',
+          "",
+        ].join("\n"),
+      );
+      const r = spawnSync(
+        process.execPath,
+        [
+          "--import",
+          "tsx",
+          join(import.meta.dirname, "../../src/cli/main.ts"),
+          "config",
+          "check",
+          "--json",
+          file,
+        ],
+        {
+          encoding: "utf8",
+          env: { ...process.env, OTLP_KEY: "otlp-export-key-0123456789" },
+          timeout: 50_000,
+        },
+      );
+      expect(r.status, r.stderr).toBe(0);
+      const printed = JSON.parse(r.stdout) as { tracing: Record<string, unknown> };
+      expect(printed.tracing).toMatchObject({
+        endpoint: "http://127.0.0.1:4318",
+        sampleRatio: 0.25,
+        enabled: true,
+      });
+      expect(printed.tracing.headers).toEqual({ "x-honeycomb-team": "[redacted]" });
+      expect(r.stdout).not.toContain("otlp-export-key-0123456789");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
