@@ -99,6 +99,11 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
     let body: string | undefined;
     if (method === "POST") {
       const out = ids.outbound(plan.forward, ctx.meta);
+      if (out.messages.length === 0) {
+        // Only a cancellation of a request this gateway never forwarded: nothing to say upstream.
+        owner.answerLocally();
+        return { result: "ok" };
+      }
       body = JSON.stringify(admission.batch ? out.messages : out.messages[0]);
     }
     // undici takes an EventEmitter as its abort signal (cheaper than an AbortSignal on Node 20):

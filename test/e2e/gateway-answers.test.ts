@@ -158,3 +158,69 @@ describe("answers belong to their requests: stdio upstream", () => {
     }
   }, 30_000);
 });
+
+describe("cancellations on the wire", () => {
+  it("names the wire id of the request it cancels, and is answered 202 without forwarding when it names none", async () => {
+    const upstream: RecordingUpstream = await startRecordingUpstream({ makeServer: slowListServer });
+    cleanups.push(() => upstream.close());
+    const gw: GatewayServer = createGatewayServer({
+      gate: createGate({
+        verifiers: [createStaticKeyVerifier({ key: KEY })],
+        publicUrl: "http://127.0.0.1/mcp",
+      }),
+      upstream: createHttpUpstream({ url: upstream.url }),
+      logger: createLogger({ level: "warn", destination: captureStream([]) }),
+      mcpPath: "/mcp",
+      shutdownGraceMs: 200,
+    });
+    const { port } = await gw.listen(0, "127.0.0.1");
+    cleanups.push(() => gw.close());
+    const url = `http://127.0.0.1:${port}/mcp`;
+    const base = {
+      authorization: `Bearer ${KEY}`,
+      "content-type": "application/json",
+      accept: "application/json, text/event-stream",
+    };
+    const init = await fetch(url, { method: "POST", headers: base, body: JSON.stringify(INIT) });
+    await init.text();
+    const headers = {
+      ...base,
+      "mcp-session-id": init.headers.get("mcp-session-id")!,
+      "mcp-protocol-version": "2025-06-18",
+    };
+    const post = (body: unknown) => fetch(url, { method: "POST", headers, body: JSON.stringify(body) });
+    const cancel = (requestId: number) => ({
+      jsonrpc: "2.0",
+      method: "notifications/cancelled",
+      params: { requestId },
+    });
+
+    const before = upstream.seen.length;
+    const stray = await post(cancel(99));
+    expect(stray.status).toBe(202);
+    expect(upstream.seen.length).toBe(before);
+
+    // A cancelled request gets no answer (MCP cancellation): the client gives up its stream.
+    const stop = new AbortController();
+    const slow = fetch(url, {
+      method: "POST",
+      headers,
+      body: JSON.stringify({
+        jsonrpc: "2.0",
+        id: 8,
+        method: "tools/call",
+        params: { name: "slow", arguments: {} },
+      }),
+      signal: stop.signal,
+    }).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 50));
+    expect((await post(cancel(8))).status).toBe(202);
+    stop.abort();
+    await slow;
+    const sent = upstream.seen.map((s) => (s.body ? JSON.parse(s.body) : undefined));
+    const call = sent.find((m) => m?.method === "tools/call");
+    const cancelled = sent.find((m) => m?.method === "notifications/cancelled");
+    expect(typeof call.id).toBe("string");
+    expect(cancelled.params.requestId).toBe(call.id);
+  });
+});
