@@ -47,7 +47,10 @@ async function buildSampler(name: SamplerName, ratio: number) {
   return name.startsWith("parentbased_") ? new sdk.ParentBasedSampler({ root }) : root;
 }
 
-/** Settle within `ms`, whatever `p` does; a rejection is reported to `onError`. */
+/**
+ * Settle within `ms`, whatever `p` does; a rejection is reported to `onError`, and so is running
+ * out of time (spans still buffered are then lost: the operator should know).
+ */
 function bounded(p: Promise<unknown>, ms: number, onError: (err: unknown) => void): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   return Promise.race([
@@ -56,7 +59,10 @@ function bounded(p: Promise<unknown>, ms: number, onError: (err: unknown) => voi
       (err) => onError(err),
     ),
     new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, ms);
+      timer = setTimeout(() => {
+        onError(`no answer from the collector within ${ms} ms; buffered spans may be lost`);
+        resolve();
+      }, ms);
       timer.unref();
     }),
   ]).finally(() => clearTimeout(timer));
@@ -148,7 +154,7 @@ export async function startTracing(
   return {
     url,
     flush: () => bounded(provider.forceFlush(), 10_000, warn),
-    shutdown(timeoutMs = 5_000) {
+    shutdown(timeoutMs = 10_000) {
       stopped ??= (async () => {
         stopHttpSpans();
         await bounded(provider.shutdown(), timeoutMs, warn);
