@@ -4,7 +4,7 @@ import type { IncomingHttpHeaders } from "node:http";
 import { Agent, errors as undiciErrors } from "undici";
 import type { ForwardResult } from "../http/front-door.js";
 import type { Era } from "../mcp/era.js";
-import { WireIds } from "../mcp/wire-ids.js";
+import { SessionWireIds } from "../mcp/wire-ids.js";
 import type { ForwardContext, Upstream } from "./upstream.js";
 
 export interface HttpUpstreamOptions {
@@ -13,8 +13,13 @@ export interface HttpUpstreamOptions {
   headers?: Record<string, string>;
   timeoutMs?: number;
   connections?: number;
-  /** Sessions whose request ids are tracked at once (least recently used forgotten). Default 10 000. */
+  /**
+   * Sessions whose request ids are tracked at once: set it to the gate's `sessions.max` (default
+   * 100 000), so no live session's map is ever pushed out by another caller's sessions.
+   */
   maxSessions?: number;
+  /** A session's id map is forgotten after this long unused: the gate's `sessions.idleTtl` (default 30 min). */
+  sessionIdleTtlMs?: number;
 }
 
 /** Client request headers relayed upstream (allow-list: everything else, incl. Authorization and cookies, stays here). */
@@ -65,7 +70,6 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
   const target = new URL(options.url);
   const timeoutMs = options.timeoutMs ?? 30_000;
   const fixed = options.headers ?? {};
-  const maxSessions = options.maxSessions ?? 10_000;
   const agent = new Agent({
     connections: options.connections ?? 128,
     keepAliveTimeout: 30_000,
@@ -74,28 +78,18 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
     pipelining: 1,
   });
   const path = `${target.pathname}${target.search}`;
-  const instance = randomBytes(4).toString("hex");
-  /** Session id → its wire ids (insertion order = least recently used first). */
-  const sessions = new Map<string, WireIds>();
-  let seq = 0;
-
-  /** The id map of a session (kept across its requests: answers may arrive on the GET stream). */
-  function idsFor(sessionId: string | undefined): WireIds {
-    if (sessionId === undefined) return new WireIds(`mcpgate-${instance}-r${++seq}-`);
-    let ids = sessions.get(sessionId);
-    if (ids) sessions.delete(sessionId);
-    else ids = new WireIds(`mcpgate-${instance}-s${++seq}-`);
-    sessions.set(sessionId, ids);
-    if (sessions.size > maxSessions) sessions.delete(sessions.keys().next().value!);
-    return ids;
-  }
+  const sessions = new SessionWireIds({
+    prefix: `mcpgate-${randomBytes(4).toString("hex")}-`,
+    maxSessions: options.maxSessions ?? 100_000,
+    idleTtlMs: options.sessionIdleTtlMs ?? 30 * 60_000,
+  });
 
   async function forward(ctx: ForwardContext): Promise<ForwardResult> {
     const { req, admission, plan, owner } = ctx;
     const started = performance.now();
     const method = admission.method as "GET" | "POST" | "DELETE";
     const sessionId = admission.era === "2025" ? admission.sessionId : undefined;
-    const ids = idsFor(sessionId);
+    const ids = sessionId === undefined ? sessions.forRequest() : sessions.forSession(sessionId, Date.now());
     let body: string | undefined;
     if (method === "POST") {
       const out = ids.outbound(plan.forward, ctx.meta);
@@ -139,7 +133,8 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
       return { result: timeout ? "timeout" : "unavailable", upstreamMs };
     }
     const upstreamMs = performance.now() - started;
-    if (method === "DELETE" && upstream.statusCode < 300 && sessionId) sessions.delete(sessionId);
+    if (sessionId && ((method === "DELETE" && upstream.statusCode < 300) || upstream.statusCode === 404))
+      sessions.forget(sessionId);
     const result = await owner.relay(
       { status: upstream.statusCode, headers: upstream.headers, body: upstream.body },
       ids,

@@ -142,3 +142,60 @@ export function withMeta(
   >;
   return { ...msg, params: { ...params, _meta: { ...prior, ...meta } } };
 }
+
+/**
+ * The wire-id maps of one upstream's sessions, shared by every caller of that upstream. Sized like
+ * the gate's session store (`sessions.max`, `sessions.idleTtl`): a map is forgotten when its session
+ * has been idle past the TTL (the gate forgot it too) or ended, and only then, so one caller opening
+ * many sessions can never push out the map of another caller's live session (whose answers on the
+ * GET stream would then be dropped as unattributable). Least recently used first, so pruning the
+ * idle ones is amortised O(1).
+ *
+ * @example
+ * const maps = new SessionWireIds({ prefix: "mcpgate-1f2e3d4c-", maxSessions: 100_000, idleTtlMs: 1_800_000 });
+ * const ids = maps.forSession("sid", Date.now());
+ */
+export class SessionWireIds {
+  readonly #prefix: string;
+  readonly #max: number;
+  readonly #idleTtlMs: number;
+  #seq = 0;
+  /** Session id → its map and when it was last used (insertion order = least recently used first). */
+  readonly #sessions = new Map<string, { ids: WireIds; usedAt: number }>();
+
+  constructor(options: { prefix: string; maxSessions: number; idleTtlMs: number }) {
+    this.#prefix = options.prefix;
+    this.#max = options.maxSessions;
+    this.#idleTtlMs = options.idleTtlMs;
+  }
+
+  /** Sessions whose maps are held (for tests and bounds). */
+  get size(): number {
+    return this.#sessions.size;
+  }
+
+  /** A map for one stateless request (never kept). */
+  forRequest(): WireIds {
+    return new WireIds(`${this.#prefix}r${++this.#seq}-`);
+  }
+
+  /** The map of a session, kept across its requests: answers may arrive on its GET stream. */
+  forSession(sessionId: string, nowMs: number): WireIds {
+    const held = this.#sessions.get(sessionId);
+    if (held) this.#sessions.delete(sessionId);
+    const ids = held?.ids ?? new WireIds(`${this.#prefix}s${++this.#seq}-`);
+    this.#sessions.set(sessionId, { ids, usedAt: nowMs });
+    for (const [id, s] of this.#sessions) {
+      if (nowMs - s.usedAt <= this.#idleTtlMs) break;
+      this.#sessions.delete(id);
+    }
+    // The gate admits at most `maxSessions` live sessions; past that only idle ones can be here.
+    if (this.#sessions.size > this.#max) this.#sessions.delete(this.#sessions.keys().next().value!);
+    return ids;
+  }
+
+  /** The session ended (DELETE, or the upstream no longer knows it). */
+  forget(sessionId: string): void {
+    this.#sessions.delete(sessionId);
+  }
+}

@@ -59,7 +59,14 @@ const noUpstream = () =>
 function createUpstream(u: ResolvedUpstream, config: GatewayConfig, ctx: MountContext): Upstream {
   const up = u.upstream;
   if (up.url) {
-    return createHttpUpstream({ url: up.url, headers: { ...up.headers }, timeoutMs: durationMs(up.timeout) });
+    return createHttpUpstream({
+      url: up.url,
+      headers: { ...up.headers },
+      timeoutMs: durationMs(up.timeout),
+      // Sized like the gate's sessions, so no caller can push out another's live session's id map.
+      maxSessions: config.sessions.max,
+      sessionIdleTtlMs: durationMs(config.sessions.idleTtl),
+    });
   }
   if (up.command) {
     // docs/stdio.md: one child per session; only allow-listed variables reach it.
