@@ -135,22 +135,30 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     requestTimeoutMs: durationMs(config.limits.requestTimeout),
     shutdownGraceMs: durationMs(config.limits.shutdownGrace),
   });
-  let address: AddressInfo;
-  try {
-    address = await server.listen(port, host);
-  } catch (err) {
-    // Nothing may stay open when the gateway cannot start (library callers keep running).
+  // Nothing may stay open when the gateway cannot start (library callers keep running).
+  const abandon = async () => {
     await Promise.all(mounts.map((m) => m.upstream.close().catch(() => {})));
     await built2.close().catch(() => {});
     await obs.close().catch(() => {});
     await shared.close().catch(() => {});
     await authServer.close().catch(() => {});
     await built.close().catch(() => {});
+  };
+  // Tracing (docs/tracing.md): the SDK only when `tracing:` or an OTEL_* variable asks for it. It is
+  // registered before the port opens, so the first request a client sends is traced too; shut down
+  // (flushed, bounded) by close().
+  const tracing = await startTracing(resolveTracing(config.tracing, env), logger).catch(async (err) => {
+    await abandon();
+    throw err;
+  });
+  let address: AddressInfo;
+  try {
+    address = await server.listen(port, host);
+  } catch (err) {
+    await tracing.shutdown().catch(() => {});
+    await abandon();
     throw err;
   }
-  // Tracing (docs/tracing.md): the SDK only when `tracing:` or an OTEL_* variable asks for it, started
-  // once the gateway listens; shut down (flushed, bounded) by close().
-  const tracing = await startTracing(resolveTracing(config.tracing, env), logger);
   return {
     url: `http://${urlHost}:${address.port}${config.mcpPath}`,
     publicUrl,
