@@ -5,7 +5,9 @@
  * server CPU per request of each process (from /proc), so the gateway's extra CPU over direct can be
  * compared with the bare proxy's. `--before REV` adds the gateway of another commit (extracted with
  * `git archive`, nothing in the repository changes) as a fourth target: default 2ffd3d9, the tree
- * before issue 13; `--before none` skips it. Loopback only, bounded (~2 × rounds × 4 × roundMs).
+ * before issue 13; `--before none` skips it. Gateways run compiled, as `mcpgate serve` does (both
+ * trees are built with tsc first); the upstream and the bare proxy, whose per-request code is
+ * library code or inline callbacks, run under tsx. Loopback only, bounded (~2 × rounds × 4 × roundMs).
  *   npx tsx bench/gateway.ts [--rounds 4] [--round-ms 3000] [--concurrency 10] [--mode stateful|stateless|both] [--before REV|none]
  */
 
@@ -17,7 +19,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { findFreePort } from "../src/gateway/free-port.js";
-import { load, openSession, startGatewayProcess, summarize } from "./lib.js";
+import { buildTree, load, openSession, startGatewayProcess, summarize } from "./lib.js";
 
 const { values } = parseArgs({
   options: {
@@ -62,8 +64,11 @@ function extractTree(rev: string): string {
   const root = new URL("..", import.meta.url).pathname;
   execSync(`git archive ${rev} | tar -x -C ${dir}`, { cwd: root, shell: "/bin/bash" });
   symlinkSync(join(root, "node_modules"), join(dir, "node_modules"));
+  buildTree(dir);
   return dir;
 }
+// Both gateways run compiled (dist/cli/main.js), as the `mcpgate` command does.
+buildTree();
 const beforeRoot = values.before === "none" ? undefined : extractTree(values.before!);
 const f = (x: number) => x.toFixed(2);
 

@@ -1,4 +1,5 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { join } from "node:path";
 import { Pool } from "undici";
 
 /** Latency samples (ms) → summary. */
@@ -88,23 +89,32 @@ export async function openSession(url: string, headers: Record<string, string> =
 }
 
 /**
+ * Compile a tree of the project (`tsc -p tsconfig.build.json`, into its `dist/`), as `npm install`
+ * does before `mcpgate serve` runs: benchmarks measure the gateway users run, not the TypeScript
+ * loader (tsx adds a `__name` call per named closure). `root` defaults to this tree.
+ */
+export function buildTree(root = new URL("..", import.meta.url).pathname): void {
+  const tsc = new URL("../node_modules/typescript/bin/tsc", import.meta.url).pathname;
+  const r = spawnSync(process.execPath, [tsc, "-p", "tsconfig.build.json"], { cwd: root, encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`build of ${root} failed:\n${r.stdout}${r.stderr}`);
+}
+
+/**
  * A real `mcpgate serve` process in front of `upstreamUrl` (static key `key`), ready when /healthz
- * answers. `nodeArgs` go before the script (e.g. --cpu-prof); `root`: another tree of the project
- * (e.g. an older commit extracted with `git archive`).
+ * answers, run from the compiled `dist/cli/main.js` of `root` (this tree by default; call
+ * {@link buildTree} first) as the `mcpgate` command runs. `nodeArgs` go before the script (e.g.
+ * --cpu-prof); `root`: another tree of the project (e.g. an older commit extracted with `git archive`).
  */
 export async function startGatewayProcess(
   upstreamUrl: string,
   options: { key: string; port: number; logLevel?: string; nodeArgs?: string[]; root?: string },
 ): Promise<{ url: string; proc: ChildProcess }> {
+  const root = options.root ?? new URL("..", import.meta.url).pathname;
   const proc = spawn(
     process.execPath,
     [
       ...(options.nodeArgs ?? []),
-      "--import",
-      "tsx",
-      options.root
-        ? `${options.root}/src/cli/main.ts`
-        : new URL("../src/cli/main.ts", import.meta.url).pathname,
+      join(root, "dist/cli/main.js"),
       "serve",
       "--upstream",
       upstreamUrl,

@@ -3,7 +3,9 @@
  * run with --cpu-prof in front of an SDK upstream, loaded with tools/call; prints the top
  * self-time functions and the time by source module, for the loaded seconds only (start-up and
  * module compilation excluded). Not part of `npm run bench`.
- *   npx tsx bench/profile-gateway.ts [--mode stateful|stateless] [--seconds 6] [--concurrency 10]
+ * `--target bare` profiles the bare pass-through proxy (bench/bare-proxy.ts) instead, the baseline
+ * the gateway's extra CPU is compared with.
+ *   npx tsx bench/profile-gateway.ts [--mode stateful|stateless] [--seconds 6] [--concurrency 10] [--target gateway|bare]
  */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
@@ -13,13 +15,14 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { findFreePort } from "../src/gateway/free-port.js";
-import { load, openSession, startGatewayProcess } from "./lib.js";
+import { buildTree, load, openSession, startGatewayProcess } from "./lib.js";
 
 const { values } = parseArgs({
   options: {
     mode: { type: "string", default: "stateful" },
     seconds: { type: "string", default: "6" },
     concurrency: { type: "string", default: "10" },
+    target: { type: "string", default: "gateway" },
   },
 });
 const KEY = "bench-static-key-0123456789abcdef";
@@ -37,12 +40,22 @@ const up = spawn(
 const [line] = (await once(createInterface({ input: up.stdout! }), "line")) as [string];
 const upstreamUrl = (JSON.parse(line) as { url: string }).url;
 const port = await findFreePort("127.0.0.1");
-const { url, proc: gw } = await startGatewayProcess(upstreamUrl, {
-  key: KEY,
-  port,
-  logLevel: "info",
-  nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${dir}`],
-});
+const nodeArgs = ["--cpu-prof", `--cpu-prof-dir=${dir}`];
+if (values.target !== "bare") buildTree();
+const { url, proc: gw } =
+  values.target === "bare"
+    ? await startBare(upstreamUrl)
+    : await startGatewayProcess(upstreamUrl, { key: KEY, port, logLevel: "info", nodeArgs });
+
+async function startBare(upstream: string) {
+  const proc = spawn(
+    process.execPath,
+    [...nodeArgs, "--import", "tsx", new URL("./bare-proxy.ts", import.meta.url).pathname, upstream],
+    { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, MCP_API_KEY: KEY } },
+  );
+  const [first] = (await once(createInterface({ input: proc.stdout! }), "line")) as [string];
+  return { url: (JSON.parse(first) as { url: string }).url, proc };
+}
 const s = await openSession(url, { authorization: `Bearer ${KEY}` });
 await load(() => s.call("add", { a: 1, b: 2 }), Number(values.concurrency), 2000);
 const loadedFrom = Date.now();
@@ -87,10 +100,11 @@ for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id
 const short = (u: string) =>
   u
     .replace(/^.*node_modules\//, "")
-    .replace(/^.*\/src\//, "src/")
+    .replace(/^.*\/(src|dist)\//, "$1/")
     .replace(/^file:\/\//, "");
 const self = new Map<string, number>();
 const byModule = new Map<string, number>();
+const inclusive = new Map<string, number>();
 let total = 0;
 for (let i = 0; i < prof.samples.length; i++) {
   if (times[i]! < from) continue;
@@ -100,9 +114,19 @@ for (let i = 0; i < prof.samples.length; i++) {
   const key = `${n.callFrame.functionName || "(anonymous)"}  ${short(n.callFrame.url)}:${n.callFrame.lineNumber + 1}`;
   self.set(key, (self.get(key) ?? 0) + dt);
   const seen = new Set<string>();
+  const seenFn = new Set<string>();
   for (let cur: number | undefined = n.id; cur !== undefined; cur = parent.get(cur)) {
-    const u = short(byId.get(cur)!.callFrame.url);
-    const mod = u.startsWith("src/") ? u : u.split("/")[0] || "(native)";
+    const frame = byId.get(cur)!.callFrame;
+    const u = short(frame.url);
+    const fn = `${frame.functionName || "(anonymous)"}  ${u}:${frame.lineNumber + 1}`;
+    if (
+      !seenFn.has(fn) &&
+      (u.startsWith("src/") || u.startsWith("dist/") || u.startsWith("pino") || u.startsWith("prom-client"))
+    ) {
+      inclusive.set(fn, (inclusive.get(fn) ?? 0) + dt);
+      seenFn.add(fn);
+    }
+    const mod = u.startsWith("src/") || u.startsWith("dist/") ? u : u.split("/")[0] || "(native)";
     if (!seen.has(mod)) byModule.set(mod, (byModule.get(mod) ?? 0) + dt);
     seen.add(mod);
   }
@@ -115,4 +139,7 @@ for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 25))
   console.log(`${v.toFixed(1).padStart(8)}  ${k}`);
 console.log("\ninclusive time by module (ms), top 25:");
 for (const [k, v] of [...byModule].sort((a, b) => b[1] - a[1]).slice(0, 25))
+  console.log(`${v.toFixed(1).padStart(8)}  ${k}`);
+console.log("\ninclusive time by function (ms; src/, pino, prom-client), top 40:");
+for (const [k, v] of [...inclusive].sort((a, b) => b[1] - a[1]).slice(0, 40))
   console.log(`${v.toFixed(1).padStart(8)}  ${k}`);

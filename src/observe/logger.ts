@@ -30,33 +30,80 @@ const SECRET_FIELDS = [
   "pepper",
 ];
 
-/** pino paths for a header in the shapes we log: `headers`, `req.headers`, `res.headers`, `*.headers`. */
-function headerPaths(name: string): string[] {
-  const n = name.toLowerCase().replace(/['"\\]/g, "");
-  return [`headers['${n}']`, `req.headers['${n}']`, `res.headers['${n}']`, `*.headers['${n}']`];
-}
-
 /** Session ids are bearer-like handles (spec SBP "session hijacking"): logged as a short prefix only. */
 const SESSION_HEADERS = ["mcp-session-id"];
 
-/** Paths redacted by the logger itself, so no call site has to remember (STYLE.md rule 5). */
+/**
+ * What the logger removes, in pino path notation (for documentation and tests): credential headers
+ * in a `headers` object at the top level or one level down (`req.headers`, `upstream.headers`, …),
+ * and secret-named fields at the top level or one level down.
+ */
 export const REDACT_PATHS: readonly string[] = Object.freeze([
-  ...SECRET_HEADERS.flatMap(headerPaths),
-  ...SESSION_HEADERS.flatMap(headerPaths),
+  ...[...SECRET_HEADERS, ...SESSION_HEADERS].flatMap((n) => [`headers['${n}']`, `*.headers['${n}']`]),
   ...SECRET_FIELDS,
   ...SECRET_FIELDS.map((f) => `*.${f}`),
 ]);
 
-function censor(value: unknown, path: string[]): string {
-  const last = path.at(-1)?.toLowerCase();
-  if (last && SESSION_HEADERS.includes(last) && typeof value === "string") {
-    return value.length > 8 ? `${value.slice(0, 8)}…` : "[redacted]";
+const REDACTED = "[redacted]";
+const SECRET_FIELD_SET = new Set(SECRET_FIELDS);
+
+/**
+ * The redaction pass, run on every line's object just before it is serialized (pino's
+ * `formatters.log`). Equivalent to pino's `redact` option with {@link REDACT_PATHS} (header names
+ * matched without regard to case), at a fraction of its cost: the request line is written once per
+ * request, and `redact` with wildcard paths cost the gateway ~28 µs of it (bench/profile-gateway.ts).
+ * Copy on write: the caller's objects are never changed, and a line with nothing to remove is
+ * passed through as it is.
+ */
+function createRedactor(extraHeaders: readonly string[]) {
+  const secretHeaders = new Set([...SECRET_HEADERS, ...extraHeaders].map((h) => h.toLowerCase()));
+  const sessionHeaders = new Set(SESSION_HEADERS);
+
+  function scrubHeaders(headers: object): object {
+    let out: Record<string, unknown> | undefined;
+    for (const name of Object.keys(headers)) {
+      const lower = name.toLowerCase();
+      const secret = secretHeaders.has(lower);
+      if (!secret && !sessionHeaders.has(lower)) continue;
+      const value = (headers as Record<string, unknown>)[name];
+      out ??= copyOf(headers);
+      out[name] =
+        !secret && typeof value === "string" && value.length > 8 ? `${value.slice(0, 8)}…` : REDACTED;
+    }
+    return out ?? headers;
   }
-  return "[redacted]";
+
+  /** `deep`: also look one level further down (the log object itself; its children are not deep). */
+  function scrub(obj: object, deep: boolean): object {
+    let out: Record<string, unknown> | undefined;
+    for (const key of Object.keys(obj)) {
+      const value = (obj as Record<string, unknown>)[key];
+      let next = value;
+      if (SECRET_FIELD_SET.has(key)) next = REDACTED;
+      else if (value !== null && typeof value === "object" && !Array.isArray(value)) {
+        if (key === "headers") next = scrubHeaders(value);
+        else if (deep) next = scrub(value, false);
+      }
+      if (next === value) continue;
+      out ??= copyOf(obj);
+      out[key] = next;
+    }
+    return out ?? obj;
+  }
+
+  return (line: Record<string, unknown>): Record<string, unknown> =>
+    scrub(line, true) as Record<string, unknown>;
+}
+
+/** A shallow copy that keeps an object's prototype and non-enumerable own fields (an Error's message). */
+function copyOf(obj: object): Record<string, unknown> {
+  const proto = Object.getPrototypeOf(obj) as object | null;
+  if (proto === Object.prototype || proto === null) return { ...obj } as Record<string, unknown>;
+  return Object.create(proto, Object.getOwnPropertyDescriptors(obj)) as Record<string, unknown>;
 }
 
 /**
- * The one logger factory. Secrets are removed by pino's `redact` at serialization time: the
+ * The one logger factory. Secrets are removed at serialization time (the redactor above): the
  * credential headers (Authorization, Proxy-Authorization, Cookie, Set-Cookie, X-Api-Key), any
  * header named in `redactHeaders`, and fields named like secrets (`token`, `key`, `secret`, …).
  * Output is JSON lines; pretty (pino-pretty) when stdout is a TTY and pino-pretty is installed.
@@ -64,10 +111,9 @@ function censor(value: unknown, path: string[]): string {
  * @example const log = createLogger({ level: "info" }); log.info({ requestId }, "request");
  */
 export function createLogger(options: LoggerOptions = {}): Logger {
-  const extra = (options.redactHeaders ?? []).flatMap(headerPaths);
   const base = {
     level: options.level ?? "info",
-    redact: { paths: [...new Set([...REDACT_PATHS, ...extra])], censor },
+    formatters: { log: createRedactor(options.redactHeaders ?? []) },
     base: { service: "mcpgate" },
     timestamp: pino.stdTimeFunctions.isoTime,
     // `trace_id`/`span_id` on every line written inside a traced request (docs/tracing.md).

@@ -46,6 +46,48 @@ describe("logger redaction", () => {
     expect(JSON.parse(lines[0]!).req.headers["mcp-session-id"]).toBe("4f1c9e0a…");
   });
 
+  it("matches header names without regard to case, never changes the caller's objects, and keeps an Error's message", () => {
+    const lines: string[] = [];
+    const log = createLogger({
+      level: "debug",
+      destination: captureStream(lines),
+      redactHeaders: ["X-Custom"],
+    });
+    const headers = { Authorization: "Bearer sekret-a", "X-CUSTOM": "sekret-b", Accept: "text/plain" };
+    const err = Object.assign(new Error("boom"), { token: "sekret-c" });
+    const fields = { headers, upstream: { apiKey: "sekret-d", name: "notes" }, err };
+    log.warn(fields, "with secrets");
+    expect(lines.join("\n")).not.toMatch(/sekret/);
+    const entry = JSON.parse(lines[0]!);
+    expect(entry.headers).toEqual({
+      Authorization: "[redacted]",
+      "X-CUSTOM": "[redacted]",
+      Accept: "text/plain",
+    });
+    expect(entry.upstream).toEqual({ apiKey: "[redacted]", name: "notes" });
+    expect(entry.err.message).toBe("boom");
+    // The caller's objects are untouched (copy on write).
+    expect(headers.Authorization).toBe("Bearer sekret-a");
+    expect(fields.upstream.apiKey).toBe("sekret-d");
+    expect(err.token).toBe("sekret-c");
+  });
+
+  it("redacts to the documented depth: the top level and one level down", () => {
+    const lines: string[] = [];
+    const log = createLogger({ level: "debug", destination: captureStream(lines) });
+    log.info({ password: "sekret-1", a: { secret: "sekret-2", headers: { cookie: "sekret-3" } } }, "x");
+    const entry = JSON.parse(lines[0]!);
+    expect(entry.password).toBe("[redacted]");
+    expect(entry.a).toEqual({ secret: "[redacted]", headers: { cookie: "[redacted]" } });
+    // A line with nothing to remove is written as given.
+    log.info({ requestId: "r1", status: 200, audit: { type: "session_bound", actor: "key:abc" } }, "y");
+    expect(JSON.parse(lines[1]!)).toMatchObject({
+      requestId: "r1",
+      status: 200,
+      audit: { actor: "key:abc" },
+    });
+  });
+
   it("writes nothing below its level", () => {
     const lines: string[] = [];
     const log = createLogger({ level: "info", destination: captureStream(lines) });
