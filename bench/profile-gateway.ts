@@ -23,6 +23,7 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "6" },
     concurrency: { type: "string", default: "10" },
     target: { type: "string", default: "gateway" },
+    lines: { type: "boolean", default: false },
   },
 });
 const KEY = "bench-static-key-0123456789abcdef";
@@ -74,6 +75,7 @@ interface Node {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };
   children?: number[];
+  positionTicks?: Array<{ line: number; ticks: number }>;
 }
 const file = readdirSync(dir)
   .map((f) => join(dir, f))
@@ -84,7 +86,6 @@ const prof = JSON.parse(readFileSync(file, "utf8")) as {
   timeDeltas: number[];
   endTime: number;
 };
-rmSync(dir, { recursive: true, force: true });
 // Keep the samples of the loaded window: the last `loadedMs` before the shutdown (~100 ms after).
 const times: number[] = [];
 let t = 0;
@@ -105,6 +106,7 @@ const short = (u: string) =>
 const self = new Map<string, number>();
 const byModule = new Map<string, number>();
 const inclusive = new Map<string, number>();
+const selfByModule = new Map<string, number>();
 let total = 0;
 for (let i = 0; i < prof.samples.length; i++) {
   if (times[i]! < from) continue;
@@ -113,6 +115,9 @@ for (let i = 0; i < prof.samples.length; i++) {
   const n = byId.get(prof.samples[i]!)!;
   const key = `${n.callFrame.functionName || "(anonymous)"}  ${short(n.callFrame.url)}:${n.callFrame.lineNumber + 1}`;
   self.set(key, (self.get(key) ?? 0) + dt);
+  const own = short(n.callFrame.url);
+  const ownMod = own.startsWith("src/") || own.startsWith("dist/") ? own : own.split("/")[0] || "(native)";
+  selfByModule.set(ownMod, (selfByModule.get(ownMod) ?? 0) + dt);
   const seen = new Set<string>();
   const seenFn = new Set<string>();
   for (let cur: number | undefined = n.id; cur !== undefined; cur = parent.get(cur)) {
@@ -131,6 +136,7 @@ for (let i = 0; i < prof.samples.length; i++) {
     seen.add(mod);
   }
 }
+rmSync(dir, { recursive: true, force: true });
 console.log(
   `${values.mode} upstream: ${r.latencies.length} requests in ${loadedMs} ms; profile window ${total.toFixed(0)} ms`,
 );
@@ -143,3 +149,24 @@ for (const [k, v] of [...byModule].sort((a, b) => b[1] - a[1]).slice(0, 25))
 console.log("\ninclusive time by function (ms; src/, pino, prom-client), top 40:");
 for (const [k, v] of [...inclusive].sort((a, b) => b[1] - a[1]).slice(0, 40))
   console.log(`${v.toFixed(1).padStart(8)}  ${k}`);
+console.log("\nself time by module (ms), top 30:");
+for (const [k, v] of [...selfByModule].sort((a, b) => b[1] - a[1]).slice(0, 30))
+  console.log(`${v.toFixed(1).padStart(8)}  ${k}`);
+// Hot lines of the project's own code (positionTicks: every sample, whole profile).
+if (process.argv.includes("--lines")) {
+  const byLine = new Map<string, number>();
+  for (const n of prof.nodes) {
+    const u = n.callFrame.url;
+    if (!/\/(src|dist)\//.test(u) || u.includes("node_modules")) continue;
+    for (const p of n.positionTicks ?? []) {
+      const k = `${u.replace(/^file:\/\//, "")}:${p.line}`;
+      byLine.set(k, (byLine.get(k) ?? 0) + p.ticks);
+    }
+  }
+  console.log("\nhot lines (samples), top 40:");
+  for (const [k, v] of [...byLine].sort((a, b) => b[1] - a[1]).slice(0, 40)) {
+    const [file, line] = [k.slice(0, k.lastIndexOf(":")), Number(k.slice(k.lastIndexOf(":") + 1))];
+    const text = readFileSync(file, "utf8").split("\n")[line - 1]?.trim().slice(0, 110);
+    console.log(`${String(v).padStart(6)}  ${short(file)}:${line}  ${text}`);
+  }
+}

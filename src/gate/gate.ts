@@ -5,6 +5,7 @@ import { isProbeAllowedMethod } from "../authz/probe.js";
 import { canonicalizeRequestNames } from "../authz/resource-uri.js";
 import type { AuditEvent } from "../core/audit-event.js";
 import { type ChallengeContext, type HttpResponseSpec, renderDenial } from "../core/challenge.js";
+import { isoNow } from "../core/clock.js";
 import type { GateRequest, StateStore } from "../core/contracts.js";
 import { isMcpGateError, McpGateError } from "../core/errors.js";
 import { displayOf, type Identity } from "../core/identity.js";
@@ -109,8 +110,7 @@ export function createGate(options: GateOptions): Gate {
     response: render(denial),
     ...(admission ? { admission } : {}),
   });
-  const audit = (event: Omit<AuditEvent, "time">) =>
-    observer.audit?.({ time: new Date().toISOString(), ...event });
+  const audit = (event: Omit<AuditEvent, "time">) => observer.audit?.({ time: isoNow(), ...event });
 
   async function authenticate(token: string): Promise<VerifyResult> {
     let last: VerifyResult = { ok: false, reason: "invalid" };
@@ -300,7 +300,8 @@ export function createGate(options: GateOptions): Gate {
         })
       : undefined;
     const pendingDenial = verdict?.denial ? deny(verdict.denial, admission) : undefined;
-    const allowed = (verdict?.allowed ?? messages).filter((m) => !probeDropped.has(m));
+    const candidates = verdict?.allowed ?? messages;
+    const allowed = probeDropped.size > 0 ? candidates.filter((m) => !probeDropped.has(m)) : candidates;
 
     // 9. Session check + rate limit: one call (one Redis round trip).
     const buckets = pendingDenial ? [] : (resolved.rateLimits?.bucketsFor(identity, allowed) ?? []);
@@ -310,19 +311,14 @@ export function createGate(options: GateOptions): Gate {
     if (resolved.state && (checkSession || buckets.length > 0)) {
       let res: Awaited<ReturnType<StateStore["admit"]>>;
       try {
-        res = await resolved.state.admit({
-          ...(checkSession
-            ? {
-                session: {
-                  id: scoped(sessionId!),
-                  principal: identity.principal,
-                  idleTtlMs: resolved.sessionIdleTtlMs!,
-                },
-              }
-            : {}),
-          buckets,
-          nowMs: Date.now(),
-        });
+        const input: Parameters<StateStore["admit"]>[0] = { buckets, nowMs: Date.now() };
+        if (checkSession)
+          input.session = {
+            id: scoped(sessionId!),
+            principal: identity.principal,
+            idleTtlMs: resolved.sessionIdleTtlMs!,
+          };
+        res = await resolved.state.admit(input);
       } catch (err) {
         observer.storeError?.("state", err);
         audit({ type: "store_error", actor, ip, requestId, reason: "state store unavailable" });

@@ -45,8 +45,9 @@ function upstreamHeaders(
     const v = incoming[name];
     if (typeof v === "string") out[name] = v;
   }
-  for (const [name, v] of Object.entries(incoming)) {
+  for (const name in incoming) {
     // 2026-07-28: unrecognised Mcp-Param-* headers MUST be forwarded.
+    const v = incoming[name];
     if (name.startsWith("mcp-param-") && typeof v === "string") out[name] = v;
   }
   // 2026-07-28 has no sessions (servers ignore Mcp-Session-Id), and the gate checks bindings only

@@ -86,7 +86,16 @@ function mountsOf(options: GatewayServerOptions): Mount[] {
  * `aroundForward`). The response owner answers any failure.
  */
 async function forwardThrough(mount: Mount, entry: Entry): Promise<ForwardResult> {
-  const ctx: ForwardContext = { ...entry, headers: {}, meta: {}, env: {} };
+  const ctx: ForwardContext = {
+    req: entry.req,
+    res: entry.res,
+    admission: entry.admission,
+    plan: entry.plan,
+    owner: entry.owner,
+    headers: {},
+    meta: {},
+    env: {},
+  };
   if (mount.identity) {
     let id: UpstreamIdentity;
     try {
@@ -123,7 +132,8 @@ export function createGatewayServer(options: GatewayServerOptions): GatewayServe
   let closing = false;
 
   async function route(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
-    for (const m of mounts) if (handleProtectedResourceMetadata(m.gate, req, res)) return;
+    if (path.startsWith("/.well-known/"))
+      for (const m of mounts) if (handleProtectedResourceMetadata(m.gate, req, res)) return;
     const mount = byPath.get(path);
     if (mount) {
       // Debug only: the headers as received. Credentials (Authorization, Cookie, configured secret
@@ -160,7 +170,7 @@ export function createGatewayServer(options: GatewayServerOptions): GatewayServe
     (req, res) => {
       // A request arrived: the "must start a request" deadline set on connection no longer applies
       // (SSE responses may idle for as long as they like; keep-alive idling is keepAliveTimeout).
-      req.socket.setTimeout(0);
+      if (req.socket.timeout) req.socket.setTimeout(0);
       const requestId = randomUUID();
       res.setHeader("x-request-id", requestId);
       const path = (req.url ?? "/").split("?")[0]!;

@@ -411,14 +411,13 @@ class Owner implements ResponseOwner {
     return this.#sendJson(status === 202 ? 200 : status, headers, out);
   }
 
-  async #relaySse(
+  #relaySse(
     status: number,
     headers: Record<string, string | string[]>,
     body: Readable,
     ids: WireIds,
   ): Promise<RelayResult> {
     const res = this.#res;
-    const { plan } = this;
     this.#sse = true;
     res.writeHead(status, { ...headers, ...SSE_HEAD });
     this.armLifetime();
@@ -429,25 +428,70 @@ class Owner implements ResponseOwner {
     else headTimer = setTimeout(flushHeaders, 50, res);
     const parser = new SseParser();
     const decoder = new TextDecoder("utf-8");
-    let prefix = plan.localResponses.map((r) => formatSseEvent(JSON.stringify(r))).join("");
-    try {
-      for await (const chunk of body as AsyncIterable<Buffer>) {
-        let out = prefix;
-        prefix = "";
-        for (const ev of parser.push(decoder.decode(chunk, { stream: true }))) out += this.#mapEvent(ev, ids);
-        if (out === "") continue;
+    // Mapped events wait for the end of the event loop's turn: an answer whose stream ends in the
+    // same read (a tools/call, most often) leaves with the response's end, head, event and final
+    // chunk in one write; a longer stream is written a turn later. At most one turn's worth of
+    // events is held, and while the client does not read the upstream is not read (backpressure).
+    let pending = this.plan.localResponses.map((r) => formatSseEvent(JSON.stringify(r))).join("");
+    return new Promise<RelayResult>((resolve, reject) => {
+      let settled = false;
+      let scheduled = false;
+      const settle = (finish: () => void) => {
+        if (settled) return;
+        settled = true;
         clearTimeout(headTimer);
-        if (!res.write(out)) await this.drained();
-        if (res.destroyed) return this.#aborted ? "aborted" : "error";
-      }
-    } finally {
-      clearTimeout(headTimer);
-    }
-    // WHATWG HTML §9.2.6: an event not ended by a blank line at end of stream is discarded by the
-    // client; it is dropped here too (it could hold an unmapped, unfiltered answer).
-    parser.flush();
-    res.end(prefix || undefined);
-    return "ok";
+        body.off("data", onData);
+        body.off("end", onEnd);
+        body.off("error", onError);
+        res.off("close", onClose);
+        finish();
+      };
+      const flush = () => {
+        scheduled = false;
+        if (settled || res.destroyed || pending === "") return;
+        clearTimeout(headTimer);
+        const out = pending;
+        pending = "";
+        if (res.write(out)) return;
+        body.pause();
+        void this.drained().then(() => {
+          if (!settled && !res.destroyed) body.resume();
+        });
+      };
+      const onData = (chunk: Buffer) => {
+        try {
+          for (const ev of parser.push(decoder.decode(chunk, { stream: true })))
+            pending += this.#mapEvent(ev, ids);
+        } catch (err) {
+          // An event past MAX_SSE_EVENT_BYTES: the stream is cut (relay() ends the response).
+          body.destroy();
+          settle(() => reject(err));
+          return;
+        }
+        if (pending !== "" && !scheduled) {
+          scheduled = true;
+          setImmediate(flush);
+        }
+      };
+      // WHATWG HTML §9.2.6: an event not ended by a blank line at end of stream is discarded by the
+      // client; it is dropped here too (it could hold an unmapped, unfiltered answer).
+      const onEnd = () =>
+        settle(() => {
+          parser.flush();
+          if (!res.destroyed) res.end(pending === "" ? undefined : pending);
+          resolve("ok");
+        });
+      const onError = (err: unknown) => settle(() => reject(err));
+      const onClose = () =>
+        settle(() => {
+          body.destroy();
+          resolve(this.#aborted ? "aborted" : "error");
+        });
+      body.on("data", onData);
+      body.once("end", onEnd);
+      body.once("error", onError);
+      res.once("close", onClose);
+    });
   }
 
   #mapEvent(ev: { raw: string; data?: string; id?: string; event?: string }, ids: WireIds): string {
@@ -463,10 +507,7 @@ class Owner implements ResponseOwner {
     // A dropped answer keeps its event id (so resumption still counts it) but carries no message.
     if (mapped === undefined || (Array.isArray(mapped) && mapped.length === 0))
       return ev.id !== undefined ? `id: ${ev.id}\n\n` : "";
-    return formatSseEvent(JSON.stringify(mapped), {
-      ...(ev.id !== undefined ? { id: ev.id } : {}),
-      ...(ev.event !== undefined ? { event: ev.event } : {}),
-    });
+    return formatSseEvent(JSON.stringify(mapped), ev);
   }
 
   channel(headers: Record<string, string>): Channel {

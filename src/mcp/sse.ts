@@ -88,6 +88,8 @@ export function formatSseEvent(data: string, meta: { event?: string; id?: string
   let out = "";
   if (meta.id !== undefined) out += `id: ${meta.id}\n`;
   if (meta.event !== undefined) out += `event: ${meta.event}\n`;
+  // One data line per line of `data`; JSON text (what the gateway writes) has no line break.
+  if (!/[\r\n]/.test(data)) return `${out}data: ${data}\n\n`;
   for (const line of data.split(/\r\n|\r|\n/)) out += `data: ${line}\n`;
   return `${out}\n`;
 }

@@ -1,5 +1,6 @@
 import { createRequire } from "node:module";
 import { type DestinationStream, type Logger, pino } from "pino";
+import { isoNow } from "../core/clock.js";
 import { traceLogFields } from "./tracing.js";
 
 export interface LoggerOptions {
@@ -115,7 +116,8 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     level: options.level ?? "info",
     formatters: { log: createRedactor(options.redactHeaders ?? []) },
     base: { service: "mcpgate" },
-    timestamp: pino.stdTimeFunctions.isoTime,
+    // pino's isoTime, with the date formatted once per second (core/clock.ts).
+    timestamp: () => `,"time":"${isoNow()}"`,
     // `trace_id`/`span_id` on every line written inside a traced request (docs/tracing.md).
     mixin: traceLogFields,
   };
