@@ -120,6 +120,10 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     timestamp: () => `,"time":"${isoNow()}"`,
     // `trace_id`/`span_id` on every line written inside a traced request (docs/tracing.md).
     mixin: traceLogFields,
+    // pino's default merge copies every line's object into the mixin's; outside a traced request
+    // there is nothing to merge, and the line's own object is used as it is.
+    mixinMergeStrategy: (line: object, fields: object) =>
+      (fields as { trace_id?: string }).trace_id === undefined ? line : Object.assign(fields, line),
   };
   if (options.destination) return pino(base, options.destination);
   if (options.pretty ?? process.stdout.isTTY) {
