@@ -1,6 +1,7 @@
 import { createRequire } from "node:module";
 import { type DestinationStream, type Logger, pino } from "pino";
 import { isoNow } from "../core/clock.js";
+import { createLineDestination } from "./log-destination.js";
 import { traceLogFields } from "./tracing.js";
 
 export interface LoggerOptions {
@@ -134,13 +135,9 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       // pino-pretty is a dev dependency; without it we write JSON lines.
     }
   }
-  // Asynchronous, batched writes: a synchronous write per request line cost the gateway ~10 % of its
-  // CPU (bench/gateway.ts profile). Call `flushLogger` before exiting.
-  const destination = pino.destination({ dest: 1, sync: false, minLength: 4096 });
-  // Lines are written in ≥ 4 KiB batches, and at the latest after a second (so a quiet gateway's
-  // log is never held back for long).
-  setInterval(() => destination.flush(), 1000).unref();
-  return pino(base, destination);
+  // Asynchronous, batched, bounded writes to stdout (observe/log-destination.ts): lines leave in
+  // ≥ 4 KiB batches, and at the latest after a second. Call `flushLogger` before exiting.
+  return pino(base, createLineDestination());
 }
 
 /** Write out buffered log lines (before process exit). */
