@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Readable } from "node:stream";
+import { StringDecoder } from "node:string_decoder";
 import { type FailureDenial, renderRpcError } from "../core/challenge.js";
 import { SessionLimitError } from "../core/errors.js";
 import type { Denial, JsonRpcId } from "../core/outcome.js";
@@ -427,7 +428,9 @@ class Owner implements ResponseOwner {
     if (this.admission.method === "GET") res.flushHeaders();
     else headTimer = setTimeout(flushHeaders, 50, res);
     const parser = new SseParser();
-    const decoder = new TextDecoder("utf-8");
+    // A multi-byte character split across chunks stays whole (string_decoder: native, cheaper per
+    // chunk than TextDecoder's streaming mode).
+    const decoder = new StringDecoder("utf8");
     // Mapped events wait for the end of the event loop's turn: an answer whose stream ends in the
     // same read (a tools/call, most often) leaves with the response's end, head, event and final
     // chunk in one write; a longer stream is written a turn later. At most one turn's worth of
@@ -460,7 +463,7 @@ class Owner implements ResponseOwner {
       };
       const onData = (chunk: Buffer) => {
         try {
-          for (const ev of parser.push(decoder.decode(chunk, { stream: true })))
+          for (const ev of parser.push(decoder.write(chunk)))
             pending += this.#mapEvent(ev, ids);
         } catch (err) {
           // An event past MAX_SSE_EVENT_BYTES: the stream is cut (relay() ends the response).

@@ -212,3 +212,37 @@ describe("upstream killed in the middle of an SSE stream", () => {
     expect(JSON.parse(recovered.text)).toEqual({ jsonrpc: "2.0", id: 4, result: {} });
   });
 });
+
+describe("upstream whose SSE chunks split a character", () => {
+  it("relays a multi-byte character cut across chunks whole, event by event as they arrive", async () => {
+    const text = "héllo 🙂 wörld €";
+    const up = await startCannedUpstream((seen, res) => {
+      if (!seen.body.includes('"tools/call"')) return false;
+      const id = JSON.parse(seen.body).id;
+      const event = Buffer.from(
+        `event: message\ndata: ${JSON.stringify({ jsonrpc: "2.0", id, result: { content: [{ type: "text", text }] } })}\n\n`,
+      );
+      // Cut inside the 4-byte emoji and inside the 2-byte "é", with pauses between the pieces.
+      const emoji = event.indexOf(Buffer.from("🙂"));
+      const accent = event.indexOf(Buffer.from("é"));
+      const cuts = [accent + 1, emoji + 1, emoji + 3, event.length];
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      let from = 0;
+      const next = () => {
+        const to = cuts.shift();
+        if (to === undefined) return void res.end();
+        res.write(event.subarray(from, to));
+        from = to;
+        setTimeout(next, 20);
+      };
+      next();
+      return true;
+    });
+    cleanups.push(() => up.close());
+    const gw = await gatewayFor(up.url);
+    const r = await post(gw.url, call(7));
+    expect(r.status).toBe(200);
+    const [data] = sseData(r.text);
+    expect(JSON.parse(data!)).toMatchObject({ id: 7, result: { content: [{ text }] } });
+  });
+});
