@@ -106,7 +106,13 @@ export function answerBeforeBody(req: IncomingMessage, res: ServerResponse, spec
  * `req.headers`; the gate must see all of them to refuse the ambiguous case (RFC 6750 §2.1 allows one).
  */
 export function gateHeaders(req: IncomingMessage): Record<string, string | string[] | undefined> {
-  const all = req.headersDistinct?.authorization;
-  if (all && all.length > 1) return { ...req.headers, authorization: all };
+  // Counted on rawHeaders (names at even indexes): `headersDistinct` builds a copy of every header.
+  const raw = req.rawHeaders;
+  let count = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 13 && name.toLowerCase() === "authorization") count++;
+  }
+  if (count > 1) return { ...req.headers, authorization: req.headersDistinct.authorization };
   return req.headers;
 }
