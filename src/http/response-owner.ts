@@ -463,8 +463,7 @@ class Owner implements ResponseOwner {
       };
       const onData = (chunk: Buffer) => {
         try {
-          for (const ev of parser.push(decoder.write(chunk)))
-            pending += this.#mapEvent(ev, ids);
+          for (const ev of parser.push(decoder.write(chunk))) pending += this.#mapEvent(ev, ids);
         } catch (err) {
           // An event past MAX_SSE_EVENT_BYTES: the stream is cut (relay() ends the response).
           body.destroy();

@@ -68,8 +68,10 @@ export function createLineDestination(options: LineDestinationOptions = {}): Lin
   let waiting = 0;
   let dropped = 0;
   let reported = 0;
-  /** The bytes being written now (asynchronously), or undefined. */
+  /** The batch being written now, or undefined. */
   let inFlight: Buffer | undefined;
+  /** What of it is not known to be written yet (an asynchronous write may be under way). */
+  let unwritten: { data: Buffer; offset: number } | undefined;
   let timer: NodeJS.Timeout | undefined;
   let callbacks: Array<(err?: Error | null) => void> = [];
 
@@ -89,7 +91,10 @@ export function createLineDestination(options: LineDestinationOptions = {}): Lin
 
   function done(err: Error | null): void {
     inFlight = undefined;
-    if (waiting >= minBytes || (callbacks.length > 0 && waiting > 0)) return start();
+    if (waiting >= minBytes || (callbacks.length > 0 && waiting > 0)) {
+      start();
+      return;
+    }
     if (waiting > 0 && !timer) {
       timer = setTimeout(start, intervalMs);
       timer.unref();
@@ -105,13 +110,21 @@ export function createLineDestination(options: LineDestinationOptions = {}): Lin
   const direct = writesAtOnce(fd);
 
   function writeOut(data: Buffer, offset: number): void {
+    unwritten = offset < data.length ? { data, offset } : undefined;
     if (direct) {
       try {
         const written = writeSync(fd, data, offset, data.length - offset);
-        if (offset + written < data.length) return writeOut(data, offset + written);
-        return void queueMicrotask(() => done(null));
+        if (offset + written < data.length) writeOut(data, offset + written);
+        else {
+          unwritten = undefined;
+          queueMicrotask(() => done(null));
+        }
+        return;
       } catch (err) {
-        if (!wouldBlock(err as NodeJS.ErrnoException)) return void queueMicrotask(() => done(err as Error));
+        if (!wouldBlock(err as NodeJS.ErrnoException)) {
+          queueMicrotask(() => done(err as Error));
+          return;
+        }
         // Not so direct after all: continue asynchronously.
       }
     }
@@ -122,9 +135,14 @@ export function createLineDestination(options: LineDestinationOptions = {}): Lin
         setTimeout(writeOut, 10, data, offset);
         return;
       }
-      if (err) return done(err);
-      if (offset + written < data.length) return writeOut(data, offset + written);
-      done(null);
+      if (err) {
+        unwritten = undefined;
+        done(err);
+      } else if (offset + written < data.length) writeOut(data, offset + written);
+      else {
+        unwritten = undefined;
+        done(null);
+      }
     });
   }
 
@@ -160,9 +178,10 @@ export function createLineDestination(options: LineDestinationOptions = {}): Lin
     flushSync() {
       clearTimeout(timer);
       timer = undefined;
-      // What an asynchronous write has not finished is written again from its start: a line may
-      // then appear twice at exit, never be lost.
-      const pending = inFlight ? [inFlight] : [];
+      // What an asynchronous write has not confirmed is written again: a line may then appear twice
+      // at exit, never be lost.
+      const pending = unwritten ? [unwritten.data.subarray(unwritten.offset)] : [];
+      unwritten = undefined;
       inFlight = undefined;
       const rest = take();
       if (rest) pending.push(rest);

@@ -78,6 +78,23 @@ describe("the log line destination", () => {
     expect(lines[999]).toBe('{"i":999}');
   }, 60_000);
 
+  it("writes each line once when the process exits right after batches went to a file", () => {
+    const script = [
+      `import { createLineDestination } from ${JSON.stringify(join(import.meta.dirname, "../../src/observe/log-destination.ts"))};`,
+      "const d = createLineDestination({ minBytes: 64, intervalMs: 60_000 });",
+      'for (let i = 0; i < 500; i++) d.write(`{"i":${i}}\\n`);',
+      "process.exit(0);",
+    ].join("\n");
+    const r = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+      stdio: ["ignore", fd, "pipe"],
+      encoding: "utf8",
+      timeout: 50_000,
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const lines = read().trim().split("\n");
+    expect(lines).toEqual(Array.from({ length: 500 }, (_, i) => `{"i":${i}}`));
+  }, 60_000);
+
   it("waits for a slow reader of a non-blocking pipe (EAGAIN) without losing or blocking", async () => {
     // The child's stdout is a pipe Node made non-blocking (process.stdout is touched); the parent
     // reads nothing for 600 ms, so the 64 KiB pipe fills and writes get EAGAIN, then reads it all.
