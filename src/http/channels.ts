@@ -1,0 +1,97 @@
+import type { ServerResponse } from "node:http";
+import type { Denial } from "../core/outcome.js";
+
+/**
+ * The two ways a stdio child's messages answer an HTTP request: an SSE stream (event by event,
+ * with backpressure) or one JSON body (collected, bounded, written at the end).
+ */
+
+/** One HTTP response carrying messages from a stdio child (SSE or one JSON body). */
+export interface Channel {
+  readonly sse: boolean;
+  readonly open: boolean;
+  /** Send one JSON-RPC message text; false when the client is not keeping up (wait for `drained`). */
+  send(text: string): boolean;
+  /** Resolves when the client has read what was sent (or the stream ended). */
+  drained(): Promise<void>;
+  close(): void;
+}
+
+/** What a channel needs of the response owner. */
+export interface ChannelHost {
+  drained(): Promise<void>;
+  refuse(denial: Denial): void;
+  readonly maxResponseBytes: number;
+}
+
+/** The head of every SSE response the gateway writes. */
+export const SSE_HEAD = {
+  "content-type": "text/event-stream",
+  "cache-control": "no-cache, no-transform",
+  "x-accel-buffering": "no",
+} as const;
+
+/** SSE framing as the SDK's server writes it (`event: message` + one data line per message). */
+export class SseChannel implements Channel {
+  readonly sse = true;
+  readonly #owner: ChannelHost;
+  readonly #res: ServerResponse;
+  constructor(owner: ChannelHost, res: ServerResponse) {
+    this.#owner = owner;
+    this.#res = res;
+  }
+  get open(): boolean {
+    return !this.#res.writableEnded && !this.#res.destroyed;
+  }
+  send(text: string): boolean {
+    if (this.#res.writableEnded || this.#res.destroyed) return true;
+    return this.#res.write(`event: message\ndata: ${text}\n\n`);
+  }
+  drained(): Promise<void> {
+    return this.#owner.drained();
+  }
+  close(): void {
+    if (!this.#res.writableEnded) this.#res.end();
+  }
+}
+
+/** A JSON answer: messages are collected and written as one object (or an array) at the end. */
+export class JsonChannel implements Channel {
+  readonly sse = false;
+  readonly #owner: ChannelHost;
+  readonly #res: ServerResponse;
+  readonly #headers: Record<string, string>;
+  #texts: string[] = [];
+  #bytes = 0;
+  #done = false;
+  constructor(owner: ChannelHost, res: ServerResponse, headers: Record<string, string>) {
+    this.#owner = owner;
+    this.#res = res;
+    this.#headers = headers;
+  }
+  get open(): boolean {
+    return !this.#done && !this.#res.destroyed;
+  }
+  send(text: string): boolean {
+    if (this.#done) return true;
+    this.#bytes += text.length;
+    if (this.#bytes > this.#owner.maxResponseBytes) {
+      // One JSON body is bounded like an HTTP upstream's: past it, the answer is refused.
+      this.#done = true;
+      this.#owner.refuse({ kind: "upstream_malformed" });
+      return true;
+    }
+    this.#texts.push(text);
+    return true;
+  }
+  drained(): Promise<void> {
+    return Promise.resolve();
+  }
+  close(): void {
+    if (this.#done) return;
+    this.#done = true;
+    if (this.#res.destroyed || this.#res.headersSent) return;
+    const body = this.#texts.length === 1 ? this.#texts[0]! : `[${this.#texts.join(",")}]`;
+    this.#res.writeHead(200, { "content-type": "application/json", ...this.#headers }).end(body);
+  }
+}

@@ -1,0 +1,327 @@
+import type { ServerResponse } from "node:http";
+import type { Readable } from "node:stream";
+import { StringDecoder } from "node:string_decoder";
+import type { Denial } from "../core/outcome.js";
+import type { Admission, ResponsePlan } from "../gate/gate.js";
+import { formatSseEvent, SseParser } from "../mcp/sse.js";
+import type { WireIds } from "../mcp/wire-ids.js";
+import { SSE_HEAD } from "./channels.js";
+
+/**
+ * Relaying an HTTP upstream's answer, for the response owner (http/response-owner.ts): statuses
+ * mapped (401/403 → 502, redirects refused), only safe headers kept, a minted session bound on the
+ * head, every message mapped back from its wire id and filtered, the gate's own answers merged,
+ * and backpressure honoured (while the client does not read, the upstream is not read).
+ */
+
+/** Upstream response headers a client may see (allow-list: cookies, challenges, hop-by-hop stay here). */
+const RELAYED_HEADERS = new Set([
+  "content-type",
+  "cache-control",
+  "mcp-session-id",
+  "mcp-protocol-version",
+  "retry-after",
+  "allow",
+  "vary",
+  "content-language",
+]);
+
+/** How the answer ended, for logs and metrics. */
+export type RelayResult = "ok" | "aborted" | "timeout" | "error" | "refused";
+
+/** An HTTP upstream's answer, as undici hands it over. */
+export interface UpstreamAnswer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Readable;
+}
+
+/** What the relay needs of the response owner. */
+export interface RelayHost {
+  readonly res: ServerResponse;
+  readonly plan: ResponsePlan;
+  readonly admission: Admission;
+  /** The client left, or the stream's lifetime ended. */
+  readonly aborted: boolean;
+  /** Largest JSON body buffered for rewriting. */
+  readonly maxResponseBytes: number;
+  bind(status: number, sessionId: string | undefined): Promise<boolean>;
+  refuse(denial: Denial): void;
+  drained(): Promise<void>;
+  /** The response is an SSE stream from now on (ended cleanly rather than cut). */
+  markSse(): void;
+  armLifetime(): void;
+  endStream(): void;
+  event(event: "upstream_credentials"): void;
+}
+
+/**
+ * Relay `up` to the client through `h`, mapped by `ids`.
+ *
+ * @example const result = await relayUpstream(owner, { status, headers, body }, ids, { idleTimeoutMs });
+ */
+export async function relayUpstream(
+  h: RelayHost,
+  up: UpstreamAnswer,
+  ids: WireIds,
+  options: { idleTimeoutMs: number },
+): Promise<RelayResult> {
+  const { status, body } = up;
+  const { plan } = h;
+  // Every path below consumes the body or destroys it; a destroyed body nobody reads emits
+  // 'error', which unhandled would crash the process.
+  body.on("error", () => {});
+  if (status === 401 || status === 403) {
+    // The upstream's challenge concerns the gateway's own credential: relaying it would point our
+    // caller at another authorization server (a confused deputy). Issue 13 item 5.
+    body.destroy();
+    h.event("upstream_credentials");
+    h.refuse({ kind: "upstream_credentials" });
+    return "refused";
+  }
+  if (status >= 300 && status < 400) {
+    // Redirects are never followed nor relayed: the client would carry its credential elsewhere.
+    body.destroy();
+    h.refuse({ kind: "upstream_malformed" });
+    return "refused";
+  }
+  const sessionHeader = up.headers["mcp-session-id"];
+  const sessionId = typeof sessionHeader === "string" ? sessionHeader : undefined;
+  if (!(await h.bind(status, sessionId))) {
+    body.destroy();
+    return "refused";
+  }
+  const headers = relayedHeaders(up.headers);
+  const contentType = String(up.headers["content-type"] ?? "").toLowerCase();
+  const method = h.admission.method;
+  const expectsAnswers = method === "GET" || plan.forward.some((m) => m.type === "request");
+  try {
+    if (contentType.startsWith("text/event-stream")) return await relaySse(h, status, headers, body, ids);
+    if (contentType.startsWith("application/json")) {
+      return await relayJson(h, status, headers, body, ids, options.idleTimeoutMs);
+    }
+    body.destroy();
+    if (status === 202 || (status >= 200 && status < 300 && !expectsAnswers)) {
+      if (plan.localResponses.length > 0) return sendJson(h.res, 200, headers, [...plan.localResponses]);
+      h.res.writeHead(status, headers).end();
+      return "ok";
+    }
+    if (status >= 200 && status < 300) {
+      // A success we cannot parse cannot be mapped back or filtered: never relay it (fail closed).
+      h.refuse({ kind: "upstream_malformed" });
+      return "refused";
+    }
+    if (status < 500) {
+      // A protocol answer in another format (405 to a GET on a stateless server, 404, 406…): the
+      // client needs the status; the body (upstream detail) stays here.
+      delete headers["content-type"];
+      h.res.writeHead(status, headers).end();
+      return "ok";
+    }
+    h.refuse(status === 504 ? { kind: "upstream_timeout" } : { kind: "upstream_unavailable" });
+    return "refused";
+  } catch (err) {
+    body.destroy();
+    if (h.aborted) {
+      h.endStream();
+      return "aborted";
+    }
+    const timeout = (err as Error)?.message === "upstream body stalled";
+    if (!h.res.headersSent)
+      h.refuse(timeout ? { kind: "upstream_timeout" } : { kind: "upstream_unavailable" });
+    else h.endStream();
+    return timeout ? "timeout" : "error";
+  }
+}
+
+function sendJson(
+  res: ServerResponse,
+  status: number,
+  headers: Record<string, string | string[]>,
+  value: unknown,
+): RelayResult {
+  headers["content-type"] = "application/json";
+  res.writeHead(status, headers).end(JSON.stringify(value));
+  return "ok";
+}
+
+async function relayJson(
+  h: RelayHost,
+  status: number,
+  headers: Record<string, string | string[]>,
+  body: Readable,
+  ids: WireIds,
+  idleTimeoutMs: number,
+): Promise<RelayResult> {
+  const { plan } = h;
+  const text = await readBounded(body, h.maxResponseBytes, idleTimeoutMs);
+  if (text.trim() === "") {
+    if (plan.localResponses.length > 0) return sendJson(h.res, 200, headers, [...plan.localResponses]);
+    h.res.writeHead(status, headers).end();
+    return "ok";
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    h.refuse({ kind: "upstream_malformed" });
+    return "refused";
+  }
+  const mapped = ids.inboundValue(value, plan.visible, plan.era).value;
+  let out: unknown = mapped;
+  if (plan.localResponses.length > 0) {
+    out = [
+      ...(Array.isArray(mapped) ? mapped : mapped === undefined ? [] : [mapped]),
+      ...plan.localResponses,
+    ];
+  } else if (mapped === undefined) {
+    // The only answer was not ours to relay (an id we never issued): nothing attributable is left.
+    h.refuse({ kind: "upstream_malformed" });
+    return "refused";
+  }
+  return sendJson(h.res, status === 202 ? 200 : status, headers, out);
+}
+
+function relaySse(
+  h: RelayHost,
+  status: number,
+  headers: Record<string, string | string[]>,
+  body: Readable,
+  ids: WireIds,
+): Promise<RelayResult> {
+  const res = h.res;
+  h.markSse();
+  res.writeHead(status, { ...headers, ...SSE_HEAD });
+  h.armLifetime();
+  // A standalone GET stream may stay silent for long: send its head at once. A POST's first event
+  // normally follows at once; its head then goes out in the same write, after 50 ms on its own.
+  let headTimer: NodeJS.Timeout | undefined;
+  if (h.admission.method === "GET") res.flushHeaders();
+  else headTimer = setTimeout(flushHeaders, 50, res);
+  const parser = new SseParser();
+  // A multi-byte character split across chunks stays whole (string_decoder: native, cheaper per
+  // chunk than TextDecoder's streaming mode).
+  const decoder = new StringDecoder("utf8");
+  // Mapped events wait for the end of the event loop's turn: an answer whose stream ends in the
+  // same read (a tools/call, most often) leaves with the response's end, head, event and final
+  // chunk in one write; a longer stream is written a turn later. At most one turn's worth of
+  // events is held, and while the client does not read the upstream is not read (backpressure).
+  let pending = h.plan.localResponses.map((r) => formatSseEvent(JSON.stringify(r))).join("");
+  return new Promise<RelayResult>((resolve, reject) => {
+    let settled = false;
+    let scheduled = false;
+    const settle = (finish: () => void) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(headTimer);
+      body.off("data", onData);
+      body.off("end", onEnd);
+      body.off("error", onError);
+      res.off("close", onClose);
+      finish();
+    };
+    const flush = () => {
+      scheduled = false;
+      if (settled || res.destroyed || pending === "") return;
+      clearTimeout(headTimer);
+      const out = pending;
+      pending = "";
+      if (res.write(out)) return;
+      body.pause();
+      void h.drained().then(() => {
+        if (!settled && !res.destroyed) body.resume();
+      });
+    };
+    const onData = (chunk: Buffer) => {
+      try {
+        for (const ev of parser.push(decoder.write(chunk))) pending += mapEvent(h.plan, ev, ids);
+      } catch (err) {
+        // An event past MAX_SSE_EVENT_BYTES: the stream is cut (relay() ends the response).
+        body.destroy();
+        settle(() => reject(err));
+        return;
+      }
+      if (pending !== "" && !scheduled) {
+        scheduled = true;
+        setImmediate(flush);
+      }
+    };
+    // WHATWG HTML §9.2.6: an event not ended by a blank line at end of stream is discarded by the
+    // client; it is dropped here too (it could hold an unmapped, unfiltered answer).
+    const onEnd = () =>
+      settle(() => {
+        parser.flush();
+        if (!res.destroyed) res.end(pending === "" ? undefined : pending);
+        resolve("ok");
+      });
+    const onError = (err: unknown) => settle(() => reject(err));
+    const onClose = () =>
+      settle(() => {
+        body.destroy();
+        resolve(h.aborted ? "aborted" : "error");
+      });
+    body.on("data", onData);
+    body.once("end", onEnd);
+    body.once("error", onError);
+    res.once("close", onClose);
+  });
+}
+
+function mapEvent(
+  plan: ResponsePlan,
+  ev: { raw: string; data?: string; id?: string; event?: string },
+  ids: WireIds,
+): string {
+  if (ev.data === undefined) return ev.raw;
+  let value: unknown;
+  try {
+    value = JSON.parse(ev.data);
+  } catch {
+    return ev.raw;
+  }
+  const { value: mapped, changed } = ids.inboundValue(value, plan.visible, plan.era);
+  if (!changed) return ev.raw;
+  // A dropped answer keeps its event id (so resumption still counts it) but carries no message.
+  if (mapped === undefined || (Array.isArray(mapped) && mapped.length === 0))
+    return ev.id !== undefined ? `id: ${ev.id}\n\n` : "";
+  return formatSseEvent(JSON.stringify(mapped), ev);
+}
+
+function flushHeaders(res: ServerResponse): void {
+  res.flushHeaders();
+}
+
+function relayedHeaders(
+  up: Record<string, string | string[] | undefined>,
+): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const k in up) {
+    const v = up[k];
+    const name = k.toLowerCase();
+    if (v !== undefined && RELAYED_HEADERS.has(name)) out[name] = v;
+  }
+  return out;
+}
+
+async function readBounded(body: Readable, limit: number, idleMs: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let idle: NodeJS.Timeout | undefined;
+  const touch = () => {
+    clearTimeout(idle);
+    // Any body but SSE must keep arriving: an upstream that sends a head and stalls must not pin us.
+    idle = setTimeout(() => body.destroy(new Error("upstream body stalled")), idleMs);
+  };
+  touch();
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      touch();
+      size += chunk.length;
+      if (size > limit) throw new RangeError("upstream response too large");
+      chunks.push(chunk);
+    }
+  } finally {
+    clearTimeout(idle);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
