@@ -61,36 +61,42 @@ describe("the log line destination", () => {
     expect(report.msg).toContain("log lines dropped");
   });
 
-  it("writes what waits when the process exits without a flush", () => {
+  /** Run `body` in a child process (after importing the destination), stdout to `stdout`. */
+  function child(body: string[], stdout: "pipe" | number = "pipe") {
     const script = [
       `import { createLineDestination } from ${JSON.stringify(join(import.meta.dirname, "../../src/observe/log-destination.ts"))};`,
-      "const d = createLineDestination({ minBytes: 1 << 20, intervalMs: 60_000 });",
-      'for (let i = 0; i < 1000; i++) d.write(`{"i":${i}}\\n`);',
-      "process.exit(0);",
+      ...body,
     ].join("\n");
     const r = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+      stdio: ["ignore", stdout, "pipe"],
       encoding: "utf8",
       timeout: 50_000,
     });
     expect(r.status, r.stderr).toBe(0);
-    const lines = r.stdout.trim().split("\n");
+    return r.stdout ?? "";
+  }
+
+  it("writes what waits when the process exits without a flush", () => {
+    const lines = child([
+      "const d = createLineDestination({ minBytes: 1 << 20, intervalMs: 60_000 });",
+      'for (let i = 0; i < 1000; i++) d.write(`{"i":${i}}\\n`);',
+      "process.exit(0);",
+    ])
+      .trim()
+      .split("\n");
     expect(lines).toHaveLength(1000);
     expect(lines[999]).toBe('{"i":999}');
   }, 60_000);
 
   it("writes each line once when the process exits right after batches went to a file", () => {
-    const script = [
-      `import { createLineDestination } from ${JSON.stringify(join(import.meta.dirname, "../../src/observe/log-destination.ts"))};`,
-      "const d = createLineDestination({ minBytes: 64, intervalMs: 60_000 });",
-      'for (let i = 0; i < 500; i++) d.write(`{"i":${i}}\\n`);',
-      "process.exit(0);",
-    ].join("\n");
-    const r = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
-      stdio: ["ignore", fd, "pipe"],
-      encoding: "utf8",
-      timeout: 50_000,
-    });
-    expect(r.status, r.stderr).toBe(0);
+    child(
+      [
+        "const d = createLineDestination({ minBytes: 64, intervalMs: 60_000 });",
+        'for (let i = 0; i < 500; i++) d.write(`{"i":${i}}\\n`);',
+        "process.exit(0);",
+      ],
+      fd,
+    );
     const lines = read().trim().split("\n");
     expect(lines).toEqual(Array.from({ length: 500 }, (_, i) => `{"i":${i}}`));
   }, 60_000);
