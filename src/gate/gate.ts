@@ -1,29 +1,20 @@
-import { randomUUID } from "node:crypto";
-import { parseBearer } from "../authn/bearer.js";
-import type { CredentialVerifier, VerifyResult } from "../authn/verifier.js";
+import type { CredentialVerifier } from "../authn/verifier.js";
 import { isProbeAllowedMethod } from "../authz/probe.js";
-import { canonicalizeRequestNames } from "../authz/resource-uri.js";
 import type { AuditEvent } from "../core/audit-event.js";
 import { type ChallengeContext, type HttpResponseSpec, renderDenial } from "../core/challenge.js";
 import { isoNow } from "../core/clock.js";
 import type { GateRequest, StateStore } from "../core/contracts.js";
-import { isMcpGateError, McpGateError } from "../core/errors.js";
+import { McpGateError } from "../core/errors.js";
 import { displayOf, type Identity } from "../core/identity.js";
 import type { Denial } from "../core/outcome.js";
-import { checkMetadataHeaders, decideEra } from "../mcp/era.js";
-import { type InspectedMessage, inspectParsedJsonRpc, parseJsonRpc } from "../mcp/jsonrpc.js";
+import type { InspectedMessage } from "../mcp/jsonrpc.js";
 import { traceStateStore, traceVerifier } from "../observe/tracing-wrappers.js";
 import { createMemoryStateStore } from "../stores/memory-state.js";
-import type {
-  Admission,
-  Authenticated,
-  AuthenticateResult,
-  Gate,
-  GateDecision,
-  GateOptions,
-} from "./admission.js";
+import type { Admission, Authenticated, Gate, GateDecision, GateOptions } from "./admission.js";
+import { createAuthentication } from "./authenticate.js";
 import { authorizeMessages } from "./authorize.js";
 import { bodylessPlan, freezePlan, type ResponsePlan } from "./plan.js";
+import { inspectRequest } from "./request-shape.js";
 import { protectedResourceMetadataUrl, redactSessionId } from "./results.js";
 
 export type {
@@ -38,11 +29,6 @@ export type { ResponsePlan } from "./plan.js";
 export { forbiddenError, protectedResourceMetadataUrl, redactSessionId, toolErrorResult } from "./results.js";
 
 const DEFAULT_MAX_BODY = 4 * 1024 * 1024;
-
-function header(headers: GateRequest["headers"], name: string): string | undefined {
-  const v = headers[name];
-  return Array.isArray(v) ? v[0] : v;
-}
 
 /** The `watch` of each verifier that has one (stored keys: revocation within 1 s). */
 function watchersOf(verifiers: readonly CredentialVerifier[]): NonNullable<GateOptions["watchers"]> {
@@ -112,84 +98,7 @@ export function createGate(options: GateOptions): Gate {
   });
   const audit = (event: Omit<AuditEvent, "time">) => observer.audit?.({ time: isoNow(), ...event });
 
-  async function authenticate(token: string): Promise<VerifyResult> {
-    let last: VerifyResult = { ok: false, reason: "invalid" };
-    for (const v of resolved.verifiers) {
-      if (!v.accepts(token)) continue;
-      const r = await v.verify(token);
-      if (r.ok) return r;
-      // Keep the most specific reason (revoked, expired…) over the generic "invalid" a later,
-      // catch-all verifier (the static key) gives: it is what the audit trail and metrics report.
-      if (last.reason === "invalid") last = r;
-    }
-    return last;
-  }
-
-  async function authenticateRequest(req: GateRequest): Promise<AuthenticateResult> {
-    const requestId = req.requestId ?? randomUUID();
-    const method = req.method.toUpperCase();
-    const ip = resolved.guard
-      ? resolved.guard.sourceOf(req.remoteAddress, req.headers)
-      : (req.remoteAddress ?? "unknown");
-    const refuse = (denial: Denial): AuthenticateResult => ({ ok: false, denial, response: render(denial) });
-
-    // 1. Origin (spec T-1125: present and invalid → 403; absent is allowed).
-    const origin = header(req.headers, "origin");
-    if (origin !== undefined && !allowedOrigins.has(origin.toLowerCase().replace(/\/$/, ""))) {
-      return refuse({ kind: "origin_forbidden" });
-    }
-
-    if (method !== "POST" && method !== "GET" && method !== "DELETE") {
-      return refuse({ kind: "method_not_allowed", allow: ["GET", "POST", "DELETE"] });
-    }
-
-    // 2. Guard: a locked-out source is refused before its credential is even looked at.
-    if (resolved.guard) {
-      const wait = await resolved.guard.lockedFor(ip);
-      if (wait > 0) return refuse({ kind: "locked_out", retryAfterSec: wait });
-    }
-
-    // 3. Authenticate (fail closed when nothing is configured).
-    if (resolved.verifiers.length === 0) return refuse({ kind: "not_configured" });
-    const bearer = parseBearer(req.headers.authorization);
-    let result: VerifyResult;
-    let token = "";
-    if (!bearer.ok) {
-      result = { ok: false, reason: bearer.reason };
-    } else {
-      token = bearer.token;
-      try {
-        result = await authenticate(token);
-      } catch (err) {
-        observer.storeError?.("credentials", err);
-        audit({ type: "store_error", ip, requestId, reason: isMcpGateError(err) ? err.code : "error" });
-        return refuse({ kind: "store_unavailable" });
-      }
-    }
-    if (!result.ok) {
-      observer.authFailure?.(result.reason);
-      audit({ type: "auth_failure", ip, requestId, reason: result.reason });
-      if (resolved.guard && result.reason !== "missing") {
-        const lockedFor = await resolved.guard.recordFailure(ip);
-        if (lockedFor > 0) {
-          audit({ type: "lockout", ip, requestId, detail: { seconds: lockedFor } });
-          return refuse({ kind: "locked_out", retryAfterSec: lockedFor });
-        }
-      }
-      return refuse({ kind: "unauthenticated", reason: result.reason });
-    }
-    const identity = result.identity;
-    // Every success is reported; the audit trail keeps one per (actor, source) per minute
-    // (observe/audit.ts successIntervalMs), so the trail shows who came from where without a line per request.
-    audit({
-      type: "auth_success",
-      actor: displayOf(identity),
-      ip,
-      requestId,
-      detail: { kind: identity.kind },
-    });
-    return { ok: true, auth: Object.freeze({ requestId, identity, token, ip, method }) };
-  }
+  const { authenticateRequest } = createAuthentication({ resolved, allowedOrigins, observer, audit, render });
 
   async function admit(req: GateRequest): Promise<GateDecision> {
     const a = await authenticateRequest(req);
@@ -200,61 +109,10 @@ export function createGate(options: GateOptions): Gate {
   async function admitAuthenticated(auth: Authenticated, req: GateRequest): Promise<GateDecision> {
     const { requestId, identity, ip, method } = auth;
     const actor = displayOf(identity);
-    // 4. Body: JSON-RPC parse (POST only). After authentication, so that a caller without a valid
-    // credential learns nothing but 401 (the body size limit is enforced earlier, by the adapter).
-    let messages: InspectedMessage[] = [];
-    let batch = false;
-    let body: unknown;
-    if (method === "POST") {
-      const ct = header(req.headers, "content-type");
-      if (ct !== undefined && !/^application\/json\b/i.test(ct.trim()))
-        return deny({ kind: "unsupported_media_type" });
-      let parsed: ReturnType<typeof parseJsonRpc>;
-      if (req.parsedBody !== undefined && typeof req.parsedBody !== "string") {
-        parsed = inspectParsedJsonRpc(req.parsedBody);
-      } else {
-        const text = typeof req.parsedBody === "string" ? req.parsedBody : (req.bodyText ?? "");
-        parsed = parseJsonRpc(text);
-      }
-      if (!parsed.ok)
-        return deny(
-          parsed.kind === "parse_error"
-            ? { kind: "parse_error", message: parsed.message }
-            : { kind: "invalid_request", message: parsed.message },
-        );
-      messages = parsed.messages;
-      batch = parsed.batch;
-      body = parsed.value;
-    }
-
-    // 5. Era and request-metadata headers (2026-07-28: Mcp-Method / Mcp-Name must match the body).
-    const protocolVersion = header(req.headers, "mcp-protocol-version");
-    // One era decision from the header and every message's _meta: a 2026 marker with a session id,
-    // or two eras mixed, is refused, so no adapter can hand on an unchecked Mcp-Session-Id.
-    const eraDecision = decideEra({
-      protocolHeader: protocolVersion,
-      sessionId: header(req.headers, "mcp-session-id"),
-      messages,
-    });
-    if (!eraDecision.ok) return deny({ kind: "invalid_request", message: eraDecision.message });
-    const era = eraDecision.era;
-    if (method === "POST" && !batch) {
-      const mismatch = checkMetadataHeaders(
-        { method: header(req.headers, "mcp-method"), name: header(req.headers, "mcp-name"), protocolVersion },
-        messages[0],
-        era,
-      );
-      if (mismatch) return deny({ kind: "header_mismatch", message: mismatch });
-    }
-    // Resource URIs in the form the upstream resolves them (WHATWG URL; docs/policy.md): the policy
-    // matches that form and the upstream receives exactly it (the messages are rewritten in place;
-    // every forwarded body is built from them). 2026-07-28 repeats the URI in Mcp-Name, so there a
-    // non-canonical URI is refused (400, naming the canonical form) rather than rewritten.
-    const canonical = canonicalizeRequestNames(messages, { rewrite: era === "2025" });
-    if (!canonical.ok) return deny({ kind: "invalid_request", message: canonical.reason });
-
-    const initialize = messages.some((m) => m.method === "initialize" && m.type === "request");
-    const sessionId = eraDecision.era === "2025" ? eraDecision.sessionId : undefined;
+    // 4–5. What the request is: JSON-RPC messages, era, request-metadata headers, canonical URIs.
+    const shape = inspectRequest(req, method);
+    if (!shape.ok) return deny(shape.denial);
+    const { messages, batch, body, era, sessionId, initialize } = shape;
     const admission: Admission = Object.freeze({
       ...auth,
       era,
