@@ -40,6 +40,7 @@ const COLUMNS = [
   "other",
   "session_id",
   "detail",
+  "trace_id",
 ] as const;
 
 function unavailable(err: unknown): McpGateError {
@@ -96,9 +97,11 @@ export function createPostgresAuditSink(options: PostgresAuditSinkOptions): Post
              time TIMESTAMPTZ NOT NULL,
              type TEXT NOT NULL,
              actor TEXT, ip TEXT, request_id TEXT, reason TEXT, method TEXT, tool TEXT,
-             other TEXT, session_id TEXT, detail JSONB
+             other TEXT, session_id TEXT, detail JSONB, trace_id TEXT
            )`,
         );
+        // Tables made before the column existed get it (the request's trace: docs/tracing.md).
+        await client.query(`ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS trace_id TEXT`);
         await client.query(`CREATE INDEX IF NOT EXISTS audit_events_time ON ${table} (time)`);
         await client.query("COMMIT");
       } catch (err) {
@@ -134,6 +137,7 @@ export function createPostgresAuditSink(options: PostgresAuditSinkOptions): Post
         e.other ?? null,
         e.sessionId ?? null,
         e.detail ? JSON.stringify(e.detail) : null,
+        e.trace_id ?? null,
       );
       const base = i * COLUMNS.length;
       return `(${COLUMNS.map((_, j) => `$${base + j + 1}`).join(", ")})`;

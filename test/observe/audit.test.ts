@@ -133,6 +133,32 @@ describe("audit trail to PostgreSQL", () => {
     expect((rows[0].time as Date).toISOString()).toBe("2026-01-02T03:04:05.000Z");
   });
 
+  it("stores an event's trace_id, and adds the column to a table made without it", async () => {
+    const old = `audit_old_${randomBytes(5).toString("hex")}`;
+    try {
+      // The table as an earlier version made it: no trace_id column.
+      await admin.query(`CREATE SCHEMA "${old}"`);
+      await admin.query(
+        `CREATE TABLE "${old}".audit_events (id BIGSERIAL PRIMARY KEY, time TIMESTAMPTZ NOT NULL,
+           type TEXT NOT NULL, actor TEXT, ip TEXT, request_id TEXT, reason TEXT, method TEXT, tool TEXT,
+           other TEXT, session_id TEXT, detail JSONB)`,
+      );
+      await admin.query(`INSERT INTO "${old}".audit_events (time, type) VALUES (now(), 'lockout')`);
+      const sink = createPostgresAuditSink({ connectionString: PG, schema: old });
+      await sink.init();
+      const traceId = randomBytes(16).toString("hex");
+      await sink.write([{ type: "denied", time: time(), actor: "key:abc", trace_id: traceId }]);
+      await sink.close();
+      const { rows } = await admin.query(`SELECT type, trace_id FROM "${old}".audit_events ORDER BY id`);
+      expect(rows).toEqual([
+        { type: "lockout", trace_id: null },
+        { type: "denied", trace_id: traceId },
+      ]);
+    } finally {
+      await admin.query(`DROP SCHEMA IF EXISTS "${old}" CASCADE`);
+    }
+  });
+
   it("fails a batch with ERR_STORE_UNAVAILABLE when the database is unreachable", async () => {
     const sink = createPostgresAuditSink({
       connectionString: "postgres://postgres@127.0.0.1:1/none",
