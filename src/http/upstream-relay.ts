@@ -241,7 +241,10 @@ function relaySse(
         settle(() => reject(err));
         return;
       }
-      if (pending !== "" && !scheduled) {
+      // More than a small answer waits: write it now (and stop reading if the client is behind),
+      // so no more than HOLD_MAX is ever held here on top of what the socket buffers.
+      if (pending.length >= HOLD_MAX) flush();
+      else if (pending !== "" && !scheduled) {
         scheduled = true;
         setImmediate(flush);
       }
@@ -286,6 +289,9 @@ function mapEvent(
     return ev.id !== undefined ? `id: ${ev.id}\n\n` : "";
   return formatSseEvent(JSON.stringify(mapped), ev);
 }
+
+/** Most characters of mapped events held for the end of the event loop's turn. */
+const HOLD_MAX = 64 * 1024;
 
 function flushHeaders(res: ServerResponse): void {
   res.flushHeaders();
