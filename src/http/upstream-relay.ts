@@ -204,8 +204,8 @@ function relaySse(
   const decoder = new StringDecoder("utf8");
   // Mapped events wait for the end of the event loop's turn: an answer whose stream ends in the
   // same read (a tools/call, most often) leaves with the response's end, head, event and final
-  // chunk in one write; a longer stream is written a turn later. At most one turn's worth of
-  // events is held, and while the client does not read the upstream is not read (backpressure).
+  // chunk in one write; a longer stream is written a turn later. At most HOLD_MAX characters are
+  // held, and while the client does not read the upstream is not read (backpressure).
   let pending = h.plan.localResponses.map((r) => formatSseEvent(JSON.stringify(r))).join("");
   return new Promise<RelayResult>((resolve, reject) => {
     let settled = false;
@@ -236,7 +236,7 @@ function relaySse(
       try {
         for (const ev of parser.push(decoder.write(chunk))) pending += mapEvent(h.plan, ev, ids);
       } catch (err) {
-        // An event past MAX_SSE_EVENT_BYTES: the stream is cut (relay() ends the response).
+        // An event past MAX_SSE_EVENT_BYTES: the stream is cut (relayUpstream ends the response).
         body.destroy();
         settle(() => reject(err));
         return;
