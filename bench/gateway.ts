@@ -113,7 +113,10 @@ async function run(mode: "stateful" | "stateless") {
   // CPU ms spent, per target's rounds: by the upstream, and by the proxy in front of it.
   const upCpu = zero();
   const proxyCpu = zero();
+  // Per round, each target's requests/s: a round's ratios pair runs made within seconds of each other.
+  const roundRps: Array<Record<Target, number>> = [];
   for (let r = 0; r < rounds; r++) {
+    roundRps.push(zero());
     // Rotate the order each round, so no target always runs first (or after the same one).
     const order = targets.map((_, k) => targets[(k + r) % targets.length]!);
     for (const t of order) {
@@ -125,6 +128,7 @@ async function run(mode: "stateful" | "stateless") {
       if (proxy) proxyCpu[t] += cpuMs(proxy.pid!) - p0;
       latencies[t].push(...res.latencies);
       secs[t] += res.seconds;
+      roundRps[r]![t] = res.latencies.length / res.seconds;
     }
   }
   const s = Object.fromEntries(targets.map((t) => [t, summarize(latencies[t], secs[t])])) as Record<
@@ -149,6 +153,16 @@ async function run(mode: "stateful" | "stateless") {
   console.log(
     `throughput ratios: ${ratios.join("   ")}${mode === "stateful" ? "   (target: gateway ≥ 0.75)" : ""}`,
   );
+  // The same ratios round by round (paired runs): median and range.
+  const paired = targets
+    .filter((t) => t !== "direct")
+    .map((t) => {
+      const xs = roundRps.map((r) => r[t] / r.direct).sort((a, b) => a - b);
+      const median =
+        xs.length % 2 ? xs[(xs.length - 1) / 2]! : (xs[xs.length / 2 - 1]! + xs[xs.length / 2]!) / 2;
+      return `${t}/direct ${f(median)} (${f(xs[0]!)}–${f(xs.at(-1)!)})`;
+    });
+  console.log(`paired by round, median (range): ${paired.join("   ")}`);
   const extras = targets.filter((t) => t !== "direct").map((t) => `${t} ${f(extra(t))} µs`);
   console.log(
     `extra server CPU per request over direct: ${extras.join(", ")}; gateway/bare ${f(extra("gateway") / extra("bare"))}   (target ≤ 1.5)`,
