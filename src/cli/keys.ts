@@ -11,6 +11,7 @@ import { createAuditTrail } from "../observe/audit.js";
 import type { KeyRecord, KeyStore } from "../stores/key-store.js";
 import { keyStatus } from "../stores/key-store.js";
 import { openKeyStore } from "../stores/open-key-store.js";
+import { SIGNING_KEY_SECRET_ENV } from "../stores/signing-key-seal.js";
 import {
   openSigningKeyStore,
   type SigningAlg,
@@ -478,7 +479,11 @@ async function withSigningKeys(
     config?.identity?.keyStore ??
     config?.auth.apiKeys?.store ??
     DEFAULT_KEY_STORE;
-  const keys = await openSigningKeyStore(location, config?.identity?.alg ? { alg: config.identity.alg } : {});
+  const secret = process.env[SIGNING_KEY_SECRET_ENV];
+  const keys = await openSigningKeyStore(location, {
+    ...(config?.identity?.alg ? { alg: config.identity.alg } : {}),
+    ...(secret ? { secret } : {}),
+  });
   const trail = await openCliAudit(opts.audit ?? config?.logging.audit, location);
   try {
     await fn(keys, trail.audit);

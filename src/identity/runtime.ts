@@ -36,6 +36,8 @@ export interface IdentityRuntimeOptions {
   keys?: SigningKeyStore;
   keyStoreLocation?: string;
   alg?: SigningAlg;
+  /** Seals the signing keys at rest (`MCPGATE_SIGNING_KEY_SECRET`; stores/signing-key-seal.ts). */
+  keySecret?: string;
   /** Open the signing keys even when no upstream uses assertions (e.g. to publish the JWKS for `authServer`). */
   alwaysSign?: boolean;
   /** Timeout of exchanges and of token-endpoint discovery. Default 5000. */
@@ -82,10 +84,10 @@ export async function createIdentityRuntime(options: IdentityRuntimeOptions): Pr
   let keys = options.keys;
   const ownsKeys = !keys && needsSigner;
   if (!keys && needsSigner)
-    keys = await openSigningKeyStore(
-      options.keyStoreLocation ?? "sqlite:./mcpgate.db",
-      options.alg ? { alg: options.alg } : {},
-    );
+    keys = await openSigningKeyStore(options.keyStoreLocation ?? "sqlite:./mcpgate.db", {
+      ...(options.alg ? { alg: options.alg } : {}),
+      ...(options.keySecret ? { secret: options.keySecret } : {}),
+    });
   const signer =
     needsSigner && keys
       ? createAssertionSigner({

@@ -29,6 +29,8 @@ export interface PostgresSigningKeyStoreOptions {
   max?: number;
   /** Clock, for tests. */
   now?: () => number;
+  /** Seal private keys at rest with this secret (stores/signing-key-seal.ts; `MCPGATE_SIGNING_KEY_SECRET`). */
+  secret?: string;
 }
 
 const SCHEMA_RE = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
@@ -157,6 +159,10 @@ export function createPostgresSigningKeyStore(options: PostgresSigningKeyStoreOp
         });
       },
     },
-    { ...(options.alg ? { alg: options.alg } : {}), ...(options.now ? { now: options.now } : {}) },
+    {
+      ...(options.alg ? { alg: options.alg } : {}),
+      ...(options.now ? { now: options.now } : {}),
+      ...(options.secret ? { secret: options.secret } : {}),
+    },
   );
 }

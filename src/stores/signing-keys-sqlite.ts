@@ -25,6 +25,8 @@ export interface SqliteSigningKeyStoreOptions {
   busyTimeoutMs?: number;
   /** Clock, for tests. */
   now?: () => number;
+  /** Seal private keys at rest with this secret (stores/signing-key-seal.ts; `MCPGATE_SIGNING_KEY_SECRET`). */
+  secret?: string;
 }
 
 // Its own table, created if absent: independent of the API-key table's migrations (user_version).
@@ -122,6 +124,10 @@ export function createSqliteSigningKeyStore(options: SqliteSigningKeyStoreOption
         }
       },
     },
-    { ...(options.alg ? { alg: options.alg } : {}), ...(options.now ? { now: options.now } : {}) },
+    {
+      ...(options.alg ? { alg: options.alg } : {}),
+      ...(options.now ? { now: options.now } : {}),
+      ...(options.secret ? { secret: options.secret } : {}),
+    },
   );
 }

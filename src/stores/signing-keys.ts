@@ -1,6 +1,7 @@
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from "jose";
 import { McpGateError } from "../core/errors.js";
 import { parseKeyStoreLocation } from "./open-key-store.js";
+import { isSealed, SIGNING_KEY_SECRET_ENV, type SigningKeySeal, signingKeySeal } from "./signing-key-seal.js";
 
 /**
  * The gateway's own signing keys (DESIGN.md §9): identity assertions for upstreams and, with
@@ -11,8 +12,10 @@ import { parseKeyStoreLocation } from "./open-key-store.js";
  * (RFC 7517 §4.5 `kid` selects the key). A new key may be published ahead of its activation, so
  * verifiers that cache the JWKS (jose's remote JWKS refetches at most every 30 s) learn it first.
  *
- * Private keys are stored as JWK text in the same database as the API-key hashes: whoever can read
- * that database can sign. Protect it as the key database it is.
+ * Private keys are stored in the same database as the API-key hashes. With a secret
+ * (`MCPGATE_SIGNING_KEY_SECRET`, stores/signing-key-seal.ts) they are sealed (AES-256-GCM): reading
+ * the database is then not enough to sign. Without one they are plain JWK text, and whoever can read
+ * the database can sign.
  */
 
 /** The algorithms the gateway signs with (RFC 7518 ES256 on P-256, RFC 8037 EdDSA on Ed25519). */
@@ -164,6 +167,8 @@ export async function generateSigningKeyRow(
 
 const num = (v: number | string | null): number | undefined => (v === null ? undefined : Number(v));
 
+const NO_SEAL = signingKeySeal(undefined);
+
 function stateOf(row: SigningKeyRow, activeKid: string | undefined, now: number): SigningKeyInfo["state"] {
   const retiresAt = num(row.retires_at);
   if (retiresAt !== undefined && retiresAt <= now) return "retired";
@@ -192,14 +197,22 @@ function activeRow(rows: SigningKeyRow[], now: number): SigningKeyRow | undefine
  * Pick the signing key and the published set from stored rows at `now`. Exported for the tests;
  * internal to `stores/`.
  */
-export function selectSigningKeys(rows: SigningKeyRow[], now: number): SigningKeySet | undefined {
+export function selectSigningKeys(
+  rows: SigningKeyRow[],
+  now: number,
+  seal: SigningKeySeal = NO_SEAL,
+): SigningKeySet | undefined {
   const active = activeRow(rows, now);
   if (!active) return undefined;
   const published = rows
     .filter((r) => ALGS.has(r.alg) && r.kid !== active.kid && stateOf(r, active.kid, now) !== "retired")
     .sort(byActivationDesc);
   return {
-    active: { kid: active.kid, alg: active.alg as SigningAlg, privateJwk: JSON.parse(active.private_jwk) },
+    active: {
+      kid: active.kid,
+      alg: active.alg as SigningAlg,
+      privateJwk: JSON.parse(seal.open(active.kid, active.private_jwk)) as JWK,
+    },
     publicJwks: [active, ...published].map((r) => JSON.parse(r.public_jwk) as JWK),
   };
 }
@@ -209,20 +222,34 @@ export function selectSigningKeys(rows: SigningKeyRow[], now: number): SigningKe
  */
 export function signingKeyStoreOver(
   backend: SigningKeyBackend,
-  options: { alg?: SigningAlg; now?: () => number } = {},
+  options: { alg?: SigningAlg; now?: () => number; secret?: string } = {},
 ): SigningKeyStore {
   const alg = options.alg ?? "ES256";
   assertAlg(alg, "signing key store");
   const now = options.now ?? Date.now;
+  const seal = signingKeySeal(options.secret);
+  const sealed = (row: SigningKeyRow): SigningKeyRow => ({
+    ...row,
+    private_jwk: seal.seal(row.kid, row.private_jwk),
+  });
+  // A store whose keys are sealed gets no plain key added by a process without the secret.
+  const refuseMixing = (rows: SigningKeyRow[]) => {
+    if (!seal.sealing && rows.some((r) => isSealed(r.private_jwk)))
+      throw new McpGateError(
+        "ERR_INVALID_OPTION",
+        `the signing keys in this store are sealed: set ${SIGNING_KEY_SECRET_ENV} to the secret they were sealed with`,
+      );
+  };
 
   async function ensureActive(): Promise<SigningKeySet> {
     const t = now();
-    const candidate = await generateSigningKeyRow(alg, t, t);
+    const candidate = sealed(await generateSigningKeyRow(alg, t, t));
     return backend.mutate((rows) => {
-      const existing = selectSigningKeys(rows, now());
+      const existing = selectSigningKeys(rows, now(), seal);
       if (existing) return { change: {}, result: existing };
+      refuseMixing(rows);
       const all = [...rows, candidate];
-      return { change: { insert: [candidate] }, result: selectSigningKeys(all, now())! };
+      return { change: { insert: [candidate] }, result: selectSigningKeys(all, now(), seal)! };
     });
   }
 
@@ -230,11 +257,20 @@ export function signingKeyStoreOver(
     kind: backend.kind,
     async init() {
       await backend.init();
+      // With a secret, keys stored before it was set are sealed now (same kid, same dates).
+      if (seal.sealing)
+        await backend.mutate((rows) => {
+          const plain = rows.filter((r) => !isSealed(r.private_jwk));
+          return {
+            change: { remove: plain.map((r) => r.kid), insert: plain.map(sealed) },
+            result: undefined,
+          };
+        });
       await ensureActive();
     },
     close: () => backend.close(),
     async current() {
-      return selectSigningKeys(await backend.rows(), now()) ?? (await ensureActive());
+      return selectSigningKeys(await backend.rows(), now(), seal) ?? (await ensureActive());
     },
     async rotate(opts) {
       const overlapMs = opts?.overlapMs;
@@ -246,8 +282,9 @@ export function signingKeyStoreOver(
       const nextAlg = opts.alg ?? alg;
       assertAlg(nextAlg, "rotate signing key");
       const t = now();
-      const generated = await generateSigningKeyRow(nextAlg, t, t + ahead);
+      const generated = sealed(await generateSigningKeyRow(nextAlg, t, t + ahead));
       return backend.mutate((rows) => {
+        refuseMixing(rows);
         const at = now();
         // The newest rotation must win the "latest activation" order even within one millisecond.
         const latest = Math.max(-1, ...rows.map((r) => Number(r.activates_at)));
@@ -311,7 +348,7 @@ function applyChange(rows: Map<string, SigningKeyRow>, change: SigningKeyChange)
  * await keys.init();
  */
 export function createMemorySigningKeyStore(
-  options: { alg?: SigningAlg; now?: () => number } = {},
+  options: { alg?: SigningAlg; now?: () => number; secret?: string } = {},
 ): SigningKeyStore {
   const rows = new Map<string, SigningKeyRow>();
   let open = false;
@@ -347,6 +384,12 @@ export function createMemorySigningKeyStore(
 export interface OpenSigningKeyStoreOptions {
   /** Algorithm of the first key and of rotations without `alg`. Default ES256. */
   alg?: SigningAlg;
+  /**
+   * Seal private keys at rest with this secret (at least 32 characters): the gateway and the CLI
+   * pass `MCPGATE_SIGNING_KEY_SECRET`. Keys already stored plain are sealed when the store opens;
+   * a store with sealed keys cannot be used without it.
+   */
+  secret?: string;
 }
 
 /**
@@ -365,20 +408,27 @@ export async function openSigningKeyStore(
   const loc = parseKeyStoreLocation(location);
   const alg = options.alg ?? "ES256";
   assertAlg(alg, "signing key store");
+  const secret = options.secret ? { secret: options.secret } : {};
   let store: SigningKeyStore;
   if (loc.kind === "memory") {
-    store = createMemorySigningKeyStore({ alg });
+    store = createMemorySigningKeyStore({ alg, ...secret });
   } else if (loc.kind === "sqlite") {
     const { createSqliteSigningKeyStore } = await import("./signing-keys-sqlite.js");
-    store = createSqliteSigningKeyStore({ path: loc.path, alg });
+    store = createSqliteSigningKeyStore({ path: loc.path, alg, ...secret });
   } else {
     const { createPostgresSigningKeyStore } = await import("./signing-keys-postgres.js");
     store = createPostgresSigningKeyStore({
       connectionString: loc.connectionString,
       alg,
+      ...secret,
       ...(loc.schema === undefined ? {} : { schema: loc.schema }),
     });
   }
-  await store.init();
+  try {
+    await store.init();
+  } catch (err) {
+    await store.close().catch(() => {});
+    throw err;
+  }
   return store;
 }

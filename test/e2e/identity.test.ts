@@ -137,6 +137,7 @@ describe("signing-key rotation with two gateway instances on one PostgreSQL key 
   const pgUrl = process.env.MCPGATE_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
   const schema = `mcpgate_idrot_${randomBytes(4).toString("hex")}`;
   const store = `${pgUrl}?schema=${schema}`;
+  const SEAL = `id-seal-${randomBytes(24).toString("hex")}`;
   let upstream: RecordingUpstream;
   let a: TestGateway;
   let b: TestGateway;
@@ -148,8 +149,10 @@ describe("signing-key rotation with two gateway instances on one PostgreSQL key 
         { name: "notes", path: "/notes/mcp", url: upstream.url, identity: { mode: "assertion" as const } },
       ],
     };
-    // Two instances starting together agree on one first key (the store's lock).
-    [a, b] = await Promise.all([startTestGateway(config, env), startTestGateway(config, env)]);
+    // Two instances starting together agree on one first key (the store's lock); the key is sealed
+    // at rest with the secret both are given.
+    const sealedEnv = { ...env, MCPGATE_SIGNING_KEY_SECRET: SEAL };
+    [a, b] = await Promise.all([startTestGateway(config, sealedEnv), startTestGateway(config, sealedEnv)]);
   }, 60_000);
   afterAll(async () => {
     await a?.close();
@@ -217,9 +220,14 @@ describe("signing-key rotation with two gateway instances on one PostgreSQL key 
     });
     expect((await viaA.verifyAccessToken(fromB)).extra?.principal).toBe("static");
 
-    const keys = await openSigningKeyStore(store);
+    const keys = await openSigningKeyStore(store, { secret: SEAL });
     const r = await keys.rotate({ overlapMs: 3_600_000 });
     await keys.close();
+    const admin = new pg.Pool({ connectionString: pgUrl, max: 1 });
+    const { rows } = await admin.query(`SELECT private_jwk FROM "${schema}".signing_keys`);
+    await admin.end();
+    expect(rows).toHaveLength(2);
+    expect(rows.every((row: { private_jwk: string }) => row.private_jwk.startsWith("sealed:v1:"))).toBe(true);
     // Instances read the key set at most every 5 s; a new session needs a new assertion.
     await new Promise((done) => setTimeout(done, 5_500));
     const fromA = await callThrough(a);

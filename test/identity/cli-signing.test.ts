@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import Database from "better-sqlite3";
 import { afterAll, describe, expect, it } from "vitest";
 import { openSigningKeyStore } from "../../src/stores/signing-keys.js";
 
@@ -11,8 +12,11 @@ const TSX = pathToFileURL(resolve("node_modules/tsx/dist/loader.mjs")).href;
 const dir = mkdtempSync(join(tmpdir(), "mcpgate-cli-signing-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const env = { ...process.env };
+function cli(
+  args: string[],
+  extraEnv: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const env = { ...process.env, ...extraEnv };
   delete env.MCPGATE_STORE;
   return new Promise((done) => {
     execFile(
@@ -76,5 +80,29 @@ describe("mcpgate keys rotate-signing / list-signing", () => {
     const d = await cli(["keys", "rotate-signing", "--store", store, "--overlap", "soon"]);
     expect(d.code).toBe(2);
     expect(d.stderr.trim().split("\n")).toHaveLength(1);
+  }, 120_000);
+
+  it("rotates a sealed store only with MCPGATE_SIGNING_KEY_SECRET, sealing the new key", async () => {
+    const secret = `cli-seal-${"s".repeat(40)}`;
+    const file = join(dir, "sealed.db");
+    const store = `sqlite:${file}`;
+    await (await openSigningKeyStore(store, { secret })).close();
+    const refused = await cli(["keys", "rotate-signing", "--store", store]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr.trim().split("\n")).toHaveLength(1);
+    expect(refused.stderr).toMatch(/sealed: set MCPGATE_SIGNING_KEY_SECRET/);
+    const ok = await cli(["keys", "rotate-signing", "--store", store, "--json"], {
+      MCPGATE_SIGNING_KEY_SECRET: secret,
+    });
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).not.toContain(secret);
+    const keys = await openSigningKeyStore(store, { secret });
+    expect((await keys.current()).active.kid).toBe(JSON.parse(ok.stdout).kid);
+    await keys.close();
+    const db = new Database(file, { readonly: true });
+    const rows = db.prepare("SELECT private_jwk FROM signing_keys").all() as Array<{ private_jwk: string }>;
+    db.close();
+    expect(rows).toHaveLength(2);
+    expect(rows.every((r) => r.private_jwk.startsWith("sealed:v1:"))).toBe(true);
   }, 120_000);
 });

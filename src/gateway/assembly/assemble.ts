@@ -3,6 +3,7 @@ import { compilePolicy } from "../../authz/policy.js";
 import { durationMs, type GatewayConfig } from "../../config.js";
 import type { Gate } from "../../gate/gate.js";
 import { createLogger, type Logger } from "../../observe/logger.js";
+import { SIGNING_KEY_SECRET_ENV } from "../../stores/signing-key-seal.js";
 import { findFreePort } from "../free-port.js";
 import { createGatewayServer, type GatewayServer, type Mount, type RouteHandler } from "../server.js";
 import { resolveTracing } from "../tracing-config.js";
@@ -73,6 +74,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     verifiers: built.verifiers,
     ...(obs.guard ? { guard: obs.guard } : {}),
     trustProxy: config.guard?.trustProxy === true,
+    ...(env[SIGNING_KEY_SECRET_ENV] ? { signingKeySecret: env[SIGNING_KEY_SECRET_ENV] } : {}),
   }).catch(async (err) => {
     await built.close();
     await obs.close();

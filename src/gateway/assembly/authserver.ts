@@ -33,6 +33,8 @@ export async function buildAuthServer(
     /** The credential-guessing guard (login page lockout, registration rate-limit source). */
     guard?: Guard;
     trustProxy?: boolean;
+    /** `MCPGATE_SIGNING_KEY_SECRET`: seals the signing keys at rest. */
+    signingKeySecret?: string;
   },
 ): Promise<BuiltAuthServer> {
   const a = config.authServer;
@@ -84,7 +86,10 @@ export async function buildAuthServer(
       await shortLived.init();
       closers.push(() => shortLived!.close());
     }
-    const signingKeys = await openSigningKeyStore(location, { alg: "ES256" });
+    const signingKeys = await openSigningKeyStore(location, {
+      alg: "ES256",
+      ...(ctx.signingKeySecret ? { secret: ctx.signingKeySecret } : {}),
+    });
     closers.push(() => signingKeys.close());
     // Loaded only when configured: oidc-provider is large and warns on Node 20 at import.
     const { createAuthorizationServer } = await import("../../authserver/index.js");

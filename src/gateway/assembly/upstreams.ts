@@ -13,6 +13,7 @@ import { createIdentityRuntime, type IdentityRuntime } from "../../identity/runt
 import type { UpstreamIdentity as IdentityHook } from "../../identity/upstream-identity.js";
 import type { Logger } from "../../observe/logger.js";
 import { traceUpstreamIdentity } from "../../observe/tracing-wrappers.js";
+import { SIGNING_KEY_SECRET_ENV } from "../../stores/signing-key-seal.js";
 import { createHttpUpstream } from "../http-upstream.js";
 import type { Mount, RouteHandler } from "../server.js";
 import { createStdioUpstream } from "../stdio/stdio-upstream.js";
@@ -231,6 +232,7 @@ export async function buildMounts(config: GatewayConfig, ctx: MountContext): Pro
     ...(config.identity?.ttl !== undefined ? { ttlMs: durationMs(config.identity.ttl) } : {}),
     keyStoreLocation: config.identity?.keyStore ?? config.auth.apiKeys?.store ?? "sqlite:./mcpgate.db",
     ...(config.identity?.alg ? { alg: config.identity.alg } : {}),
+    ...(ctx.env[SIGNING_KEY_SECRET_ENV] ? { keySecret: ctx.env[SIGNING_KEY_SECRET_ENV] } : {}),
     upstreams: resolved.map((u) => ({
       name: u.name,
       ...(u.upstream.url ? { url: u.upstream.url } : {}),
