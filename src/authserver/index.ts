@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { JWK } from "jose";
 import Provider from "oidc-provider";
 import type { CredentialVerifier } from "../authn/verifier.js";
+import type { AuditEvent } from "../core/audit-event.js";
 import type { Guard } from "../core/contracts.js";
 import { McpGateError } from "../core/errors.js";
 import type { KeyStore } from "../stores/key-store.js";
@@ -50,6 +51,11 @@ export interface AuthorizationServerOptions {
   keyRefreshMs?: number;
   /** Set when a TLS-terminating proxy sits in front (X-Forwarded-Proto is then believed). */
   trustProxy?: boolean;
+  /**
+   * Sign-ins, consents, registrations and token issuance, for the audit trail (docs/observability.md):
+   * client ids, account ids and display prefixes only, never a key, a code or a token.
+   */
+  audit?: (event: Omit<AuditEvent, "time">) => void;
 }
 
 /** The running authorization server. */
@@ -157,6 +163,7 @@ export async function createAuthorizationServer(
     provider.proxy = options.trustProxy === true;
     // oidc-provider reports errors it already answered; they carry no secrets, but are not ours to log.
     provider.on("server_error", () => {});
+    if (options.audit) auditProviderEvents(provider, options.audit, options.guard);
     const interactions = createInteractions({
       provider,
       // Pending IdP logins live ten minutes: with Redis, beside the codes and interactions.
@@ -166,6 +173,7 @@ export async function createAuthorizationServer(
       scopes: options.scopes,
       accountScopes,
       ...(options.guard ? { guard: options.guard } : {}),
+      ...(options.audit ? { audit: options.audit } : {}),
       login: apiKey ? { apiKey: apiKey.verifier } : { oidc: upstreamLogin! },
     });
     return { callback: provider.callback(), interactions };
@@ -253,4 +261,79 @@ export async function createAuthorizationServer(
       clearInterval(refresh);
     },
   };
+}
+
+/** What the audit needs of oidc-provider's request context (its `ctx.oidc`). */
+interface ProviderContext {
+  ip?: string;
+  req?: IncomingMessage;
+  oidc?: {
+    client?: { clientId?: string };
+    params?: Record<string, unknown>;
+    entities?: Record<string, { accountId?: string } | undefined>;
+  };
+}
+
+/**
+ * Registrations, token issuance and refusals, and revoked grants, as audit events. The provider
+ * emits them after it has answered; nothing secret is read (no code, no token, no client secret).
+ */
+function auditProviderEvents(
+  provider: Provider,
+  audit: (event: Omit<AuditEvent, "time">) => void,
+  guard: Guard | undefined,
+): void {
+  const ipOf = (ctx: ProviderContext) =>
+    (ctx.req ? guard?.sourceOf(ctx.req.socket.remoteAddress, ctx.req.headers) : undefined) ?? ctx.ip;
+  const clientOf = (ctx: ProviderContext) =>
+    String(ctx.oidc?.client?.clientId ?? ctx.oidc?.params?.client_id ?? "");
+  const accountOf = (ctx: ProviderContext) =>
+    ctx.oidc?.entities?.Grant?.accountId ??
+    ctx.oidc?.entities?.AccessToken?.accountId ??
+    ctx.oidc?.entities?.RefreshToken?.accountId ??
+    ctx.oidc?.entities?.AuthorizationCode?.accountId;
+  const grantType = (ctx: ProviderContext) => String(ctx.oidc?.params?.grant_type ?? "");
+  const on = (event: string, fn: (ctx: ProviderContext, extra: unknown) => void) =>
+    provider.on(event, (...args: unknown[]) => {
+      try {
+        fn((args[0] ?? {}) as ProviderContext, args[1]);
+      } catch {
+        // An audit line must never break the provider's answer.
+      }
+    });
+  on("registration_create.success", (ctx, client) =>
+    audit({
+      type: "oauth_client_registered",
+      ip: ipOf(ctx),
+      detail: { client: String((client as { clientId?: string })?.clientId ?? "") },
+    }),
+  );
+  on("grant.success", (ctx) =>
+    audit({
+      type: "oauth_token_issued",
+      actor: accountOf(ctx),
+      ip: ipOf(ctx),
+      detail: {
+        client: clientOf(ctx),
+        grant: grantType(ctx),
+        resource: String(ctx.oidc?.params?.resource ?? "") || undefined,
+      },
+    }),
+  );
+  on("grant.error", (ctx, err) =>
+    audit({
+      type: "oauth_token_refused",
+      ip: ipOf(ctx),
+      reason: String((err as { error?: string })?.error ?? "error"),
+      detail: { client: clientOf(ctx), grant: grantType(ctx) },
+    }),
+  );
+  on("grant.revoked", (ctx) =>
+    audit({
+      type: "oauth_grant_revoked",
+      actor: accountOf(ctx),
+      ip: ipOf(ctx),
+      detail: { client: clientOf(ctx) },
+    }),
+  );
 }

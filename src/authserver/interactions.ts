@@ -3,7 +3,9 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type Provider from "oidc-provider";
 import type { InteractionDetails } from "oidc-provider";
 import type { CredentialVerifier } from "../authn/verifier.js";
+import type { AuditEvent } from "../core/audit-event.js";
 import type { Guard } from "../core/contracts.js";
+import { displayOf } from "../core/identity.js";
 import type { OAuthRecordStore } from "../stores/oauth-records.js";
 import { isLoopbackHost } from "./client-policy.js";
 import { cookieValue, readForm } from "./http-util.js";
@@ -35,6 +37,8 @@ export interface InteractionOptions {
   login: { apiKey: CredentialVerifier } | { oidc: UpstreamLogin };
   /** The credential-guessing guard: wrong keys typed on the login page count as failures of their source. */
   guard?: Guard;
+  /** Sign-ins and consents, for the audit trail (display prefixes and ids only, never a key). */
+  audit?: (event: Omit<AuditEvent, "time">) => void;
 }
 
 const PREFIX = "/oauth/interaction/";
@@ -174,11 +178,24 @@ export function createInteractions(options: InteractionOptions) {
     }
     const key = (form.get("key") ?? "").trim();
     const verified = key ? await options.login.apiKey.verify(key) : undefined;
+    const client = String(d.params.client_id ?? "");
     if (!verified?.ok || !verified.identity.principal.startsWith("key:")) {
+      options.audit?.({
+        type: "oauth_login_refused",
+        ip: source || undefined,
+        reason: !key ? "missing" : verified && !verified.ok ? verified.reason : "not_a_stored_key",
+        detail: { method: "apiKey", client },
+      });
       await guard?.recordFailure(source);
       // Same answer for every failure: the page must not help guess keys.
       return showLogin(req, res, d, "That key was not accepted.");
     }
+    options.audit?.({
+      type: "oauth_login",
+      actor: displayOf(verified.identity),
+      ip: source || undefined,
+      detail: { method: "apiKey", account: verified.identity.principal, client },
+    });
     await provider.interactionFinished(
       req,
       res,
@@ -209,7 +226,15 @@ export function createInteractions(options: InteractionOptions) {
       new URL(`${options.issuer}/oauth/callback?${query}`),
       pending,
     );
+    const source = options.guard?.sourceOf(req.socket.remoteAddress, req.headers) || undefined;
+    const client = String(d.params.client_id ?? "");
     if (!result.ok) {
+      options.audit?.({
+        type: "oauth_login_refused",
+        ip: source,
+        reason: result.reason.slice(0, 120),
+        detail: { method: "oidc", client },
+      });
       await provider.interactionFinished(
         req,
         res,
@@ -218,6 +243,12 @@ export function createInteractions(options: InteractionOptions) {
       );
       return;
     }
+    options.audit?.({
+      type: "oauth_login",
+      actor: `idp:${result.subject}`.slice(0, 200),
+      ip: source,
+      detail: { method: "oidc", client },
+    });
     await provider.interactionFinished(
       req,
       res,
@@ -234,7 +265,16 @@ export function createInteractions(options: InteractionOptions) {
       sendPage(res, 403, "Forbidden", errorPage("The form was not sent from this consent page."));
       return;
     }
+    const decidedBy = d.session?.accountId ?? "";
+    const decidedFor = String(d.params.client_id ?? "");
+    const consentIp = options.guard?.sourceOf(req.socket.remoteAddress, req.headers) || undefined;
     if (form.get("decision") !== "approve") {
+      options.audit?.({
+        type: "oauth_consent",
+        actor: decidedBy,
+        ip: consentIp,
+        detail: { decision: "deny", client: decidedFor },
+      });
       // MCP security best practices: a denial reaches the client as access_denied (RFC 6749 §4.1.2.1).
       await provider.interactionFinished(
         req,
@@ -258,6 +298,19 @@ export function createInteractions(options: InteractionOptions) {
       grant.addResourceScope(resource, scopes.join(" "));
     }
     const grantId = await grant.save();
+    options.audit?.({
+      type: "oauth_consent",
+      actor: decidedBy,
+      ip: consentIp,
+      detail: {
+        decision: "approve",
+        client: decidedFor,
+        scopes: [
+          ...(det.missingOIDCScope ?? []),
+          ...Object.values(det.missingResourceScopes ?? {}).flat(),
+        ].join(" "),
+      },
+    });
     await provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
   }
 

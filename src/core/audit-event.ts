@@ -22,7 +22,21 @@ export type AuditEventType =
   /** The upstream could not be told who calls (token exchange failed, or refused for keys): 502, nothing forwarded. */
   | "identity_refused"
   /** An RFC 8693 token exchange issued the upstream a token; `detail.act` names the actor (§4.1). */
-  | "identity_exchanged";
+  | "identity_exchanged"
+  /** The gateway's authorization server (`authServer`): a person signed in (`detail.method`: apiKey, oidc). */
+  | "oauth_login"
+  /** A sign-in was refused (`reason`): a wrong key, or the IdP's answer not accepted. */
+  | "oauth_login_refused"
+  /** A person approved or denied a client's access on the consent page (`detail.decision`). */
+  | "oauth_consent"
+  /** A client registered (RFC 7591); `detail.client` is its client_id. */
+  | "oauth_client_registered"
+  /** The token endpoint issued tokens (`detail.grant`: authorization_code, refresh_token). */
+  | "oauth_token_issued"
+  /** The token endpoint refused (`reason`: the OAuth error, e.g. invalid_grant). */
+  | "oauth_token_refused"
+  /** A grant was revoked (RFC 7009 revocation, or refresh-token reuse detected). */
+  | "oauth_grant_revoked";
 
 export interface AuditEvent {
   type: AuditEventType;

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { AuditEvent } from "../../src/core/audit-event.js";
 import { createGuard } from "../../src/observe/guard.js";
 import { createMemorySigningKeyStore } from "../../src/stores/signing-keys.js";
 import {
@@ -16,9 +17,11 @@ const REDIRECT = "http://127.0.0.1:9/callback";
 
 let t: TestAuthServer;
 let clientId: string;
+/** What the authorization server audited. */
+const audited: Array<Omit<AuditEvent, "time">> = [];
 
 beforeAll(async () => {
-  t = await startTestAuthServer();
+  t = await startTestAuthServer({ audit: (e) => audited.push(e) });
   clientId = await registerClient(t.issuer, [REDIRECT]);
 });
 afterAll(async () => {
@@ -132,6 +135,11 @@ describe("authorization code flow with login.apiKey", () => {
     expect(page).toContain("not accepted");
     expect(page).not.toContain(wrong);
     expect(page).not.toContain(wrong.slice(14));
+    // Audited as a refused sign-in, without the key that was typed.
+    const refused = audited.filter((e) => e.type === "oauth_login_refused");
+    expect(refused.at(-1)).toMatchObject({ detail: { method: "apiKey", client: clientId } });
+    expect(refused.at(-1)!.reason).toBeTruthy();
+    expect(JSON.stringify(audited)).not.toContain(wrong.slice(14));
   });
 });
 
@@ -191,6 +199,15 @@ describe("token endpoint attacks", () => {
     });
     expect(again.status).toBe(400);
     expect(again.body.error).toBe("invalid_grant");
+    // Audited: the first exchange issued, the replay refused; never the code or a token.
+    expect(audited.filter((e) => e.type === "oauth_token_refused").at(-1)).toMatchObject({
+      reason: "invalid_grant",
+      detail: { client: clientId, grant: "authorization_code" },
+    });
+    expect(audited.some((e) => e.type === "oauth_token_issued" && e.actor === `key:${t.keyId}`)).toBe(true);
+    const text = JSON.stringify(audited);
+    for (const secret of [first.code, first.tok.access_token!.split(".")[2]!, first.tok.refresh_token!])
+      expect(text).not.toContain(secret);
     const r = await t.as.verifier.verify(first.tok.access_token!);
     expect(r.ok).toBe(false);
     const refresh = await tokenRequest(t.issuer, {

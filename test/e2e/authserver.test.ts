@@ -143,6 +143,32 @@ describe("the official SDK client through the gateway's own authorization server
       expect(logs.includes(secret)).toBe(false);
     }
     expect(keyId).toBeTruthy();
+
+    // The audit trail (mirrored to the log) tells the story: registration, sign-in with the key
+    // (its display prefix, never the key), consent, the code exchange and the refresh.
+    const audit = gw.logs
+      .map(
+        (l) =>
+          JSON.parse(l) as {
+            msg?: string;
+            audit?: { type: string; actor?: string; detail?: Record<string, unknown> };
+          },
+      )
+      .filter((l) => l.msg === "audit" && l.audit?.type.startsWith("oauth_"))
+      .map((l) => l.audit!);
+    const client = provider.clientInformation()!.client_id;
+    expect(audit.find((e) => e.type === "oauth_client_registered")?.detail).toMatchObject({ client });
+    const login = audit.find((e) => e.type === "oauth_login");
+    expect(login?.detail).toMatchObject({ method: "apiKey", account: `key:${keyId}`, client });
+    expect(login?.actor).toMatch(/^mcpg_/);
+    expect(key.startsWith(login!.actor!)).toBe(true);
+    expect(audit.find((e) => e.type === "oauth_consent")?.detail).toMatchObject({
+      decision: "approve",
+      client,
+    });
+    const issued = audit.filter((e) => e.type === "oauth_token_issued");
+    expect(issued.map((e) => e.detail?.grant)).toEqual(["authorization_code", "refresh_token"]);
+    expect(issued.every((e) => e.actor === `key:${keyId}` && e.detail?.client === client)).toBe(true);
   }, 60_000);
 });
 
@@ -235,5 +261,15 @@ describe("login.oidc at a real IdP, and a client known by its metadata document 
       `oauth:${new URL(gw2.url).origin}#alice@example.com`,
     );
     await client.close();
+    // The sign-in through the IdP is audited with the IdP's subject and the CIMD client's id.
+    const logins = gw2.logs
+      .map(
+        (l) => JSON.parse(l) as { msg?: string; audit?: { type: string; actor?: string; detail?: object } },
+      )
+      .filter((l) => l.msg === "audit" && l.audit?.type === "oauth_login")
+      .map((l) => l.audit!);
+    expect(logins).toHaveLength(1);
+    expect(logins[0]!.actor).toMatch(/^idp:/);
+    expect(logins[0]!.detail).toEqual({ method: "oidc", client: clientId });
   }, 60_000);
 });

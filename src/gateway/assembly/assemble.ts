@@ -1,6 +1,7 @@
 import type { AddressInfo } from "node:net";
 import { compilePolicy } from "../../authz/policy.js";
 import { durationMs, type GatewayConfig } from "../../config.js";
+import { isoNow } from "../../core/clock.js";
 import type { Gate } from "../../gate/gate.js";
 import { createLogger, type Logger } from "../../observe/logger.js";
 import { SIGNING_KEY_SECRET_ENV } from "../../stores/signing-key-seal.js";
@@ -75,6 +76,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     ...(obs.guard ? { guard: obs.guard } : {}),
     trustProxy: config.guard?.trustProxy === true,
     ...(env[SIGNING_KEY_SECRET_ENV] ? { signingKeySecret: env[SIGNING_KEY_SECRET_ENV] } : {}),
+    audit: (event) => obs.observer.audit({ time: isoNow(), ...event }),
   }).catch(async (err) => {
     await built.close();
     await obs.close();

@@ -1,6 +1,7 @@
 import type { CredentialVerifier } from "../../authn/verifier.js";
 import type { AuthorizationServer, AuthorizationServerOptions } from "../../authserver/index.js";
 import { durationMs, type GatewayConfig } from "../../config.js";
+import type { AuditEvent } from "../../core/audit-event.js";
 import type { Guard } from "../../core/contracts.js";
 import { McpGateError } from "../../core/errors.js";
 import { type OAuthRecordStore, openOAuthStore } from "../../stores/oauth-records.js";
@@ -35,6 +36,8 @@ export async function buildAuthServer(
     trustProxy?: boolean;
     /** `MCPGATE_SIGNING_KEY_SECRET`: seals the signing keys at rest. */
     signingKeySecret?: string;
+    /** The audit trail (sign-ins, consents, registrations, tokens). */
+    audit?: (event: Omit<AuditEvent, "time">) => void;
   },
 ): Promise<BuiltAuthServer> {
   const a = config.authServer;
@@ -116,6 +119,7 @@ export async function buildAuthServer(
       signingKeys,
       ...(ctx.guard ? { guard: ctx.guard } : {}),
       ...(ctx.trustProxy ? { trustProxy: true } : {}),
+      ...(ctx.audit ? { audit: ctx.audit } : {}),
     });
     closers.push(() => server.close());
     return { server, close };
