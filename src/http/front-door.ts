@@ -69,6 +69,9 @@ function send(res: ServerResponse, spec: HttpResponseSpec): void {
 
 const round = (ms: number) => Math.round(ms * 100) / 100;
 
+/** A forwarded request still unanswered after this long has its credential watched (revocation, expiry). */
+const LIFETIME_CHECK_AFTER_MS = 500;
+
 /**
  * Serve one request on an MCP endpoint.
  *
@@ -226,6 +229,9 @@ async function serveMcpRequest(
     .filter((m) => m.method === "tools/call" && m.name !== undefined)
     .map((m) => m.name!);
   if (tools.length > 0) summary.forwardedTools = tools;
+  // The credential is checked again while the upstream takes its time (issue 14 item 5): a long
+  // request is ended at revocation or expiry, whatever form its answer will take.
+  owner.armLifetimeAfter(LIFETIME_CHECK_AFTER_MS);
   const out = await route.forward({ req, res, admission, plan, owner });
   if (out.upstreamMs !== undefined) summary.upstreamMs = round(out.upstreamMs);
 

@@ -57,6 +57,12 @@ export interface ResponseOwner {
    * in-process adapter calls it when it hands the response to the app.
    */
   armLifetime(): void;
+  /**
+   * The same, if the response is still open after `ms`: a request the upstream takes long over
+   * (one JSON answer at the end, or a stdio child's JSON channel) is ended when its credential is
+   * revoked or expires while it waits. Quick answers never arm anything.
+   */
+  armLifetimeAfter(ms: number): void;
   /** Answer a refusal or failure (rendered by core/challenge.ts); ends an open stream instead. */
   refuse(denial: Denial): void;
   /**
@@ -194,6 +200,11 @@ class Owner implements ResponseOwner, RelayHost, ChannelHost {
       else signal.addEventListener("abort", this.#onLifetimeEnd, { once: true });
       this.#watched.push(signal);
     }
+  }
+
+  armLifetimeAfter(ms: number): void {
+    if (this.#armed) return;
+    this.#timers.push(setTimeout(() => this.armLifetime(), ms));
   }
 
   endAt(epochSeconds: number): void {

@@ -182,6 +182,56 @@ describe("open streams end when the credential stops being valid", () => {
     expect(single.logs.join("\n")).not.toContain(k.key);
   });
 
+  it("ends a long request answered in one JSON body (no stream) too: the result never reaches the revoked caller", async () => {
+    // An upstream that answers POSTs with JSON (enableJsonResponse) and a tool that takes 3 s.
+    const jsonUpstream = await startRecordingUpstream({
+      jsonResponse: true,
+      makeServer: () => {
+        const s = createDemoMcpServer();
+        s.registerTool("slow", { inputSchema: { ms: z.number() } }, async ({ ms }) => {
+          await new Promise((r) => setTimeout(r, ms));
+          return { content: [{ type: "text", text: "slow done" }] };
+        });
+        return s;
+      },
+    });
+    const gw = await startTestGateway({
+      upstream: { url: jsonUpstream.url },
+      auth: { apiKeys: { store: location } },
+    });
+    gateways.push(gw);
+    try {
+      const k = await issue("json-post");
+      const init = await rawPost(gw.url, INIT, { authorization: `Bearer ${k.key}` });
+      const h = {
+        authorization: `Bearer ${k.key}`,
+        "mcp-session-id": init.headers.get("mcp-session-id")!,
+        "mcp-protocol-version": "2025-06-18",
+      };
+      await rawPost(gw.url, { jsonrpc: "2.0", method: "notifications/initialized" }, h);
+      const call = rawPost(
+        gw.url,
+        { jsonrpc: "2.0", id: 3, method: "tools/call", params: { name: "slow", arguments: { ms: 3_000 } } },
+        h,
+      );
+      await new Promise((r) => setTimeout(r, 200));
+      const t0 = performance.now();
+      await revoke(k.id, false);
+      const res = await call;
+      const ms = performance.now() - t0;
+      // Within the lazy check (500 ms after forwarding) plus the verifier's ~1 s poll, long before 3 s.
+      expect(ms).toBeLessThan(2_200);
+      expect(res.status).toBe(401);
+      expect(res.text).not.toContain("slow done");
+      // A quick call by a valid key is unaffected (its answer comes before any check is armed).
+      const other = await issue("json-quick");
+      const init2 = await rawPost(gw.url, INIT, { authorization: `Bearer ${other.key}` });
+      expect(init2.status).toBe(200);
+    } finally {
+      await jsonUpstream.close();
+    }
+  });
+
   it("ends a GET stream when its stored key expires", async () => {
     const store = await openKeyStore(location);
     const issued = await issueApiKey(store, { name: "expiring", scopes: [], expiresInMs: 3_000 });
