@@ -1,4 +1,4 @@
-import pg from "pg";
+import type pg from "pg";
 import { McpGateError } from "../core/errors.js";
 import {
   expiryOf,
@@ -7,6 +7,7 @@ import {
   oauthStoreUnavailable,
   serializeOAuthPayload,
 } from "./oauth-records.js";
+import { openPostgresPool, postgresSchema } from "./pg-common.js";
 
 /** Options of {@link createPostgresOAuthStore}. */
 export interface PostgresOAuthStoreOptions {
@@ -20,8 +21,6 @@ export interface PostgresOAuthStoreOptions {
   max?: number;
 }
 
-const SCHEMA_RE = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
-
 /**
  * The authorization server's records in PostgreSQL (DESIGN.md §9 `authServer.store`), in the key
  * store's schema, so every gateway instance serves the same clients, grants and refresh tokens.
@@ -32,19 +31,7 @@ const SCHEMA_RE = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
  * await store.init();
  */
 export function createPostgresOAuthStore(options: PostgresOAuthStoreOptions): OAuthRecordStore {
-  const schema = options?.schema ?? "mcpgate";
-  if (!SCHEMA_RE.test(schema)) {
-    throw new McpGateError(
-      "ERR_INVALID_OPTION",
-      "postgres oauth store: schema must match [A-Za-z_][A-Za-z0-9_]*",
-    );
-  }
-  if (!options.pool && typeof options.connectionString !== "string") {
-    throw new McpGateError(
-      "ERR_INVALID_OPTION",
-      "postgres oauth store: connectionString or pool is required",
-    );
-  }
+  const schema = postgresSchema(options, "postgres oauth store");
   const t = `"${schema}".oauth_records`;
   const ownsPool = !options.pool;
   let pool: pg.Pool | undefined = options.pool;
@@ -70,12 +57,7 @@ export function createPostgresOAuthStore(options: PostgresOAuthStoreOptions): OA
     kind: "postgres",
     async init() {
       if (!pool) {
-        pool = new pg.Pool({
-          connectionString: options.connectionString,
-          max: options.max ?? 5,
-          connectionTimeoutMillis: 5000,
-        });
-        pool.on("error", () => {}); // idle-client errors surface on the next query instead
+        pool = openPostgresPool(options.connectionString!, options.max ?? 5);
       }
       let client: pg.PoolClient | undefined;
       try {

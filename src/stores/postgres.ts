@@ -1,7 +1,8 @@
-import pg from "pg";
+import type pg from "pg";
 import { McpGateError } from "../core/errors.js";
 import { KEY_COLUMNS, type KeyRow, recordToValues, rowToRecord } from "./key-rows.js";
 import type { KeyRecord, KeyStore, RevokeResult, RotateResult } from "./key-store.js";
+import { openPostgresPool, postgresSchema } from "./pg-common.js";
 
 // `mcpgate/stores/postgres` is this file: the audit table beside the keys is part of the entry.
 export {
@@ -29,8 +30,6 @@ export interface PostgresKeyStoreOptions {
   /** Connection timeout when the store creates the pool. Default 5000. */
   connectionTimeoutMs?: number;
 }
-
-const SCHEMA_RE = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 
 // Each entry moves the schema from version i to i+1. `{s}` is the quoted schema name.
 const MIGRATIONS: string[] = [
@@ -73,16 +72,7 @@ function isDuplicate(err: unknown): boolean {
  * await store.init();
  */
 export function createPostgresKeyStore(options: PostgresKeyStoreOptions): KeyStore {
-  const schema = options?.schema ?? "mcpgate";
-  if (!SCHEMA_RE.test(schema)) {
-    throw new McpGateError(
-      "ERR_INVALID_OPTION",
-      "postgres key store: schema must match [A-Za-z_][A-Za-z0-9_]*",
-    );
-  }
-  if (!options.pool && typeof options.connectionString !== "string") {
-    throw new McpGateError("ERR_INVALID_OPTION", "postgres key store: connectionString or pool is required");
-  }
+  const schema = postgresSchema(options, "postgres key store");
   const s = `"${schema}"`;
   const table = `${s}.api_keys`;
   const ownsPool = !options.pool;
@@ -156,13 +146,7 @@ export function createPostgresKeyStore(options: PostgresKeyStoreOptions): KeySto
     kind: "postgres",
     async init() {
       if (!pool) {
-        pool = new pg.Pool({
-          connectionString: options.connectionString,
-          max: options.max ?? 10,
-          connectionTimeoutMillis: options.connectionTimeoutMs ?? 5000,
-        });
-        // An idle client's socket error must not crash the process; the next query reports it.
-        pool.on("error", () => {});
+        pool = openPostgresPool(options.connectionString!, options.max ?? 10, options.connectionTimeoutMs);
       }
       try {
         await migrate();

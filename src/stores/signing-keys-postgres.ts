@@ -1,5 +1,6 @@
-import pg from "pg";
+import type pg from "pg";
 import { McpGateError } from "../core/errors.js";
+import { openPostgresPool, postgresSchema } from "./pg-common.js";
 import {
   type SigningAlg,
   type SigningKeyChange,
@@ -33,8 +34,6 @@ export interface PostgresSigningKeyStoreOptions {
   secret?: string;
 }
 
-const SCHEMA_RE = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
-
 const unavailable = (err: unknown) => signingStoreUnavailable("postgres", err);
 
 /**
@@ -45,17 +44,7 @@ const unavailable = (err: unknown) => signingStoreUnavailable("postgres", err);
  * await keys.init();
  */
 export function createPostgresSigningKeyStore(options: PostgresSigningKeyStoreOptions): SigningKeyStore {
-  const schema = options?.schema ?? "mcpgate";
-  if (!SCHEMA_RE.test(schema))
-    throw new McpGateError(
-      "ERR_INVALID_OPTION",
-      "postgres signing-key store: schema must match [A-Za-z_][A-Za-z0-9_]*",
-    );
-  if (!options.pool && typeof options.connectionString !== "string")
-    throw new McpGateError(
-      "ERR_INVALID_OPTION",
-      "postgres signing-key store: connectionString or pool is required",
-    );
+  const schema = postgresSchema(options, "postgres signing-key store");
   const table = `"${schema}".signing_keys`;
   const lockName = `mcpgate-signing-keys:${schema}`;
   const ownsPool = !options.pool;
@@ -108,13 +97,7 @@ export function createPostgresSigningKeyStore(options: PostgresSigningKeyStoreOp
       kind: "postgres",
       async init() {
         if (!pool) {
-          pool = new pg.Pool({
-            connectionString: options.connectionString,
-            max: options.max ?? 4,
-            connectionTimeoutMillis: 5000,
-          });
-          // An idle client's socket error must not crash the process; the next query reports it.
-          pool.on("error", () => {});
+          pool = openPostgresPool(options.connectionString!, options.max ?? 4);
         }
         try {
           await locked(async (c) => {
