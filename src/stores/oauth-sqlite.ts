@@ -1,4 +1,4 @@
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
 import { McpGateError } from "../core/errors.js";
 import {
   expiryOf,
@@ -7,6 +7,7 @@ import {
   oauthStoreUnavailable,
   serializeOAuthPayload,
 } from "./oauth-records.js";
+import { openSqlite } from "./sqlite-common.js";
 
 /** Options of {@link createSqliteOAuthStore}. */
 export interface SqliteOAuthStoreOptions {
@@ -92,17 +93,10 @@ export function createSqliteOAuthStore(options: SqliteOAuthStoreOptions): OAuthR
     async init() {
       if (db) return;
       run(() => {
-        const d = new Database(options.path, { timeout: busyTimeoutMs });
-        try {
-          d.pragma(`busy_timeout = ${Math.floor(busyTimeoutMs)}`);
-          d.pragma("journal_mode = WAL");
+        db = openSqlite(options.path, busyTimeoutMs, (d) => {
           d.exec(SCHEMA);
           s = prepare(d);
-          db = d;
-        } catch (err) {
-          d.close();
-          throw err;
-        }
+        });
       });
     },
     async close() {

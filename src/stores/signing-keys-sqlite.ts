@@ -1,4 +1,4 @@
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
 import { McpGateError } from "../core/errors.js";
 import {
   type SigningAlg,
@@ -8,6 +8,7 @@ import {
   signingKeyStoreOver,
   signingStoreUnavailable,
 } from "./signing-keys.js";
+import { openSqlite } from "./sqlite-common.js";
 
 /**
  * SQLite signing-key store: the `signing_keys` table in the same file as the API keys
@@ -82,16 +83,7 @@ export function createSqliteSigningKeyStore(options: SqliteSigningKeyStoreOption
       async init() {
         if (db) return;
         try {
-          const d = new Database(options.path, { timeout: busyTimeoutMs });
-          try {
-            d.pragma(`busy_timeout = ${Math.floor(busyTimeoutMs)}`);
-            d.pragma("journal_mode = WAL");
-            d.exec(SCHEMA);
-          } catch (err) {
-            d.close();
-            throw err;
-          }
-          db = d;
+          db = openSqlite(options.path, busyTimeoutMs, (d) => d.exec(SCHEMA));
         } catch (err) {
           throw unavailable(err);
         }

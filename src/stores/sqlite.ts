@@ -1,7 +1,8 @@
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
 import { McpGateError } from "../core/errors.js";
 import { KEY_COLUMNS, type KeyRow, recordToValues, rowToRecord } from "./key-rows.js";
 import type { KeyRecord, KeyStore, RevokeResult, RotateResult } from "./key-store.js";
+import { openSqlite } from "./sqlite-common.js";
 
 /**
  * SQLite key store (better-sqlite3): the embedded default (`sqlite:./mcpgate.db`). WAL journal so
@@ -115,10 +116,7 @@ export function createSqliteKeyStore(options: SqliteKeyStoreOptions): KeyStore {
     async init() {
       if (db) return;
       run(() => {
-        const d = new Database(options.path, { timeout: busyTimeoutMs });
-        try {
-          d.pragma(`busy_timeout = ${Math.floor(busyTimeoutMs)}`);
-          d.pragma("journal_mode = WAL");
+        db = openSqlite(options.path, busyTimeoutMs, (d) => {
           d.pragma("synchronous = NORMAL");
           // Lookups by id stay flat from 1k to 1M keys only if the B-tree pages they touch are not
           // re-read through syscalls: a larger page cache plus mmap keep a 1M-key table in memory.
@@ -126,11 +124,7 @@ export function createSqliteKeyStore(options: SqliteKeyStoreOptions): KeyStore {
           d.pragma(`mmap_size = ${mmapSizeBytes}`);
           migrate(d);
           stmts = prepare(d);
-          db = d;
-        } catch (err) {
-          d.close();
-          throw err;
-        }
+        });
       });
     },
     async close() {
