@@ -84,6 +84,15 @@ async function sharedSecret<T extends Record<string, unknown>>(
 const AS_PATHS = ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"];
 
 /**
+ * The registration endpoint in the form oidc-provider's router matches it: any letter case, and at
+ * most one trailing slash. Its limits (rate, count) must hold for every spelling the router accepts.
+ */
+function isRegistrationPath(path: string): boolean {
+  const p = path.length > 1 && path.endsWith("/") ? path.slice(0, -1) : path;
+  return p.toUpperCase() === "/OAUTH/REGISTER";
+}
+
+/**
  * The gateway as an OAuth 2.1 authorization server for MCP clients (DESIGN.md §9), built on
  * oidc-provider: RFC 8414 metadata, authorization code + PKCE S256, RFC 8707 resources, RFC 9207
  * `iss`, rotating refresh tokens with reuse detection, RFC 7009 revocation, RFC 7591 registration,
@@ -198,7 +207,7 @@ export async function createAuthorizationServer(
       sendOAuthError(res, 503, "temporarily_unavailable", "the registration limit is reached");
       return true;
     }
-    live.callback(req, res);
+    await live.callback(req, res);
     return true;
   }
 
@@ -235,7 +244,7 @@ export async function createAuthorizationServer(
       if (AS_PATHS.includes(path)) {
         // RFC 8414 §3 and OIDC Discovery serve the same document.
         if (path !== "/.well-known/openid-configuration") req.url = "/.well-known/openid-configuration";
-        live.callback(req, res);
+        await live.callback(req, res);
         return true;
       }
       if (!path.startsWith("/oauth/")) return false;
@@ -250,11 +259,11 @@ export async function createAuthorizationServer(
         return true;
       }
       if (await live.interactions.handle(req, res)) return true;
-      if (path === "/oauth/register" && req.method === "POST") {
+      if (req.method === "POST" && isRegistrationPath(path)) {
         if (clients.registration === false) return false;
         return register(req, res);
       }
-      live.callback(req, res);
+      await live.callback(req, res);
       return true;
     },
     async close() {

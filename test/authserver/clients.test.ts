@@ -217,19 +217,27 @@ describe("dynamic client registration (RFC 7591)", () => {
     });
     const statuses: number[] = [];
     try {
-      for (let i = 0; i < 4; i++) {
-        const res = await fetch(`${limited.issuer}/oauth/register`, {
+      // Every spelling the provider's router takes for the endpoint counts against the same limit.
+      for (const path of ["/oauth/register", "/oauth/Register", "/oauth/register/", "/OAUTH/register"]) {
+        const res = await fetch(`${limited.issuer}${path}`, {
           method: "POST",
           headers: { "content-type": "application/json" },
           body: JSON.stringify({ redirect_uris: [REDIRECT], token_endpoint_auth_method: "none" }),
         });
         statuses.push(res.status);
-        if (res.status === 429) expect(res.headers.get("retry-after")).toBe("60");
       }
+      const again = await fetch(`${limited.issuer}/oauth/register/`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ redirect_uris: [REDIRECT], token_endpoint_auth_method: "none" }),
+      });
+      statuses.push(again.status);
+      expect(again.headers.get("retry-after")).toBe("60");
     } finally {
       await limited.close();
     }
-    expect(statuses).toEqual([201, 201, 201, 429]);
+    // "/OAUTH/…" is not under /oauth/ for the gateway: never handed to the provider (404).
+    expect(statuses).toEqual([201, 201, 201, 404, 429]);
     const fresh = await startTestAuthServer({ clients: { maxRegistered: 2 } });
     try {
       await registerClient(fresh.issuer, [REDIRECT]);
