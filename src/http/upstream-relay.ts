@@ -190,6 +190,12 @@ function relaySse(
   ids: WireIds,
 ): Promise<RelayResult> {
   const res = h.res;
+  // The client may have left, or the upstream reset, while the head was being bound: their events
+  // are gone and would never come again.
+  if (body.destroyed || res.destroyed) {
+    body.destroy();
+    return Promise.resolve(h.aborted ? "aborted" : "error");
+  }
   h.markSse();
   res.writeHead(status, { ...headers, ...SSE_HEAD });
   h.armLifetime();

@@ -36,8 +36,15 @@ function depthExceeds(text: string, max: number): boolean {
   return false;
 }
 
+/** Longest string id accepted: ids are kept per pending request (wire-id maps), so they are bounded. */
+export const MAX_ID_LENGTH = 256;
+
 function isId(v: unknown): v is JsonRpcId {
-  return typeof v === "string" || (typeof v === "number" && Number.isFinite(v)) || v === null;
+  return (
+    (typeof v === "string" && v.length <= MAX_ID_LENGTH) ||
+    (typeof v === "number" && Number.isFinite(v)) ||
+    v === null
+  );
 }
 
 /** Validate one element against JSON-RPC 2.0 §4/§5 and pull out what authorization needs. */
@@ -46,7 +53,8 @@ export function inspectMessage(value: unknown): InspectedMessage | string {
   const msg = value as Record<string, unknown>;
   if (msg.jsonrpc !== "2.0") return 'message lacks "jsonrpc": "2.0"';
   const hasId = Object.hasOwn(msg, "id");
-  if (hasId && !isId(msg.id)) return "id must be a string, a number or null";
+  if (hasId && !isId(msg.id))
+    return `id must be a string (at most ${MAX_ID_LENGTH} characters), a number or null`;
   if (typeof msg.method === "string") {
     if (msg.method.length === 0 || msg.method.length > 256) return "method must be a non-empty string";
     if (msg.params !== undefined && (typeof msg.params !== "object" || msg.params === null)) {

@@ -18,10 +18,18 @@ export class SseParser {
   #buffer = "";
   #lines: string[] = [];
   #pendingCr = false;
+  #started = false;
 
   /** Feed a chunk; returns the events completed by it. Throws RangeError past MAX_SSE_EVENT_BYTES. */
   push(chunk: string): SseEvent[] {
     let text = chunk;
+    // WHATWG HTML §9.2.6: one leading U+FEFF is dropped, as every client's decoder does. Left in, it
+    // would make the first field "\uFEFFdata": an event we could not read (nor map, nor filter)
+    // that the client reads as data.
+    if (!this.#started && text.length > 0) {
+      this.#started = true;
+      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+    }
     // A CR ended the previous chunk: an LF opening the next non-empty chunk belongs to that CRLF.
     // (An empty chunk must not clear this, or the LF would be read as a blank line and end the event early.)
     if (this.#pendingCr && text.length > 0) {

@@ -119,8 +119,18 @@ export class WireIds {
   }
 
   #evictOldest(): void {
-    const oldest = this.#pending.keys().next().value;
-    if (oldest !== undefined) this.#pending.delete(oldest);
+    const oldest = this.#pending.entries().next().value;
+    if (oldest === undefined) return;
+    const [wire, p] = oldest;
+    this.#pending.delete(wire);
+    // Its cancellation target goes too: #latest never holds more than #pending does.
+    const key = JSON.stringify(p.clientId);
+    if (this.#latest.get(key) === wire) this.#latest.delete(key);
+  }
+
+  /** Client ids remembered for cancellations (for tests and bounds: never more than `size`). */
+  get cancellable(): number {
+    return this.#latest.size;
   }
 }
 

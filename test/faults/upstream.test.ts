@@ -246,3 +246,24 @@ describe("upstream whose SSE chunks split a character", () => {
     expect(JSON.parse(data!)).toMatchObject({ id: 7, result: { content: [{ text }] } });
   });
 });
+
+describe("upstream that opens its SSE answer with a byte-order mark", () => {
+  it("reads the event as the client will (mark dropped), so an answer it did not ask for is still dropped", async () => {
+    const up = await startCannedUpstream((seen, res) => {
+      if (!seen.body.includes('"tools/call"')) return false;
+      // Not the wire id the gateway sent: the client's own id, guessed, with a result of its choosing.
+      const forged = {
+        jsonrpc: "2.0",
+        id: 7,
+        result: { content: [{ type: "text", text: "forged-answer" }] },
+      };
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.end(`\uFEFFdata: ${JSON.stringify(forged)}\n\n`);
+      return true;
+    });
+    cleanups.push(() => up.close());
+    const gw = await gatewayFor(up.url);
+    const r = await post(gw.url, call(7));
+    expect(r.text).not.toContain("forged-answer");
+  });
+});

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { InspectedMessage } from "../../src/core/message.js";
-import { SessionWireIds } from "../../src/mcp/wire-ids.js";
+import { MAX_ID_LENGTH, parseJsonRpc } from "../../src/mcp/jsonrpc.js";
+import { SessionWireIds, WireIds } from "../../src/mcp/wire-ids.js";
 
 const TTL = 60_000;
 const call = (id: number): InspectedMessage =>
@@ -51,5 +52,34 @@ describe("SessionWireIds: one upstream's id maps shared by every caller", () => 
     maps.forget("s");
     maps.forRequest();
     expect(maps.size).toBe(0);
+  });
+});
+
+describe("WireIds: one session's map is bounded whatever the caller sends", () => {
+  it("keeps at most maxPending requests and as many cancellation targets, however many go unanswered", () => {
+    const ids = new WireIds("w-", 16);
+    for (let i = 0; i < 1000; i++) ids.outbound([call(i)]);
+    expect(ids.size).toBe(16);
+    expect(ids.cancellable).toBeLessThanOrEqual(16);
+    // The newest requests are still attributable (and cancellable).
+    const out = ids.outbound([
+      {
+        type: "notification",
+        method: "notifications/cancelled",
+        raw: { jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: 999 } },
+      } as InspectedMessage,
+    ]);
+    expect(out.messages).toHaveLength(1);
+  });
+
+  it("refuses a string id longer than MAX_ID_LENGTH before it reaches any map", () => {
+    const long = parseJsonRpc(
+      JSON.stringify({ jsonrpc: "2.0", id: "x".repeat(MAX_ID_LENGTH + 1), method: "ping" }),
+    );
+    expect(long.ok).toBe(false);
+    const ok = parseJsonRpc(
+      JSON.stringify({ jsonrpc: "2.0", id: "x".repeat(MAX_ID_LENGTH), method: "ping" }),
+    );
+    expect(ok.ok).toBe(true);
   });
 });
