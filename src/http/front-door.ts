@@ -129,7 +129,8 @@ async function serveMcpRequest(
         era: summary.era,
         principal: summary.principal,
         sessionId: sessionId ?? (typeof minted === "string" ? minted : undefined),
-        protocolVersion: typeof version === "string" ? version : undefined,
+        // From the request, before it is known valid: bounded like any other span attribute we set.
+        protocolVersion: typeof version === "string" ? version.slice(0, 32) : undefined,
       });
     }
     gate.options.observer?.request?.(summary);

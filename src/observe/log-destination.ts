@@ -1,4 +1,5 @@
 import { fstatSync, write, writeSync } from "node:fs";
+import { isatty } from "node:tty";
 
 /**
  * Where the gateway's JSON log lines go (stdout by default): batched, asynchronous, bounded.
@@ -45,11 +46,14 @@ function flushAllAtExit(): void {
   for (const ref of live) ref.deref()?.flushSync();
 }
 
-/** A regular file, a character device (a terminal, /dev/null): writes to it do not wait on a reader. */
+/**
+ * A regular file or /dev/null: writes to it do not wait on a reader. A terminal can (a paused
+ * screen, a `docker run -t` nobody reads): it is written to asynchronously, like a pipe.
+ */
 function writesAtOnce(fd: number): boolean {
   try {
     const st = fstatSync(fd);
-    return st.isFile() || st.isCharacterDevice();
+    return st.isFile() || (st.isCharacterDevice() && !isatty(fd));
   } catch {
     return false;
   }
@@ -104,12 +108,16 @@ export function createLineDestination(options: LineDestinationOptions = {}): Lin
     for (const cb of cbs) cb(err);
   }
 
-  // A regular file, a terminal or /dev/null takes a write at once: batches go out synchronously,
-  // which costs a fraction of a hand-off to libuv's threadpool. A pipe or a socket may be full for
-  // as long as its reader likes: batches go out asynchronously and requests never wait for them.
+  // A regular file or /dev/null takes a write at once: batches go out synchronously, which costs a
+  // fraction of a hand-off to libuv's threadpool. A pipe, a socket or a terminal may be full for as
+  // long as its reader likes: batches go out asynchronously and requests never wait for them.
   const direct = writesAtOnce(fd);
+  // A synchronous flush (exit, pino's fatal) takes over what an asynchronous write had under way:
+  // that write's late callbacks and retries belong to an older generation and are ignored.
+  let generation = 0;
 
-  function writeOut(data: Buffer, offset: number): void {
+  function writeOut(data: Buffer, offset: number, gen = generation): void {
+    if (gen !== generation) return;
     unwritten = offset < data.length ? { data, offset } : undefined;
     if (direct) {
       try {
@@ -129,16 +137,17 @@ export function createLineDestination(options: LineDestinationOptions = {}): Lin
       }
     }
     write(fd, data, offset, data.length - offset, null, (err, written) => {
+      if (gen !== generation) return;
       if (wouldBlock(err)) {
         // The reader is behind: try again shortly (lines keep queueing, bounded by maxBytes). This
         // timer holds the process open: lines being written are not abandoned.
-        setTimeout(writeOut, 10, data, offset);
+        setTimeout(writeOut, 10, data, offset, gen);
         return;
       }
       if (err) {
         unwritten = undefined;
         done(err);
-      } else if (offset + written < data.length) writeOut(data, offset + written);
+      } else if (offset + written < data.length) writeOut(data, offset + written, gen);
       else {
         unwritten = undefined;
         done(null);
@@ -183,6 +192,7 @@ export function createLineDestination(options: LineDestinationOptions = {}): Lin
       const pending = unwritten ? [unwritten.data.subarray(unwritten.offset)] : [];
       unwritten = undefined;
       inFlight = undefined;
+      generation++;
       const rest = take();
       if (rest) pending.push(rest);
       for (const data of pending) {
@@ -196,6 +206,10 @@ export function createLineDestination(options: LineDestinationOptions = {}): Lin
           }
         }
       }
+      // Whoever waited on the write taken over is answered now.
+      const cbs = callbacks;
+      callbacks = [];
+      for (const cb of cbs) cb(null);
     },
     get dropped() {
       return dropped;

@@ -93,15 +93,23 @@ function createRedactor(extraHeaders: readonly string[]) {
     return out ?? obj;
   }
 
-  return (line: Record<string, unknown>): Record<string, unknown> =>
-    scrub(line, true) as Record<string, unknown>;
+  return (line: Record<string, unknown>): Record<string, unknown> => {
+    try {
+      return scrub(line, true) as Record<string, unknown>;
+    } catch {
+      // An object redaction cannot walk is not written at all (fail closed), but the line is.
+      return { redaction: "failed" };
+    }
+  };
 }
 
-/** A shallow copy that keeps an object's prototype and non-enumerable own fields (an Error's message). */
+/**
+ * A plain, writable shallow copy (a frozen instance or a getter must not make redaction throw). An
+ * Error keeps what pino's error serializer would have shown: its type, message and stack.
+ */
 function copyOf(obj: object): Record<string, unknown> {
-  const proto = Object.getPrototypeOf(obj) as object | null;
-  if (proto === Object.prototype || proto === null) return { ...obj } as Record<string, unknown>;
-  return Object.create(proto, Object.getOwnPropertyDescriptors(obj)) as Record<string, unknown>;
+  if (obj instanceof Error) return { ...obj, type: obj.name, message: obj.message, stack: obj.stack };
+  return { ...obj } as Record<string, unknown>;
 }
 
 /**
@@ -113,9 +121,11 @@ function copyOf(obj: object): Record<string, unknown> {
  * @example const log = createLogger({ level: "info" }); log.info({ requestId }, "request");
  */
 export function createLogger(options: LoggerOptions = {}): Logger {
+  const redact = createRedactor(options.redactHeaders ?? []);
   const base = {
     level: options.level ?? "info",
-    formatters: { log: createRedactor(options.redactHeaders ?? []) },
+    // Each line's object is redacted as it is written; a child logger's bindings when it is made.
+    formatters: { log: redact },
     base: { service: "mcpgate" },
     // pino's isoTime, with the date formatted once per second (core/clock.ts).
     timestamp: () => `,"time":"${isoNow()}"`,
@@ -126,26 +136,51 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     mixinMergeStrategy: (line: object, fields: object) =>
       (fields as { trace_id?: string }).trace_id === undefined ? line : Object.assign(fields, line),
   };
-  if (options.destination) return pino(base, options.destination);
+  if (options.destination) return redactingChildren(pino(base, options.destination), redact);
   if (options.pretty ?? process.stdout.isTTY) {
     try {
       createRequire(import.meta.url).resolve("pino-pretty");
-      return pino({ ...base, transport: { target: "pino-pretty", options: { colorize: true } } });
+      return redactingChildren(
+        pino({ ...base, transport: { target: "pino-pretty", options: { colorize: true } } }),
+        redact,
+      );
     } catch {
       // pino-pretty is a dev dependency; without it we write JSON lines.
     }
   }
   // Asynchronous, batched, bounded writes to stdout (observe/log-destination.ts): lines leave in
   // ≥ 4 KiB batches, and at the latest after a second. Call `flushLogger` before exiting.
-  return pino(base, createLineDestination());
+  return redactingChildren(pino(base, createLineDestination()), redact);
 }
 
-/** Write out buffered log lines (before process exit). */
-export function flushLogger(logger: Logger): Promise<void> {
+/**
+ * pino serialises a child's bindings once, when the child is made, and applies no log formatter to
+ * them: they pass the redaction there (children of children inherit the wrapped `child`).
+ */
+function redactingChildren(
+  logger: Logger,
+  redact: (o: Record<string, unknown>) => Record<string, unknown>,
+): Logger {
+  const child = logger.child;
+  logger.child = function (this: Logger, bindings, opts) {
+    return child.call(this, redact(bindings as Record<string, unknown>), opts);
+  } as Logger["child"];
+  return logger;
+}
+
+/** Write out buffered log lines (before process exit), waiting at most `timeoutMs`. */
+export function flushLogger(logger: Logger, timeoutMs = 5_000): Promise<void> {
   return new Promise((resolve) => {
+    // A stdout nobody reads must not hold the exit forever: what is left is written at exit.
+    const timer = setTimeout(resolve, timeoutMs);
+    timer.unref();
     try {
-      logger.flush(() => resolve());
+      logger.flush(() => {
+        clearTimeout(timer);
+        resolve();
+      });
     } catch {
+      clearTimeout(timer);
       resolve();
     }
   });

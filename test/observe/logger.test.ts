@@ -88,6 +88,24 @@ describe("logger redaction", () => {
     });
   });
 
+  it("redacts a child logger's bindings, and never throws on a frozen instance or a getter", () => {
+    const lines: string[] = [];
+    const log = createLogger({ level: "debug", destination: captureStream(lines) });
+    const child = log.child({ token: "sekret-child", headers: { authorization: "Bearer sekret-h" } });
+    child.info({ requestId: "r" }, "from a child");
+    class Holder {
+      token = "sekret-frozen";
+      get apiKey() {
+        return "sekret-getter";
+      }
+    }
+    expect(() => log.info({ a: Object.freeze(new Holder()) }, "frozen")).not.toThrow();
+    const text = lines.join("\n");
+    expect(text).not.toMatch(/sekret/);
+    expect(JSON.parse(lines[0]!)).toMatchObject({ token: "[redacted]", requestId: "r" });
+    expect(JSON.parse(lines[1]!).a).toEqual({ token: "[redacted]" });
+  });
+
   it("writes nothing below its level", () => {
     const lines: string[] = [];
     const log = createLogger({ level: "info", destination: captureStream(lines) });
