@@ -172,7 +172,11 @@ describe("the log line destination", () => {
     // flush took over may have reached the pipe before it did; never a whole retried batch).
     const first: number[] = [];
     const had = new Set<number>();
-    for (const i of seen) if (!had.has(i)) had.add(i), first.push(i);
+    for (const i of seen) {
+      if (had.has(i)) continue;
+      had.add(i);
+      first.push(i);
+    }
     expect(first).toEqual(Array.from({ length: 6000 }, (_, i) => i));
     expect(seen.length - 6000).toBeLessThan(300);
   }, 60_000);
