@@ -14,7 +14,7 @@ import { createWindowLimiter } from "./client-policy.js";
 import { sendOAuthError } from "./http-util.js";
 import { createInteractions } from "./interactions.js";
 import { providerConfiguration } from "./provider-config.js";
-import { createOwnTokenVerifier } from "./token-verifier.js";
+import { createOwnTokenVerifier, type OwnTokenVerifier } from "./token-verifier.js";
 import { createUpstreamLogin, type UpstreamLoginOptions } from "./upstream-login.js";
 
 /** Options of {@link createAuthorizationServer}. Durations in seconds/milliseconds as named. */
@@ -64,7 +64,7 @@ export interface AuthorizationServer {
   /** Answer a request if it is the authorization server's; false otherwise (the gateway goes on). */
   handle(req: IncomingMessage, res: ServerResponse): Promise<boolean>;
   /** Verifies the access tokens this server issues (the gateway's resource-server path). */
-  readonly verifier: CredentialVerifier & { readonly issuers: readonly string[] };
+  readonly verifier: OwnTokenVerifier;
   close(): Promise<void>;
 }
 

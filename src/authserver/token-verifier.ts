@@ -40,15 +40,26 @@ const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
  * const v = createOwnTokenVerifier({ issuer, resources: [publicUrl], jwks: () => keys, liveness });
  * const r = await v.verify(token);
  */
-export function createOwnTokenVerifier(options: OwnTokenVerifierOptions): CredentialVerifier & {
+/** The verifier of the gateway's own tokens; `forResource` narrows it to one endpoint. */
+export type OwnTokenVerifier = CredentialVerifier & {
   readonly issuers: readonly string[];
-} {
+  /**
+   * The same verifier (same caches) for one MCP endpoint: a token is accepted only if its `aud`
+   * names that endpoint's resource, so a token issued for one upstream is refused at another.
+   */
+  forResource(resource: string): CredentialVerifier & { readonly issuers: readonly string[] };
+};
+
+export function createOwnTokenVerifier(options: OwnTokenVerifierOptions): OwnTokenVerifier {
   const now = options.now ?? Date.now;
   const ttl = options.livenessTtlMs ?? 1000;
   let keysFor: JWK[] | undefined;
   let getKey: JWTVerifyGetKey | undefined;
   // Verified tokens by hash, until their `exp`; bounded (cleared when full, as a burst of new tokens).
-  const cache = new Map<string, { identity: Identity; grantId: string | undefined; exp: number }>();
+  const cache = new Map<
+    string,
+    { identity: Identity; grantId: string | undefined; exp: number; aud: readonly string[] }
+  >();
   const live = new Map<string, { until: number; value: Promise<string[] | boolean | undefined> }>();
 
   function keys(): JWTVerifyGetKey {
@@ -92,7 +103,9 @@ export function createOwnTokenVerifier(options: OwnTokenVerifierOptions): Creden
     return { ok: true, identity };
   }
 
-  async function verifyFresh(token: string): Promise<{ result: VerifyResult; grantId?: string }> {
+  async function verifyFresh(
+    token: string,
+  ): Promise<{ result: VerifyResult; grantId?: string; aud?: readonly string[] }> {
     let payload: Record<string, unknown>;
     try {
       ({ payload } = await jwtVerify(token, keys(), {
@@ -129,25 +142,41 @@ export function createOwnTokenVerifier(options: OwnTokenVerifierOptions): Creden
         expiresAt: payload.exp as number,
       });
     }
+    const aud = typeof payload.aud === "string" ? [payload.aud] : ((payload.aud as string[]) ?? []);
     return gid === undefined
-      ? { result: { ok: true, identity } }
-      : { result: { ok: true, identity }, grantId: gid };
+      ? { result: { ok: true, identity }, aud }
+      : { result: { ok: true, identity }, grantId: gid, aud };
   }
 
-  return {
-    kind: "oauth2",
-    issuers: Object.freeze([options.issuer]),
-    accepts: (token) => JWT_SHAPE.test(token),
-    async verify(token) {
-      if (typeof token !== "string" || token.length > 8192) return { ok: false, reason: "malformed" };
-      const hash = tokenHash(token);
-      const hit = cache.get(hash);
-      if (hit && hit.exp * 1000 > now()) return check(hit.identity, hit.grantId);
-      const { result, grantId } = await verifyFresh(token);
+  /** Verify for the endpoint `resource` (undefined: any of the gateway's resources). */
+  async function verify(token: string, resource: string | undefined): Promise<VerifyResult> {
+    if (typeof token !== "string" || token.length > 8192) return { ok: false, reason: "malformed" };
+    const hash = tokenHash(token);
+    let entry = cache.get(hash);
+    if (!entry || entry.exp * 1000 <= now()) {
+      const { result, grantId, aud } = await verifyFresh(token);
       if (!result.ok) return result;
       if (cache.size >= 10_000) cache.clear();
-      cache.set(hash, { identity: result.identity, grantId, exp: result.identity.expiresAt ?? 0 });
-      return check(result.identity, grantId);
-    },
+      entry = { identity: result.identity, grantId, exp: result.identity.expiresAt ?? 0, aud: aud ?? [] };
+      cache.set(hash, entry);
+    }
+    if (resource !== undefined && !entry.aud.includes(resource))
+      return { ok: false, reason: "wrong_audience" };
+    return check(entry.identity, entry.grantId);
+  }
+
+  const issuers = Object.freeze([options.issuer]);
+  const accepts = (token: string) => JWT_SHAPE.test(token);
+  return {
+    kind: "oauth2",
+    issuers,
+    accepts,
+    verify: (token) => verify(token, undefined),
+    forResource: (resource) => ({
+      kind: "oauth2",
+      issuers,
+      accepts,
+      verify: (token) => verify(token, resource),
+    }),
   };
 }

@@ -57,6 +57,29 @@ describe("the gateway's own access tokens (resource-server side)", () => {
     expect(r.ok && r.identity.principal).toBe(`oauth:${ISSUER}#alice`);
   });
 
+  it("narrowed to one endpoint, refuses a token issued for another endpoint of the same gateway", async () => {
+    const other = "https://mcp.example.com/admin/mcp";
+    const v = createOwnTokenVerifier({
+      issuer: ISSUER,
+      resources: [RESOURCE, other],
+      jwks: () => publicJwks,
+      liveness,
+      livenessTtlMs: 0,
+      now: () => now,
+    });
+    const forNotes = await sign({ aud: RESOURCE });
+    // The whole gateway accepts it (it is one of its resources) …
+    expect((await v.verify(forNotes)).ok).toBe(true);
+    // … its own endpoint does, the other endpoint does not, cached or not.
+    expect((await v.forResource(RESOURCE).verify(forNotes)).ok).toBe(true);
+    expect(await v.forResource(other).verify(forNotes)).toEqual({ ok: false, reason: "wrong_audience" });
+    expect(await v.forResource(other).verify(await sign({ aud: RESOURCE, jti: "fresh" }))).toEqual({
+      ok: false,
+      reason: "wrong_audience",
+    });
+    expect((await v.forResource(other).verify(await sign({ aud: other }))).ok).toBe(true);
+  });
+
   it("maps an API-key login to the key's principal, with at most the key's current scopes", async () => {
     const r = await verifier().verify(await sign({ sub: "key:k1", scope: "tools:call admin" }));
     expect(r.ok && r.identity.principal).toBe("key:k1");

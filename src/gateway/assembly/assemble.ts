@@ -98,6 +98,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     logger,
     verifiers: built.verifiers,
     ...(built.jwt ? { jwtVerifier: built.jwt } : {}),
+    ...(authServer.server ? { ownTokenVerifier: authServer.server.verifier } : {}),
     onJwksFetch: (outcome) => obs.observer.jwksFetch(outcome),
     gateOptions: {
       maxBodyBytes: config.limits.maxBody,

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createJwtVerifier } from "../../authn/jwt.js";
 import type { CredentialVerifier } from "../../authn/verifier.js";
+import type { OwnTokenVerifier } from "../../authserver/token-verifier.js";
 import { compilePolicy } from "../../authz/policy.js";
 import { createRateLimitPlanner } from "../../authz/rate-limit-plan.js";
 import { durationMs, type GatewayConfig, type ResolvedUpstream, resolveUpstreams } from "../../config.js";
@@ -38,6 +39,8 @@ export interface MountContext {
   verifiers: CredentialVerifier[];
   /** The OAuth issuers' verifier among them: replaced per mount so each has its own default audience. */
   jwtVerifier?: CredentialVerifier;
+  /** The gateway's own authorization server's verifier among them: narrowed per mount to its resource. */
+  ownTokenVerifier?: OwnTokenVerifier;
   /** Gate options every mount shares (observer, guard, state, limits…). */
   gateOptions: Omit<GateOptions, "verifiers" | "publicUrl" | "authorizer" | "rateLimits" | "sessionScope">;
   onJwksFetch?: (outcome: "ok" | "error") => void;
@@ -252,6 +255,12 @@ export async function buildMounts(config: GatewayConfig, ctx: MountContext): Pro
           jwtVerifierOptions(issuers, resource, ctx.onJwksFetch ? { onJwksFetch: ctx.onJwksFetch } : {}),
         );
         verifiers = ctx.verifiers.map((v) => (v === ctx.jwtVerifier ? own : v));
+      }
+      // A token the gateway issued for one upstream is refused at another (RFC 8707 audience).
+      const asVerifier = ctx.ownTokenVerifier;
+      if (!u.shorthand && asVerifier) {
+        const narrowed = asVerifier.forResource(resource);
+        verifiers = verifiers.map((v) => (v === asVerifier ? narrowed : v));
       }
       const observer = observerFor(ctx.gateOptions.observer, u.shorthand ? undefined : u.name);
       const gate = createGate({
