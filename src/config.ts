@@ -288,6 +288,12 @@ function checkUpstreams(config: ConfigShape, ctx: z.RefinementCtx): void {
         ? [{ at: ["upstream"], u: config.upstream }]
         : [];
   const top = config.identity ?? {};
+  // One audience for several upstreams would let any of them replay a caller's assertion at another.
+  if (config.upstreams && config.upstreams.length > 1 && top.audience !== undefined)
+    issue(
+      ["identity", "audience"],
+      "with several upstreams each has its own assertion audience: set identity.audience per upstream, not at the top level",
+    );
   const hasIssuer = Boolean(config.auth.jwt) || (config.auth.issuers?.length ?? 0) > 0;
   for (const { at, u } of entries) {
     const id = { ...top, ...(("identity" in u && u.identity) || {}) };

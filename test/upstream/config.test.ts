@@ -59,6 +59,15 @@ describe("upstreams: and identity: (DESIGN.md §9)", () => {
       );
     });
 
+    it("one top-level assertion audience for several upstreams (each could replay another's)", () => {
+      expect(
+        invalid({
+          identity: { mode: "assertion", audience: "urn:shared" },
+          upstreams: [notes, files],
+        }),
+      ).toMatch(/identity\.audience: with several upstreams/);
+    });
+
     it("upstream and upstreams together", () => {
       expect(invalid({ upstream: { url: notes.url }, upstreams: [notes] })).toMatch(/not both/);
     });
