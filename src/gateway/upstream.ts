@@ -28,6 +28,11 @@ export interface ForwardContext extends Entry {
   readonly meta: Record<string, string>;
   /** Extra environment for a stdio child started for this request's session (identity hook). */
   readonly env: Record<string, string>;
+  /**
+   * The identity environment of a stdio child, made only when one is started (a session's, or a
+   * pooled 2026-era one): requests that start no child sign nothing. Throws when it cannot be made.
+   */
+  spawnEnv?: () => Promise<Record<string, string>>;
 }
 
 /** The upstream identity hook's answer (see `Mount.identity`). */
@@ -38,6 +43,8 @@ export type UpstreamIdentity =
       headers?: Record<string, string>;
       /** Extra environment for a stdio child (set at spawn; children are per session). */
       env?: Record<string, string>;
+      /** The same, made only when a child is started (see `ForwardContext.spawnEnv`). */
+      spawnEnv?: () => Promise<Record<string, string>>;
       /** Epoch seconds after which the conveyed identity is no longer valid: open streams end then. */
       expiresAt?: number;
     }

@@ -39,6 +39,11 @@ export interface AssertionRequest {
   ttlMs?: number;
   /** Cap `exp` at the caller's own credential expiry (default true): a delegation never outlives its source. */
   capAtCredentialExpiry?: boolean;
+  /**
+   * Sign a new one, never a cached one: for a stdio child, which keeps its assertion for its whole
+   * life (a cached one could be close to its `exp` already, and shared with another child).
+   */
+  fresh?: boolean;
 }
 
 /** Counters, for tests and the bench. */
@@ -134,6 +139,7 @@ export function createAssertionSigner(options: AssertionSignerOptions): Assertio
   return {
     async sign(req) {
       const lifetimeMs = req.ttlMs ?? ttlMs;
+      if (req.fresh) return (await signNow(req, lifetimeMs)).jwt;
       const id = req.identity;
       const cacheKey = JSON.stringify([
         id.principal,

@@ -166,8 +166,10 @@ export function createUpstreamIdentity(options: UpstreamIdentityOptions): Upstre
         identity,
         audience: options.audience,
         ttlMs: idleTtlMs,
-        // The child keeps its environment for the session's life: valid for the idle TTL (§9).
+        // The child keeps its environment for the session's life: valid for the idle TTL (§9),
+        // signed for it alone when it starts.
         capAtCredentialExpiry: false,
+        fresh: true,
       };
       if (sessionId !== undefined) request.sessionId = sessionId;
       return {

@@ -9,7 +9,7 @@ import { openKeyStore } from "../../src/stores/open-key-store.js";
 import { verifyGatewayAssertion } from "../../src/upstream/index.js";
 import { type AuthServer, startAuthServer } from "../authn/oidc-fixture.js";
 import { TINY_SERVER } from "../gateway/stdio-helpers.js";
-import { connectClient, INIT, rawPost } from "../helpers/client.js";
+import { connectClient, INIT, messagesOf, rawPost } from "../helpers/client.js";
 import { startTestGateway, type TestGateway } from "../helpers/gateway.js";
 import { type RecordingUpstream, startRecordingUpstream } from "../helpers/upstream.js";
 
@@ -150,6 +150,46 @@ describe("several upstreams behind one gateway", () => {
     expect(values).not.toMatch(/"d"\s*:/); // no private JWK
     const secretish = Object.keys(env).filter((k) => /KEY|SECRET|TOKEN|PASS/i.test(k));
     expect(secretish).toEqual([]);
+  });
+
+  it("gives a pooled 2026-era stdio child its own fresh assertion too", async () => {
+    const META = { "io.modelcontextprotocol/protocolVersion": "2026-07-28" };
+    const res = await rawPost(
+      `${origin()}/files/mcp`,
+      {
+        jsonrpc: "2.0",
+        id: 1,
+        method: "tools/call",
+        params: {
+          name: "env",
+          arguments: {},
+          _meta: {
+            ...META,
+            "io.modelcontextprotocol/clientInfo": { name: "raw", version: "1" },
+            "io.modelcontextprotocol/clientCapabilities": {},
+          },
+        },
+      },
+      {
+        authorization: `Bearer ${keys.files!.key}`,
+        "mcp-protocol-version": "2026-07-28",
+        "mcp-method": "tools/call",
+        "mcp-name": "env",
+      },
+    );
+    expect(res.status).toBe(200);
+    const [m] = messagesOf(res.text) as Array<{ result?: { content: Array<{ text: string }> } }>;
+    const env = JSON.parse(m!.result!.content[0]!.text) as Record<string, string>;
+    expect(env.MCPGATE_SUBJECT).toBe(`key:${keys.files!.id}`);
+    const verifier = verifyGatewayAssertion({
+      jwksUrl: `${origin()}/.well-known/jwks.json`,
+      issuer: origin(),
+      audience: "urn:mcpgate:upstream:files",
+    });
+    const info = await verifier.verifyAccessToken(env.MCPGATE_IDENTITY!);
+    expect(info.extra).toMatchObject({ principal: `key:${keys.files!.id}` });
+    // Signed for this child when it started: valid for the sessions' idle TTL, not nearly spent.
+    expect((info.expiresAt ?? 0) - Date.now() / 1000).toBeGreaterThan(60);
   });
 
   it("is probed per path (mcpgate probe / monitor targets)", async () => {

@@ -158,7 +158,8 @@ function identityHookFor(
         ...(sessionId !== undefined ? { sessionId } : {}),
         detail: { upstream: u.name, ...detail },
       });
-    if (stdio) return { ok: true, env: await hook.stdioEnv(identity, sessionId, idleTtlMs) };
+    // A stdio child's assertion is signed when the child starts, for it alone (not per request).
+    if (stdio) return { ok: true, spawnEnv: () => hook.stdioEnv(identity, sessionId, idleTtlMs) };
     const c = await traced.credential({ identity, token, ...(sessionId !== undefined ? { sessionId } : {}) });
     if (!c.ok) {
       audit("identity_refused", {

@@ -56,7 +56,7 @@ export interface StdioPoolOptions {
   canSpawn(): boolean;
   /** Whether `principal` may have one more child (its share, `upstream.maxChildrenPerPrincipal`). */
   principalHasRoom(principal: string): boolean;
-  startChild(tag: string, onGone: () => void): ChildRelay;
+  startChild(tag: string, onGone: () => void, env?: Readonly<Record<string, string>>): ChildRelay;
 }
 
 export interface StdioPool {
@@ -98,12 +98,16 @@ export function createStdioPool(options: StdioPoolOptions): StdioPool {
   let seq = 0;
   let closed = false;
 
-  function spawnMember(principal: string): Member | undefined {
+  function spawnMember(principal: string, env?: Record<string, string>): Member | undefined {
     const member: Member = { relay: undefined as unknown as ChildRelay, principal, busy: true, ready: false };
     try {
-      member.relay = options.startChild(`pool-${++seq}`, () => {
-        members.delete(member);
-      });
+      member.relay = options.startChild(
+        `pool-${++seq}`,
+        () => {
+          members.delete(member);
+        },
+        env,
+      );
     } catch {
       return undefined;
     }
@@ -134,7 +138,10 @@ export function createStdioPool(options: StdioPoolOptions): StdioPool {
     return false;
   }
 
-  async function acquire(principal: string): Promise<Member | "full" | "failed" | "principal"> {
+  async function acquire(
+    principal: string,
+    spawnEnv?: () => Promise<Record<string, string>>,
+  ): Promise<Member | "full" | "failed" | "principal"> {
     let own = false;
     for (const m of members) {
       if (m.principal !== principal) continue;
@@ -146,7 +153,11 @@ export function createStdioPool(options: StdioPoolOptions): StdioPool {
     }
     if (options.principalHasRoom(principal)) {
       if (members.size >= options.size) evictIdleOther(principal);
-      if (members.size < options.size && options.canSpawn()) return spawnMember(principal) ?? "failed";
+      if (members.size < options.size && options.canSpawn()) {
+        // The child's identity is made only now that one is started (it may throw: the caller answers).
+        const env = spawnEnv ? await spawnEnv() : undefined;
+        if (members.size < options.size && options.canSpawn()) return spawnMember(principal, env) ?? "failed";
+      }
     } else if (!own) {
       return "principal";
     }
@@ -197,7 +208,13 @@ export function createStdioPool(options: StdioPoolOptions): StdioPool {
       else owner.empty(202);
       return { result: "ok", upstreamMs: 0 };
     }
-    const m = await acquire(admission.identity.principal);
+    let m: Awaited<ReturnType<typeof acquire>>;
+    try {
+      m = await acquire(admission.identity.principal, ctx.spawnEnv);
+    } catch {
+      owner.refuse({ kind: "identity_unavailable" });
+      return { result: "identity_unavailable", upstreamMs: performance.now() - started };
+    }
     if (m === "full" || m === "failed" || m === "principal") {
       const upstreamMs = performance.now() - started;
       if (m === "failed") {

@@ -162,6 +162,16 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
       return { result: "refused", upstreamMs: elapsed() };
     }
     const principal = admission.identity.principal;
+    // The child's identity (its own assertion), made before any room is taken for it.
+    let env = ctx.env;
+    if (ctx.spawnEnv) {
+      try {
+        env = { ...env, ...(await ctx.spawnEnv()) };
+      } catch {
+        owner.refuse({ kind: "identity_unavailable" });
+        return { result: "identity_unavailable", upstreamMs: elapsed() };
+      }
+    }
     if (!closing && childrenOf(principal) >= perPrincipal) {
       // The caller's share of children is taken (its own sessions): it waits, nobody else does.
       owner.refuse({ kind: "session_limit", scope: "principal", retryAfterSec: nextFreeSec(principal) });
@@ -180,7 +190,7 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
         () => {
           if (sessions.get(id)?.relay === relay) sessions.delete(id);
         },
-        ctx.env,
+        env,
       );
     } catch (err) {
       logger.error({ upstream: tag, err: (err as Error).message }, "stdio upstream could not start");
