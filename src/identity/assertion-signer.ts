@@ -88,10 +88,19 @@ export function createAssertionSigner(options: AssertionSignerOptions): Assertio
     if (keySet && now() < keySet.until) return keySet.set;
     keyLoad ??= options.keys
       .current()
-      .then((set) => {
-        keySet = { set, until: now() + keyRefreshMs };
-        return set;
-      })
+      .then(
+        (set) => {
+          keySet = { set, until: now() + keyRefreshMs };
+          return set;
+        },
+        (err) => {
+          // A key store that fails a refresh (a failover, a busy SQLite file) does not stop signing:
+          // the last key set read keeps serving until a refresh succeeds. Without one, it is an error.
+          if (!keySet) throw err;
+          keySet = { set: keySet.set, until: now() + keyRefreshMs };
+          return keySet.set;
+        },
+      )
       .finally(() => {
         keyLoad = undefined;
       });

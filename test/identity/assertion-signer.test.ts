@@ -143,6 +143,23 @@ describe("identity assertions (DESIGN.md §9)", () => {
     await verify(signer, after, t);
   });
 
+  it("keeps signing with the last key set read when a refresh fails, and fails only with none", async () => {
+    let t = Date.now();
+    const keys = createMemorySigningKeyStore({ now: () => t });
+    await keys.init();
+    const signer = createAssertionSigner({ keys, issuer: ISS, now: () => t, keyRefreshMs: 5000 });
+    const first = await signer.sign({ identity: alice, audience: AUD });
+    await keys.close(); // the store is now unavailable: current() throws
+    t += 10_000;
+    const later = await signer.sign({ identity: alice, audience: AUD, sessionId: "after-outage" });
+    expect(decodeProtectedHeader(later).kid).toBe(decodeProtectedHeader(first).kid);
+    await verify(signer, later, t);
+    const cold = createAssertionSigner({ keys, issuer: ISS, now: () => t });
+    await expect(cold.sign({ identity: alice, audience: AUD })).rejects.toMatchObject({
+      code: "ERR_STORE_UNAVAILABLE",
+    });
+  });
+
   it("refuses a lifetime over one hour", async () => {
     const keys = createMemorySigningKeyStore();
     expect(() => createAssertionSigner({ keys, issuer: ISS, ttlMs: 3_600_001 })).toThrow(/between 1s and 1h/);
