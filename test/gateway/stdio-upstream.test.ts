@@ -488,4 +488,34 @@ describe("stdio upstream: 2026-era stateless requests", () => {
     });
     expect(get.status).toBe(405);
   });
+
+  it("leaves another caller room: one principal holds at most half the pool, its requests queue on its own", async () => {
+    gw = await startStdioGateway({ poolSize: 2 });
+    const meta = { "io.modelcontextprotocol/protocolVersion": "2026-07-28" };
+    const sleep = (id: number, key: string, ms: number) =>
+      rawPost(
+        gw!.url,
+        key,
+        {
+          jsonrpc: "2.0",
+          id,
+          method: "tools/call",
+          params: { name: "sleep", arguments: { ms }, _meta: meta },
+        },
+        {
+          "mcp-protocol-version": "2026-07-28",
+          "mcp-method": "tools/call",
+          "mcp-name": "sleep",
+          accept: "application/json",
+        },
+      );
+    // Alice keeps three slow calls in flight: before, they took both children of the pool.
+    const alice = [1, 2, 3].map((id) => sleep(id, KEYS.alice, 1_500));
+    await new Promise((r) => setTimeout(r, 300));
+    const started = performance.now();
+    const bob = await sleep(9, KEYS.bob, 10);
+    expect(bob.status).toBe(200);
+    expect(performance.now() - started).toBeLessThan(1_200);
+    for (const a of await Promise.all(alice)) expect(a.status).toBe(200);
+  });
 });

@@ -97,6 +97,7 @@ export function createStdioPool(options: StdioPoolOptions): StdioPool {
   const waiters: Array<{ principal: string; give: (m: Member | undefined) => void }> = [];
   let seq = 0;
   let closed = false;
+  const shareOfPool = Math.max(1, Math.ceil(options.size / 2));
 
   function spawnMember(principal: string, env?: Record<string, string>): Member | undefined {
     const member: Member = { relay: undefined as unknown as ChildRelay, principal, busy: true, ready: false };
@@ -142,16 +143,19 @@ export function createStdioPool(options: StdioPoolOptions): StdioPool {
     principal: string,
     spawnEnv?: () => Promise<Record<string, string>>,
   ): Promise<Member | "full" | "failed" | "principal"> {
-    let own = false;
+    let owned = 0;
     for (const m of members) {
       if (m.principal !== principal) continue;
-      own = true;
+      owned++;
       if (m.ready && !m.busy && m.relay.child.alive) {
         m.busy = true;
         return m;
       }
     }
-    if (options.principalHasRoom(principal)) {
+    const own = owned > 0;
+    // A principal's share of the pool: at most half of it (one child of a pool of one or two), so
+    // one caller's slow requests queue on its own children and leave room for everyone else's.
+    if (owned < shareOfPool && options.principalHasRoom(principal)) {
       if (members.size >= options.size) evictIdleOther(principal);
       if (members.size < options.size && options.canSpawn()) {
         // The child's identity is made only now that one is started (it may throw: the caller answers).
@@ -162,7 +166,8 @@ export function createStdioPool(options: StdioPoolOptions): StdioPool {
       return "principal";
     }
     // Wait for one of the caller's own children (never another principal's) to come free.
-    if (!own || waiters.length >= options.size * QUEUE_PER_CHILD || closed) return "full";
+    const queued = waiters.reduce((n, w) => n + (w.principal === principal ? 1 : 0), 0);
+    if (!own || queued >= owned * QUEUE_PER_CHILD || closed) return "full";
     const m = await new Promise<Member | undefined>((resolve) => {
       const timer = setTimeout(() => {
         const i = waiters.indexOf(waiter);
