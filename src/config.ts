@@ -294,7 +294,8 @@ function checkUpstreams(config: ConfigShape, ctx: z.RefinementCtx): void {
       ["identity", "audience"],
       "with several upstreams each has its own assertion audience: set identity.audience per upstream, not at the top level",
     );
-  const hasIssuer = Boolean(config.auth.jwt) || (config.auth.issuers?.length ?? 0) > 0;
+  const issuerCount = (config.auth.jwt ? 1 : 0) + (config.auth.issuers?.length ?? 0);
+  const hasIssuer = issuerCount > 0;
   for (const { at, u } of entries) {
     const id = { ...top, ...(("identity" in u && u.identity) || {}) };
     const mode = id.mode ?? "none";
@@ -310,6 +311,13 @@ function checkUpstreams(config: ConfigShape, ctx: z.RefinementCtx): void {
       issue(
         [...at, "identity"],
         "token-exchange needs identity.tokenEndpoint or an auth.jwt issuer to discover it",
+      );
+    // The gateway's client is registered at one issuer: with several, a caller of another issuer would
+    // have its token (and the gateway its client secret) sent to an issuer that is not its own.
+    if (issuerCount > 1)
+      issue(
+        [...at, "identity", "mode"],
+        "token-exchange works with exactly one OAuth issuer (auth.jwt or one auth.issuers entry): the gateway's client and the callers' tokens belong to it",
       );
   }
 }

@@ -68,6 +68,20 @@ describe("upstreams: and identity: (DESIGN.md §9)", () => {
       ).toMatch(/identity\.audience: with several upstreams/);
     });
 
+    it("token exchange with several OAuth issuers (a caller's token, and the gateway's client secret, would reach an issuer not its own)", () => {
+      expect(
+        invalid({
+          auth: { issuers: [{ issuer: "https://a.example.com" }, { issuer: "https://b.example.com" }] },
+          upstreams: [
+            {
+              ...notes,
+              identity: { mode: "token-exchange", clientId: "gw", clientSecret: "s3cret-value-xyz" },
+            },
+          ],
+        }),
+      ).toMatch(/token-exchange works with exactly one OAuth issuer/);
+    });
+
     it("upstream and upstreams together", () => {
       expect(invalid({ upstream: { url: notes.url }, upstreams: [notes] })).toMatch(/not both/);
     });
