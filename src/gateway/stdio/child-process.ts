@@ -71,9 +71,12 @@ export interface StdioChild {
   readonly alive: boolean;
   /**
    * Write one message: an object (serialised here) or a JSON text without raw newlines.
-   * Returns false when the child is gone.
+   * Returns false when the child is gone, or when it has left more than STDIN_BACKLOG_MAX of its
+   * input unread (it is stuck writing output nobody reads): nothing more is queued for it.
    */
   send(message: unknown): boolean;
+  /** True while more than STDIN_BACKLOG_MAX written to the child waits for it to read. */
+  readonly inputBacklogged: boolean;
   /** Stop reading the child's stdout (its client is not reading): the child blocks on its writes. */
   pauseOutput(): void;
   resumeOutput(): void;
@@ -86,6 +89,8 @@ export interface StdioChild {
 }
 
 const DEFAULT_MAX_MESSAGE = 32 * 1024 * 1024;
+/** Most bytes queued for a child's stdin: a child that does not read holds the gateway to this. */
+export const STDIN_BACKLOG_MAX = 8 * 1024 * 1024;
 const DEFAULT_MAX_STDERR_LINE = 2048;
 
 /**
@@ -251,8 +256,11 @@ export function spawnStdioChild(options: StdioChildOptions): StdioChild {
     get alive() {
       return alive;
     },
+    get inputBacklogged() {
+      return proc.stdin.writableLength > STDIN_BACKLOG_MAX;
+    },
     send(message: unknown): boolean {
-      if (!alive || !proc.stdin.writable) return false;
+      if (!alive || !proc.stdin.writable || proc.stdin.writableLength > STDIN_BACKLOG_MAX) return false;
       // JSON.stringify never emits a raw newline, so one message is exactly one line. A string is
       // taken as already-serialised JSON and must not contain one either.
       const line = typeof message === "string" ? message : JSON.stringify(message);

@@ -83,6 +83,11 @@ export class ChildRelay {
     return this.#lastActive;
   }
 
+  /** The child leaves its input unread (see StdioChild.inputBacklogged): nothing more is sent to it. */
+  get inputBacklogged(): boolean {
+    return this.#child.inputBacklogged;
+  }
+
   get hasStandalone(): boolean {
     return this.#standalone?.open === true;
   }

@@ -273,6 +273,15 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
     if (!s) return { result: "refused", upstreamMs: performance.now() - started };
     const messages = plan.forward.map((m) => m.raw);
     const headers = { "mcp-session-id": s.id };
+    if (s.relay.inputBacklogged) {
+      // The child is not reading what it was sent (it blocks on output its client does not read):
+      // nothing more is queued for it, whatever the caller sends.
+      owner.refuse({
+        kind: "capacity",
+        message: "the stdio upstream is not reading its input; try again later",
+      });
+      return { result: "refused", upstreamMs: performance.now() - started };
+    }
     if (!plan.forward.some((m) => m.type === "request")) {
       if (!s.relay.post(messages)) {
         await owner.bind(404, undefined);
