@@ -85,7 +85,13 @@ export async function buildAuthServer(
     let shortLived: OAuthRecordStore | undefined;
     if (config.state.redis) {
       const { createRedisOAuthStore } = await import("../../stores/oauth-redis.js");
-      shortLived = createRedisOAuthStore({ url: config.state.redis, prefix: config.state.prefix });
+      shortLived = createRedisOAuthStore({
+        url: config.state.redis,
+        prefix: config.state.prefix,
+        // Browser sessions (remembered logins and consents) live for consent.remember: Redis keeps
+        // them as long (its default cap, a day, would forget a 30-day consent after one).
+        maxTtlSec: Math.max(86_400, Math.floor(durationMs(a.consent.remember) / 1000)),
+      });
       await shortLived.init();
       closers.push(() => shortLived!.close());
     }
