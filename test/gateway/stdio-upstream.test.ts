@@ -518,4 +518,26 @@ describe("stdio upstream: 2026-era stateless requests", () => {
     expect(performance.now() - started).toBeLessThan(1_200);
     for (const a of await Promise.all(alice)) expect(a.status).toBe(200);
   });
+
+  it("maps a client's cancellation to the id the child saw for that request (sessions rewrite ids)", async () => {
+    gw = await startStdioGateway();
+    const { client } = await connectClient(gw.url, KEYS.alice);
+    const ac = new AbortController();
+    const slow = client
+      .callTool({ name: "sleep", arguments: { ms: 2_000 } }, undefined, { signal: ac.signal })
+      .catch(() => "aborted");
+    await new Promise((r) => setTimeout(r, 200));
+    ac.abort(); // the SDK client sends notifications/cancelled naming its own request id
+    expect(await slow).toBe("aborted");
+    await new Promise((r) => setTimeout(r, 200));
+    const seen = await client.callTool({ name: "cancels", arguments: {} });
+    const { sleeps, cancelled } = JSON.parse((seen.content as Array<{ text: string }>)[0]!.text) as {
+      sleeps: string[];
+      cancelled: string[];
+    };
+    await client.close();
+    expect(sleeps).toHaveLength(1);
+    expect(sleeps[0]).toMatch(/^mcpgate-/);
+    expect(cancelled).toEqual([sleeps[0]]);
+  });
 });

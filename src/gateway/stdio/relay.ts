@@ -62,6 +62,8 @@ export class ChildRelay {
   /** Channels whose client is not keeping up: while any is, the child's stdout is not read. */
   #blocked = 0;
   #seq = 0;
+  /** Rewritten ids: the client's id (idKey) → the id the child saw for its latest open request. */
+  readonly #childIdOf = new Map<string, string>();
   #lastActive = Date.now();
   /** Pool mode: answer server→client requests here (there is no session to carry them). */
   onServerRequest: ((message: Record<string, unknown>) => void) | undefined;
@@ -95,8 +97,24 @@ export class ChildRelay {
   /** Send client messages that need no answer (notifications, responses to the child's requests). */
   post(messages: ReadonlyArray<Record<string, unknown>>): boolean {
     this.#lastActive = Date.now();
-    for (const m of messages) if (!this.#child.send(m)) return false;
+    for (const m of messages) {
+      const out = this.#cancellation(m);
+      if (out && !this.#child.send(out)) return false;
+    }
     return true;
+  }
+
+  /**
+   * A client's `notifications/cancelled` names the client's request id; where ids are rewritten the
+   * child only ever saw its own, so the cancellation names that one (undefined: a request the child
+   * never got, nothing to say). Any other message is returned as it is.
+   */
+  #cancellation(m: Record<string, unknown>): Record<string, unknown> | undefined {
+    if (m.method !== "notifications/cancelled" || this.#childIdOf.size === 0) return m;
+    const params = m.params as Record<string, unknown> | undefined;
+    const childId = this.#childIdOf.get(idKey(params?.requestId));
+    if (childId === undefined) return undefined;
+    return { ...m, params: { ...params, requestId: childId } };
   }
 
   /**
@@ -125,6 +143,11 @@ export class ChildRelay {
       finish: () => {
         if (!this.#exchanges.delete(ex)) return;
         for (const k of ex.waiting) if (this.#pending.get(k) === ex) this.#pending.delete(k);
+        for (const [wire, clientId] of ex.clientIds) {
+          const ck = idKey(clientId);
+          if (this.#childIdOf.get(ck) !== undefined && idKey(this.#childIdOf.get(ck)) === wire)
+            this.#childIdOf.delete(ck);
+        }
         for (const t of ex.tokens) this.#progress.delete(t);
         this.#lastActive = Date.now();
         channel.close();
@@ -137,7 +160,8 @@ export class ChildRelay {
     for (const m of messages) {
       const isRequest = typeof m.method === "string" && Object.hasOwn(m, "id");
       if (!isRequest) {
-        out.push(m);
+        const mapped = this.#cancellation(m);
+        if (mapped) out.push(mapped);
         continue;
       }
       let msg = m;
@@ -146,6 +170,7 @@ export class ChildRelay {
         const gid = `mcpgate-${++this.#seq}`;
         key = idKey(gid);
         ex.clientIds.set(key, m.id as JsonRpcId);
+        this.#childIdOf.set(idKey(m.id), gid);
         msg = { ...m, id: gid };
       }
       msg = withMeta(msg, plan.meta);
