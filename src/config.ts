@@ -410,3 +410,19 @@ function deepFreeze<T>(obj: T): T {
   }
   return obj;
 }
+
+/**
+ * Where the gateway's signing keys live: one key set for identity assertions and the authorization
+ * server's tokens alike, and the one `mcpgate keys rotate-signing` rotates. `identity.keyStore`, else
+ * `authServer.store`, else `auth.apiKeys.store`, else `sqlite:./mcpgate.db`.
+ *
+ * @example openSigningKeyStore(signingKeyLocation(config))
+ */
+export function signingKeyLocation(config: Pick<GatewayConfig, "identity" | "authServer" | "auth">): string {
+  return (
+    config.identity?.keyStore ??
+    config.authServer?.store ??
+    config.auth.apiKeys?.store ??
+    "sqlite:./mcpgate.db"
+  );
+}

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { durationMs, loadConfigFile, validateConfig } from "../src/config.js";
+import { durationMs, loadConfigFile, signingKeyLocation, validateConfig } from "../src/config.js";
 import { isMcpGateError } from "../src/core/errors.js";
 
 const dir = mkdtempSync(join(tmpdir(), "mcpgate-config-"));
@@ -81,5 +81,24 @@ describe("configuration loader", () => {
     const c = validateConfig({ upstream: { url: "http://127.0.0.1:1/mcp" } }, {});
     expect(Object.isFrozen(c)).toBe(true);
     expect(Object.isFrozen(c.listen)).toBe(true);
+  });
+});
+
+describe("signingKeyLocation", () => {
+  it("names one store for assertions, the authorization server's tokens and keys rotate-signing", () => {
+    const base = { upstream: { url: "http://127.0.0.1:3000/mcp" } };
+    expect(signingKeyLocation(validateConfig(base))).toBe("sqlite:./mcpgate.db");
+    expect(
+      signingKeyLocation(validateConfig({ ...base, auth: { apiKeys: { store: "sqlite:/k.db" } } })),
+    ).toBe("sqlite:/k.db");
+    const withAs = {
+      ...base,
+      auth: { apiKeys: { store: "sqlite:/k.db" } },
+      authServer: { store: "sqlite:/as.db", login: { apiKey: {} } },
+    };
+    expect(signingKeyLocation(validateConfig(withAs))).toBe("sqlite:/as.db");
+    expect(signingKeyLocation(validateConfig({ ...withAs, identity: { keyStore: "sqlite:/id.db" } }))).toBe(
+      "sqlite:/id.db",
+    );
   });
 });

@@ -2,7 +2,7 @@ import { userInfo } from "node:os";
 import type { Command } from "commander";
 import { isKeyId, parseApiKey } from "../authn/api-key.js";
 import { issueApiKey, rotateApiKey } from "../authn/key-lifecycle.js";
-import { type GatewayConfig, loadConfigFile, SCOPE_PATTERN } from "../config.js";
+import { type GatewayConfig, loadConfigFile, SCOPE_PATTERN, signingKeyLocation } from "../config.js";
 import type { AuditEvent } from "../core/audit-event.js";
 import { parseDuration } from "../core/duration.js";
 import { McpGateError } from "../core/errors.js";
@@ -474,11 +474,7 @@ async function withSigningKeys(
 ): Promise<void> {
   const config = opts.config ? loadConfigFile(opts.config) : undefined;
   const location =
-    opts.store ??
-    process.env.MCPGATE_STORE ??
-    config?.identity?.keyStore ??
-    config?.auth.apiKeys?.store ??
-    DEFAULT_KEY_STORE;
+    opts.store ?? process.env.MCPGATE_STORE ?? (config ? signingKeyLocation(config) : DEFAULT_KEY_STORE);
   const secret = process.env[SIGNING_KEY_SECRET_ENV];
   const keys = await openSigningKeyStore(location, {
     ...(config?.identity?.alg ? { alg: config.identity.alg } : {}),

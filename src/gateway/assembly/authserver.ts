@@ -1,6 +1,6 @@
 import type { CredentialVerifier } from "../../authn/verifier.js";
 import type { AuthorizationServer, AuthorizationServerOptions } from "../../authserver/index.js";
-import { durationMs, type GatewayConfig } from "../../config.js";
+import { durationMs, type GatewayConfig, signingKeyLocation } from "../../config.js";
 import type { AuditEvent } from "../../core/audit-event.js";
 import type { Guard } from "../../core/contracts.js";
 import { McpGateError } from "../../core/errors.js";
@@ -95,7 +95,7 @@ export async function buildAuthServer(
       await shortLived.init();
       closers.push(() => shortLived!.close());
     }
-    const signingKeys = await openSigningKeyStore(location, {
+    const signingKeys = await openSigningKeyStore(signingKeyLocation(config), {
       alg: "ES256",
       ...(ctx.signingKeySecret ? { secret: ctx.signingKeySecret } : {}),
     });

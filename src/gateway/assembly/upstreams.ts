@@ -4,7 +4,13 @@ import type { CredentialVerifier } from "../../authn/verifier.js";
 import type { OwnTokenVerifier } from "../../authserver/token-verifier.js";
 import { compilePolicy } from "../../authz/policy.js";
 import { createRateLimitPlanner } from "../../authz/rate-limit-plan.js";
-import { durationMs, type GatewayConfig, type ResolvedUpstream, resolveUpstreams } from "../../config.js";
+import {
+  durationMs,
+  type GatewayConfig,
+  type ResolvedUpstream,
+  resolveUpstreams,
+  signingKeyLocation,
+} from "../../config.js";
 import type { AuditEvent } from "../../core/audit-event.js";
 import type { GateObserver, RateLimitPlanner } from "../../core/contracts.js";
 import { McpGateError } from "../../core/errors.js";
@@ -234,7 +240,7 @@ export async function buildMounts(config: GatewayConfig, ctx: MountContext): Pro
   const identity = await createIdentityRuntime({
     issuer: config.identity?.issuer ?? origin,
     ...(config.identity?.ttl !== undefined ? { ttlMs: durationMs(config.identity.ttl) } : {}),
-    keyStoreLocation: config.identity?.keyStore ?? config.auth.apiKeys?.store ?? "sqlite:./mcpgate.db",
+    keyStoreLocation: signingKeyLocation(config),
     ...(config.identity?.alg ? { alg: config.identity.alg } : {}),
     ...(ctx.env[SIGNING_KEY_SECRET_ENV] ? { keySecret: ctx.env[SIGNING_KEY_SECRET_ENV] } : {}),
     upstreams: resolved.map((u) => ({
