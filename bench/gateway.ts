@@ -113,6 +113,8 @@ async function run(mode: "stateful" | "stateless") {
   // CPU ms spent, per target's rounds: by the upstream, and by the proxy in front of it.
   const upCpu = zero();
   const proxyCpu = zero();
+  // …and by this process, the load generator (its parsing of what each target answers).
+  const clientCpu = zero();
   // Per round, each target's requests/s: a round's ratios pair runs made within seconds of each other.
   const roundRps: Array<Record<Target, number>> = [];
   for (let r = 0; r < rounds; r++) {
@@ -123,7 +125,10 @@ async function run(mode: "stateful" | "stateless") {
       const proxy = proxies[t]?.proc;
       const u0 = cpuMs(upstream.proc.pid!);
       const p0 = proxy ? cpuMs(proxy.pid!) : 0;
+      const c0 = process.cpuUsage();
       const res = await load(call(t), concurrency, roundMs);
+      const c = process.cpuUsage(c0);
+      clientCpu[t] += (c.user + c.system) / 1000;
       upCpu[t] += cpuMs(upstream.proc.pid!) - u0;
       if (proxy) proxyCpu[t] += cpuMs(proxy.pid!) - p0;
       latencies[t].push(...res.latencies);
@@ -145,7 +150,7 @@ async function run(mode: "stateful" | "stateless") {
   for (const t of targets)
     console.log(
       `${t.padEnd(8)} ${f(s[t].rps).padStart(8)} req/s  p50 ${f(s[t].p50)} ms  p99 ${f(s[t].p99)} ms  (n=${s[t].n})` +
-        `  CPU/req: upstream ${f(perReqUs(upCpu[t], t))} µs${t === "direct" ? "" : `, proxy ${f(perReqUs(proxyCpu[t], t))} µs`}`,
+        `  CPU/req: upstream ${f(perReqUs(upCpu[t], t))} µs${t === "direct" ? "" : `, proxy ${f(perReqUs(proxyCpu[t], t))} µs`}, client ${f(perReqUs(clientCpu[t], t))} µs`,
     );
   const ratios = targets
     .filter((t) => t !== "direct")
