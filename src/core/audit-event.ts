@@ -19,6 +19,11 @@ export type AuditEventType =
   | "store_error"
   /** The upstream answered 401/403 to the gateway's own credential (answered 502 to the caller). */
   | "upstream_credentials"
+  /**
+   * The gateway ended a stream or a long request while it lasted (`reason`: `credential_ended` — the
+   * caller's credential was revoked or expired, or the upstream identity expired —, or `client_too_slow`).
+   */
+  | "stream_ended"
   /** The upstream could not be told who calls (token exchange failed, or refused for keys): 502, nothing forwarded. */
   | "identity_refused"
   /** An RFC 8693 token exchange issued the upstream a token; `detail.act` names the actor (§4.1). */

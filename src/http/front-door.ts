@@ -4,6 +4,7 @@ import type { HttpResponseSpec } from "../core/challenge.js";
 import type { RequestSummary } from "../core/contracts.js";
 import { displayOf } from "../core/identity.js";
 import type { Admission, Gate, ResponsePlan } from "../gate/gate.js";
+import { redactSessionId } from "../gate/results.js";
 import { type RequestTrace, startRequestSpan } from "../observe/tracing.js";
 import { answerBeforeBody, gateHeaders, readBody } from "./body.js";
 import { createResponseOwner, type ResponseOwner, type ResponseOwnerOptions } from "./response-owner.js";
@@ -207,15 +208,20 @@ async function serveMcpRequest(
     plan,
     ...route.owner,
     onEvent(event) {
-      // An upstream refusing the gateway's credential is the operator's problem to see: audited
-      // (and so logged at warn) for library users and the gateway alike.
-      if (event === "upstream_credentials") {
+      // Audited for library users and the gateway alike: an upstream refusing the gateway's
+      // credential (the operator's problem to see, at warn), and a stream or long request the
+      // gateway ended while it lasted — its credential ended (revoked, expired), or its client
+      // left answers unread too long.
+      const ended = event === "lifetime_ended" || event === "client_too_slow";
+      if (event === "upstream_credentials" || ended) {
         gate.options.observer?.audit?.({
-          type: "upstream_credentials",
+          type: ended ? "stream_ended" : "upstream_credentials",
           time: new Date().toISOString(),
           actor: summary.principal,
           requestId,
           ip: admission.ip,
+          ...(ended ? { reason: event === "lifetime_ended" ? "credential_ended" : "client_too_slow" } : {}),
+          ...(admission.sessionId !== undefined ? { sessionId: redactSessionId(admission.sessionId) } : {}),
           ...(route.name !== undefined ? { detail: { mount: route.name } } : {}),
         });
       }

@@ -134,6 +134,16 @@ describe("open streams end when the credential stops being valid", () => {
     await revoke(k.id, false);
     expect(await within(stream.ended, 2_000)).toBe(true);
     expect((await stream.ended) - t0).toBeLessThan(1_500);
+    // The trail says so: who, which session, why (and never the key).
+    const ended = () =>
+      gw.logs
+        .map((l) => JSON.parse(l) as { audit?: Record<string, unknown> })
+        .filter((l) => l.audit?.type === "stream_ended")
+        .map((l) => l.audit!);
+    await expect.poll(() => ended().length).toBe(1);
+    expect(ended()[0]).toMatchObject({ reason: "credential_ended", actor: expect.stringMatching(/^mcpg_/) });
+    expect(ended()[0]!.sessionId).toMatch(/^[0-9a-f-]{8}…$/);
+    expect(gw.logs.join("\n")).not.toContain(k.key);
   });
 
   it("ends a long POST SSE answer too", async () => {

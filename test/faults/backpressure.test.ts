@@ -141,9 +141,11 @@ describe("backpressure: a client that never reads, bounded in time", () => {
       });
     });
     const upstreamUrl = await listenForTest(upstream);
+    const audits: Array<{ type: string; reason?: string }> = [];
     const gate = createGate({
       verifiers: [createStaticKeyVerifier({ key: KEY })],
       publicUrl: "http://127.0.0.1/mcp",
+      observer: { audit: (e) => void audits.push(e) },
     });
     const gw = createGatewayServer({
       mounts: [
@@ -172,6 +174,10 @@ describe("backpressure: a client that never reads, bounded in time", () => {
     expect(upstreamClosed).toBe(1);
     // Buffers fill within a second or so; then one slowClientMs; never the whole 10 s.
     expect(Date.now() - started).toBeLessThan(8_000);
+    // Audited: the operator sees why the stream ended.
+    expect(audits.filter((e) => e.type === "stream_ended")).toEqual([
+      expect.objectContaining({ reason: "client_too_slow" }),
+    ]);
   }, 20_000);
 });
 

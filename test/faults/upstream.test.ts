@@ -267,3 +267,45 @@ describe("upstream that opens its SSE answer with a byte-order mark", () => {
     expect(r.text).not.toContain("forged-answer");
   });
 });
+
+describe("upstream whose SSE event never ends", () => {
+  it("cuts the stream past the event bound, keeps the complete events, and stops reading the upstream", async () => {
+    const MiB = 1024 * 1024;
+    let sent = 0;
+    let upstreamClosed = false;
+    const up = await startCannedUpstream((seen, res) => {
+      if (!seen.body.includes('"tools/call"')) return false;
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.write(
+        `event: message\ndata: ${JSON.stringify({ jsonrpc: "2.0", method: "notifications/progress", params: { progress: 1 } })}\n\n`,
+      );
+      res.write("data: ");
+      // One data line without end, 64 KiB at a time as the gateway reads it, at most 32 MiB.
+      const chunk = "x".repeat(64 * 1024);
+      const pump = () => {
+        while (!res.destroyed && sent < 32 * MiB) {
+          sent += chunk.length;
+          if (!res.write(chunk)) return void res.once("drain", pump);
+        }
+      };
+      res.on("close", () => {
+        upstreamClosed = true;
+      });
+      pump();
+      return true;
+    });
+    cleanups.push(() => up.close());
+    const gw = await gatewayFor(up.url);
+    const r = await post(gw.url, call(7));
+    expect(r.status).toBe(200);
+    // Cut well before the upstream's 32 MiB: the event bound is 8 MiB (MAX_SSE_EVENT_BYTES).
+    expect(r.ms).toBeLessThan(5000);
+    expect(sseData(r.text).map((d) => JSON.parse(d).method)).toEqual(["notifications/progress"]);
+    expect(r.text).not.toContain("xxxx");
+    await expect.poll(() => upstreamClosed, { timeout: 2000 }).toBe(true);
+    expect(sent).toBeLessThan(16 * MiB);
+    // The gateway is unharmed.
+    expect((await post(gw.url, ping(1))).status).toBe(200);
+    expect(gw.server.inFlight()).toBe(0);
+  });
+});
