@@ -273,17 +273,20 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
     if (!s) return { result: "refused", upstreamMs: performance.now() - started };
     const messages = plan.forward.map((m) => m.raw);
     const headers = { "mcp-session-id": s.id };
-    if (s.relay.inputBacklogged) {
-      // The child is not reading what it was sent (it blocks on output its client does not read):
-      // nothing more is queued for it, whatever the caller sends.
+    // The child is not reading what it was sent (it blocks on output its client does not read):
+    // nothing more is queued for it, whatever the caller sends.
+    const backlogged = () => {
       owner.refuse({
         kind: "capacity",
         message: "the stdio upstream is not reading its input; try again later",
       });
       return { result: "refused", upstreamMs: performance.now() - started };
-    }
+    };
+    if (s.relay.inputBacklogged) return backlogged();
     if (!plan.forward.some((m) => m.type === "request")) {
       if (!s.relay.post(messages)) {
+        // A batch can cross the bound part-way: that is not a session gone.
+        if (s.relay.child.alive && s.relay.inputBacklogged) return backlogged();
         await owner.bind(404, undefined);
         owner.refuse({ kind: "session_unknown" });
         return { result: "refused", upstreamMs: performance.now() - started };
