@@ -74,3 +74,70 @@ describe("a session the gate cannot bind", () => {
     expect(unhandled).toEqual([]);
   });
 });
+
+describe("a client that leaves while its session is being bound", () => {
+  it("settles the request: nothing stays in flight once the bind returns", async () => {
+    const upstream = createServer((_req, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream", "mcp-session-id": "s-slow-bind-0123456789" });
+      res.end('event: message\ndata: {"jsonrpc":"2.0","id":1,"result":{}}\n\n');
+    });
+    await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
+    const memory = createMemoryStateStore();
+    let entered!: () => void;
+    const binding = new Promise<void>((r) => {
+      entered = r;
+    });
+    let release!: () => void;
+    const released = new Promise<void>((r) => {
+      release = r;
+    });
+    // A store whose bind takes as long as the test likes (a slow Redis round trip, stretched).
+    const slow: StateStore = {
+      admit: (input) => memory.admit(input),
+      removeSession: (id) => memory.removeSession(id),
+      bindSession: async (...args) => {
+        entered();
+        await released;
+        return memory.bindSession(...args);
+      },
+    };
+    const gw = createGatewayServer({
+      gate: createGate({
+        verifiers: [createStaticKeyVerifier({ key: KEY })],
+        publicUrl: "http://127.0.0.1/mcp",
+        state: slow,
+      }),
+      upstream: createHttpUpstream({
+        url: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/mcp`,
+      }),
+      logger: createLogger({ level: "silent" }),
+      mcpPath: "/mcp",
+      shutdownGraceMs: 100,
+    });
+    const addr = await gw.listen(0, "127.0.0.1");
+    try {
+      const ac = new AbortController();
+      const answer = fetch(`http://127.0.0.1:${addr.port}/mcp`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${KEY}`,
+          "content-type": "application/json",
+          accept: "application/json, text/event-stream",
+        },
+        body: JSON.stringify(INIT),
+        signal: ac.signal,
+      }).catch(() => undefined);
+      await binding;
+      ac.abort();
+      await answer;
+      await new Promise((r) => setTimeout(r, 50));
+      release();
+      await expect.poll(() => gw.inFlight(), { timeout: 2000 }).toBe(0);
+    } finally {
+      release();
+      upstream.closeAllConnections();
+      await gw.close();
+      await new Promise<void>((r) => upstream.close(() => r()));
+    }
+  });
+});
