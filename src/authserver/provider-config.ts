@@ -2,20 +2,8 @@ import type { JWK } from "jose";
 import { errors, type ProviderClient, type ProviderContext } from "oidc-provider";
 import type { OAuthRecordStore } from "../stores/oauth-records.js";
 import { isAllowedRedirectUri, isFetchableMetadataUrl } from "./client-policy.js";
-import {
-  fetchLoopbackMetadata,
-  isLoopbackMetadataUrl,
-  MAX_METADATA_DOCUMENT_BYTES,
-} from "./loopback-metadata.js";
-
-/** Records that live minutes, kept in Redis when `state.redis` is set (DESIGN.md §9, issue item 5). */
-const SHORT_LIVED = new Set([
-  "AuthorizationCode",
-  "Interaction",
-  "Session",
-  "ReplayDetection",
-  "PushedAuthorizationRequest",
-]);
+import { MAX_METADATA_DOCUMENT_BYTES } from "./loopback-metadata.js";
+import { adapterFor } from "./record-adapter.js";
 
 /** What the provider configuration is built from (resolved options of the authorization server). */
 export interface ProviderSettings {
@@ -37,47 +25,6 @@ export interface ProviderSettings {
   accountActive(accountId: string): Promise<boolean>;
   /** Where the browser is sent to log in or consent. */
   interactionUrl(uid: string): string;
-}
-
-/**
- * The oidc-provider adapter over our record stores: one class per model name, short-lived models
- * in the short-lived store when there is one.
- */
-function adapterFor(settings: ProviderSettings) {
-  const { store, shortLivedStore, allowLoopbackMetadataDocuments } = settings;
-  return class RecordAdapter {
-    readonly #model: string;
-    readonly #store: OAuthRecordStore;
-    constructor(model: string) {
-      this.#model = model;
-      this.#store = shortLivedStore && SHORT_LIVED.has(model) ? shortLivedStore : store;
-    }
-    upsert(id: string, payload: Record<string, unknown>, expiresIn?: number) {
-      return this.#store.upsert(this.#model, id, payload, expiresIn);
-    }
-    async find(id: string) {
-      const found = await this.#store.find(this.#model, id);
-      if (found || this.#model !== "Client") return found;
-      // Development only: an http CIMD client_id on loopback (oidc-provider takes https only).
-      if (allowLoopbackMetadataDocuments && isLoopbackMetadataUrl(id)) return fetchLoopbackMetadata(id);
-      return undefined;
-    }
-    findByUid(uid: string) {
-      return this.#store.findByUid(this.#model, uid);
-    }
-    async findByUserCode() {
-      return undefined;
-    }
-    consume(id: string) {
-      return this.#store.consume(this.#model, id);
-    }
-    destroy(id: string) {
-      return this.#store.destroy(this.#model, id);
-    }
-    revokeByGrantId(grantId: string) {
-      return this.#store.revokeByGrantId(grantId);
-    }
-  };
 }
 
 function requestedResource(ctx: ProviderContext): string | undefined {
