@@ -170,7 +170,7 @@ export function createAssertionSigner(options: AssertionSignerOptions): Assertio
         const { jwt, exp } = await signNow(req, lifetimeMs);
         const issued = now();
         const margin = Math.min(30_000, Math.floor((exp - issued) / 4));
-        cache.set(cacheKey, jwt, exp - margin);
+        cache.set(cacheKey, jwt, exp - margin, id.principal);
         return jwt;
       });
     },

@@ -39,6 +39,8 @@ export interface ExchangeRequest {
   audience?: string;
   /** The upstream's name: part of the cache key. */
   upstream: string;
+  /** The caller's principal: its exchanged tokens count against its share of the cache. */
+  owner?: string;
 }
 
 /** The delegation recorded in the audit trail (RFC 8693 §4.1 `act`). */
@@ -181,7 +183,7 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
         return result;
       }
       // No expiry known: use the token for this request only rather than guess how long it lives.
-      if (result.expiresAt !== undefined) cache.set(key, result, result.expiresAt * 1000 - margin);
+      if (result.expiresAt !== undefined) cache.set(key, result, result.expiresAt * 1000 - margin, req.owner);
       return result;
     },
     stats,

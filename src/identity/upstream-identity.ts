@@ -129,6 +129,7 @@ export function createUpstreamIdentity(options: UpstreamIdentityOptions): Upstre
       subjectToken: req.token,
       resource: options.resource ?? options.audience,
       upstream: options.upstream,
+      owner: req.identity.principal,
     };
     if (req.identity.expiresAt !== undefined) ask.subjectExpiresAt = req.identity.expiresAt;
     if (options.exchangeAudience !== undefined) ask.audience = options.exchangeAudience;

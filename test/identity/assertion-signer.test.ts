@@ -122,6 +122,24 @@ describe("identity assertions (DESIGN.md §9)", () => {
     expect(signer.stats.signed).toBe(1);
   });
 
+  it("gives each caller a share of the cache: one caller's many sessions never push out another's", async () => {
+    const keys = createMemorySigningKeyStore();
+    await keys.init();
+    const signer = createAssertionSigner({ keys, issuer: ISS, maxEntries: 200 });
+    await signer.sign({ identity: alice, audience: AUD, sessionId: "alice-1" });
+    // Bob opens ten times the cache's size in sessions (each signs an assertion of its own).
+    for (let i = 0; i < 2000; i++)
+      await signer.sign({ identity: oauthBob, audience: AUD, sessionId: `bob-${i}` });
+    const signed = signer.stats.signed;
+    await signer.sign({ identity: alice, audience: AUD, sessionId: "alice-1" });
+    expect(signer.stats.signed).toBe(signed);
+    // Bob's own recent sessions are still cached; his oldest went first.
+    await signer.sign({ identity: oauthBob, audience: AUD, sessionId: "bob-1999" });
+    expect(signer.stats.signed).toBe(signed);
+    await signer.sign({ identity: oauthBob, audience: AUD, sessionId: "bob-0" });
+    expect(signer.stats.signed).toBe(signed + 1);
+  });
+
   it("follows a rotation made elsewhere within the key refresh interval", async () => {
     let t = Date.now();
     const keys = createMemorySigningKeyStore({ now: () => t });
