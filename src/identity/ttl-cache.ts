@@ -69,8 +69,8 @@ export function createTtlCache<V>(
       remove(key);
       entries.set(key, { value, until, owner });
       if (owner !== undefined) {
-        let keys = owned.get(owner);
-        if (!keys) owned.set(owner, (keys = new Map()));
+        const keys = owned.get(owner) ?? new Map<string, true>();
+        owned.set(owner, keys);
         keys.set(key, true);
         while (keys.size > perOwnerMax) remove(keys.keys().next().value as string);
       }
