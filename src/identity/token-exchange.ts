@@ -81,6 +81,9 @@ type Success = Extract<ExchangeResult, { ok: true }>;
  * const tx = createTokenExchanger({ tokenEndpoint: "https://as.example.com/token", clientId, clientSecret });
  * const r = await tx.exchange({ subjectToken, resource: "http://127.0.0.1:3001/mcp", upstream: "notes" });
  */
+/** A failed discovery of the issuer's token endpoint is tried again after this long, not sooner. */
+const DISCOVERY_RETRY_MS = 5_000;
+
 export function createTokenExchanger(options: TokenExchangerOptions): TokenExchanger {
   if (!options.clientId || !options.clientSecret)
     throw new McpGateError("ERR_INVALID_OPTION", "token exchange: clientId and clientSecret are required");
@@ -94,12 +97,17 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
     `${encodeURIComponent(options.clientId)}:${encodeURIComponent(options.clientSecret)}`,
   ).toString("base64")}`;
   let endpoint: Promise<string> | undefined;
+  /** Until when a failed discovery is not tried again (every request would otherwise try it). */
+  let discoveryFailedUntil = 0;
 
   function tokenEndpoint(): Promise<string> {
     const te = options.tokenEndpoint;
     if (typeof te === "string") return Promise.resolve(te);
+    if (endpoint === undefined && now() < discoveryFailedUntil)
+      return Promise.reject(new Error("token endpoint discovery failed recently"));
     endpoint ??= te().catch((err) => {
-      endpoint = undefined; // retry discovery on the next request
+      endpoint = undefined;
+      discoveryFailedUntil = now() + DISCOVERY_RETRY_MS;
       throw err;
     });
     return endpoint;

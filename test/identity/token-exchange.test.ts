@@ -131,9 +131,11 @@ describe("RFC 8693 token exchange against a real authorization server (oidc-prov
       expect(r).toEqual({ ok: false, reason: "unavailable" });
     });
 
-    it("discovery that fails is `unavailable` and is retried on the next request", async () => {
+    it("discovery that fails is `unavailable`, not tried again for 5 s whatever the requests, then retried", async () => {
       let calls = 0;
+      let t = Date.now();
       const tx = exchanger({
+        now: () => t,
         tokenEndpoint: async () => {
           calls++;
           if (calls === 1) throw new Error("down");
@@ -141,11 +143,13 @@ describe("RFC 8693 token exchange against a real authorization server (oidc-prov
         },
       });
       const token = await as.token("https://gateway.example/mcp");
-      expect(await tx.exchange({ subjectToken: token, resource: NOTES, upstream: "notes" })).toEqual({
-        ok: false,
-        reason: "unavailable",
-      });
-      expect((await tx.exchange({ subjectToken: token, resource: NOTES, upstream: "notes" })).ok).toBe(true);
+      const ask = () => tx.exchange({ subjectToken: token, resource: NOTES, upstream: "notes" });
+      expect(await ask()).toEqual({ ok: false, reason: "unavailable" });
+      // A burst of requests right after: answered at once, without asking the issuer again.
+      for (let i = 0; i < 20; i++) expect(await ask()).toEqual({ ok: false, reason: "unavailable" });
+      expect(calls).toBe(1);
+      t += 5_001;
+      expect((await ask()).ok).toBe(true);
       expect(calls).toBe(2);
     });
 
