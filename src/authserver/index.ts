@@ -14,6 +14,7 @@ import { createWindowLimiter } from "./client-policy.js";
 import { sendOAuthError } from "./http-util.js";
 import { createInteractions } from "./interactions.js";
 import { providerConfiguration } from "./provider-config.js";
+import { sharedSecret } from "./shared-secret.js";
 import { createOwnTokenVerifier, type OwnTokenVerifier } from "./token-verifier.js";
 import { createUpstreamLogin, type UpstreamLoginOptions } from "./upstream-login.js";
 
@@ -66,19 +67,6 @@ export interface AuthorizationServer {
   /** Verifies the access tokens this server issues (the gateway's resource-server path). */
   readonly verifier: OwnTokenVerifier;
   close(): Promise<void>;
-}
-
-/** Stored secrets (model "Secret"): created once, then shared by every instance on the database. */
-async function sharedSecret<T extends Record<string, unknown>>(
-  store: OAuthRecordStore,
-  id: string,
-  make: () => Promise<T>,
-): Promise<T> {
-  const found = await store.find("Secret", id);
-  if (found) return found as T;
-  await store.upsert("Secret", id, await make());
-  // Two instances starting together: the last write wins, and both read it back.
-  return (await store.find("Secret", id)) as T;
 }
 
 const AS_PATHS = ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"];

@@ -95,6 +95,34 @@ export function createPostgresOAuthStore(options: PostgresOAuthStoreOptions): OA
         [model, id, text, payload.uid ?? null, payload.grantId ?? null, expiryOf(expiresInSec)],
       );
     },
+    async insertIfAbsent(model, id, payload, expiresInSec) {
+      const text = serializeOAuthPayload(payload);
+      const row = [model, id, text, payload.uid ?? null, payload.grantId ?? null, expiryOf(expiresInSec)];
+      // A conflicting row is locked and kept unless expired; RETURNING is then empty, and a second
+      // statement (a fresh snapshot) reads the row the other instance committed. Again if that row
+      // went away in between (destroyed or expired).
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const now = Date.now();
+        const inserted = await query<{ payload: OAuthPayload }>(
+          `INSERT INTO ${t} (model, id, payload, uid, grant_id, expires_at) VALUES ($1, $2, $3::jsonb, $4, $5, $6)
+           ON CONFLICT (model, id) DO UPDATE SET payload = EXCLUDED.payload, uid = EXCLUDED.uid,
+             grant_id = EXCLUDED.grant_id, expires_at = EXCLUDED.expires_at
+           WHERE ${t}.expires_at IS NOT NULL AND ${t}.expires_at <= $7 RETURNING payload`,
+          [...row, now],
+        );
+        const stored =
+          first(inserted) ??
+          first(
+            await query(`SELECT payload FROM ${t} WHERE model = $1 AND id = $2 AND ${alive}`, [
+              model,
+              id,
+              now,
+            ]),
+          );
+        if (stored) return stored;
+      }
+      throw new McpGateError("ERR_STORE_UNAVAILABLE", `postgres oauth store: ${model} record kept changing`);
+    },
     async find(model, id) {
       return first(
         await query(`SELECT payload FROM ${t} WHERE model = $1 AND id = $2 AND ${alive}`, [

@@ -18,6 +18,16 @@ export interface OAuthRecordStore {
   close(): Promise<void>;
   /** Insert or replace a record; `expiresInSec` absent means no expiry. */
   upsert(model: string, id: string, payload: OAuthPayload, expiresInSec?: number): Promise<void>;
+  /**
+   * Insert a record unless a live one is stored under (model, id), atomically for every instance on
+   * the backend; returns the record stored after the call: this one, or the one that was there.
+   */
+  insertIfAbsent(
+    model: string,
+    id: string,
+    payload: OAuthPayload,
+    expiresInSec?: number,
+  ): Promise<OAuthPayload>;
   /** The record, or undefined when absent or expired. */
   find(model: string, id: string): Promise<OAuthPayload | undefined>;
   findByUid(model: string, uid: string): Promise<OAuthPayload | undefined>;
@@ -82,6 +92,13 @@ export function createMemoryOAuthStore(options: { now?: () => number } = {}): OA
     const t = now();
     for (const [k, r] of records) if (r.expiresAt !== null && r.expiresAt <= t) records.delete(k);
   };
+  const put = (model: string, id: string, payload: OAuthPayload, expiresInSec: number | undefined) => {
+    if (records.size > 0 && records.size % 1024 === 0) sweep();
+    serializeOAuthPayload(payload);
+    const stored = structuredClone(payload);
+    records.set(key(model, id), { payload: stored, expiresAt: expiryOf(expiresInSec, now()) });
+    return stored;
+  };
   return {
     kind: "memory",
     async init() {},
@@ -89,12 +106,12 @@ export function createMemoryOAuthStore(options: { now?: () => number } = {}): OA
       records.clear();
     },
     async upsert(model, id, payload, expiresInSec) {
-      if (records.size > 0 && records.size % 1024 === 0) sweep();
-      serializeOAuthPayload(payload);
-      records.set(key(model, id), {
-        payload: structuredClone(payload),
-        expiresAt: expiryOf(expiresInSec, now()),
-      });
+      put(model, id, payload, expiresInSec);
+    },
+    async insertIfAbsent(model, id, payload, expiresInSec) {
+      // No await between the check and the write: one process, so this is atomic.
+      const found = live(records.get(key(model, id)));
+      return structuredClone(found ? found.payload : put(model, id, payload, expiresInSec));
     },
     async find(model, id) {
       const r = live(records.get(key(model, id)));

@@ -23,6 +23,19 @@ o['consumed'] = tonumber(ARGV[1])
 redis.call('SET', KEYS[1], cjson.encode(o), 'KEEPTTL')
 return 1`;
 
+// Insert unless present (SET NX), with the indexes upsert keeps; else the record that is there.
+// KEYS: record, uid index, grant set. ARGV: payload, ttl, id, has uid, has grant, grant set ttl.
+const INSERT_IF_ABSENT_LUA = `
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  return redis.call('GET', KEYS[1])
+end
+if ARGV[4] == '1' then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[2]) end
+if ARGV[5] == '1' then
+  redis.call('SADD', KEYS[3], KEYS[1])
+  redis.call('EXPIRE', KEYS[3], ARGV[6])
+end
+return ARGV[1]`;
+
 /**
  * Short-lived authorization-server records in Redis (authorization codes, interactions, browser
  * sessions), so several gateway instances behind one load balancer serve one authorization server
@@ -49,6 +62,8 @@ export function createRedisOAuthStore(options: RedisOAuthStoreOptions): OAuthRec
   const rec = (model: string, id: string) => `${prefix}oauth:${model}:${id}`;
   const uidKey = (model: string, uid: string) => `${prefix}oauth:uid:${model}:${uid}`;
   const grantKey = (grantId: string) => `${prefix}oauth:grant:${grantId}`;
+  const ttlOf = (expiresInSec: number | undefined) =>
+    Math.max(1, Math.min(maxTtlSec, Math.ceil(expiresInSec ?? maxTtlSec)));
 
   async function run<T>(fn: () => Promise<T>): Promise<T> {
     try {
@@ -71,7 +86,7 @@ export function createRedisOAuthStore(options: RedisOAuthStoreOptions): OAuthRec
     },
     async upsert(model, id, payload, expiresInSec) {
       const text = serializeOAuthPayload(payload);
-      const ttl = Math.max(1, Math.min(maxTtlSec, Math.ceil(expiresInSec ?? maxTtlSec)));
+      const ttl = ttlOf(expiresInSec);
       const m = redis.multi().set(rec(model, id), text, "EX", ttl);
       if (payload.uid) m.set(uidKey(model, payload.uid), id, "EX", ttl);
       if (payload.grantId) {
@@ -79,6 +94,25 @@ export function createRedisOAuthStore(options: RedisOAuthStoreOptions): OAuthRec
         m.expire(grantKey(payload.grantId), maxTtlSec);
       }
       await run(() => m.exec());
+    },
+    async insertIfAbsent(model, id, payload, expiresInSec) {
+      const text = serializeOAuthPayload(payload);
+      const stored = await run(() =>
+        redis.eval(
+          INSERT_IF_ABSENT_LUA,
+          3,
+          rec(model, id),
+          uidKey(model, payload.uid ?? ""),
+          grantKey(payload.grantId ?? ""),
+          text,
+          String(ttlOf(expiresInSec)),
+          id,
+          payload.uid ? "1" : "0",
+          payload.grantId ? "1" : "0",
+          String(maxTtlSec),
+        ),
+      );
+      return parse(stored as string)!;
     },
     async find(model, id) {
       return parse(await run(() => redis.get(rec(model, id))));

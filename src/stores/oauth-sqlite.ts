@@ -32,6 +32,9 @@ CREATE INDEX IF NOT EXISTS oauth_records_uid ON oauth_records (model, uid);
 CREATE INDEX IF NOT EXISTS oauth_records_grant ON oauth_records (grant_id);
 CREATE INDEX IF NOT EXISTS oauth_records_expiry ON oauth_records (expires_at);`;
 
+/** model, id, payload, uid, grant_id, expires_at: the columns of one record, in order. */
+type RecordRow = [string, string, string, string | null, string | null, number | null];
+
 /**
  * The authorization server's records in SQLite (better-sqlite3), beside the API keys in the key
  * store's file (DESIGN.md §9 `authServer.store`). Expired rows are ignored on read and swept on write.
@@ -57,6 +60,7 @@ export function createSqliteOAuthStore(options: SqliteOAuthStoreOptions): OAuthR
          ON CONFLICT (model, id) DO UPDATE SET payload = excluded.payload, uid = excluded.uid,
            grant_id = excluded.grant_id, expires_at = excluded.expires_at`,
       ),
+      insertIfAbsent: insertIfAbsent(d),
       find: d.prepare(`SELECT payload FROM oauth_records WHERE model = ? AND id = ? AND ${alive}`),
       findByUid: d.prepare(
         `SELECT payload FROM oauth_records WHERE model = ? AND uid = ? AND ${alive} LIMIT 1`,
@@ -69,6 +73,22 @@ export function createSqliteOAuthStore(options: SqliteOAuthStoreOptions): OAuthR
       count: d.prepare(`SELECT COUNT(*) AS n FROM oauth_records WHERE model = ? AND ${alive}`),
       sweep: d.prepare("DELETE FROM oauth_records WHERE expires_at IS NOT NULL AND expires_at <= ?"),
     };
+  }
+
+  // Insert (replacing only an expired row), then read back what is stored, in one write transaction:
+  // another process's insert lands wholly before or after ours.
+  function insertIfAbsent(d: Database.Database) {
+    const insert = d.prepare(
+      `INSERT INTO oauth_records (model, id, payload, uid, grant_id, expires_at) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (model, id) DO UPDATE SET payload = excluded.payload, uid = excluded.uid,
+         grant_id = excluded.grant_id, expires_at = excluded.expires_at
+       WHERE oauth_records.expires_at IS NOT NULL AND oauth_records.expires_at <= ?`,
+    );
+    const stored = d.prepare("SELECT payload FROM oauth_records WHERE model = ? AND id = ?");
+    return d.transaction((row: RecordRow) => {
+      insert.run(...row, Date.now());
+      return stored.get(row[0], row[1]) as { payload: string };
+    });
   }
 
   function ready() {
@@ -113,6 +133,19 @@ export function createSqliteOAuthStore(options: SqliteOAuthStoreOptions): OAuthR
         if (++writes % 256 === 0) st.sweep.run(Date.now());
         st.upsert.run(model, id, text, payload.uid ?? null, payload.grantId ?? null, expiryOf(expiresInSec));
       });
+    },
+    async insertIfAbsent(model, id, payload, expiresInSec) {
+      const st = ready();
+      const text = serializeOAuthPayload(payload);
+      const row: RecordRow = [
+        model,
+        id,
+        text,
+        payload.uid ?? null,
+        payload.grantId ?? null,
+        expiryOf(expiresInSec),
+      ];
+      return parse(run(() => st.insertIfAbsent.immediate(row)))!;
     },
     async find(model, id) {
       const st = ready();

@@ -70,6 +70,31 @@ describe.each(backends)("%s oauth record store (the same behaviour everywhere)",
   });
 });
 
+describe.each(backends)("%s oauth record store: insert if absent", (_name, make) => {
+  it("keeps the record already there and returns it, replaces only an expired one, and indexes what it inserts", async () => {
+    const store = make();
+    await store.init();
+    try {
+      const id = `once-${randomBytes(4).toString("hex")}`;
+      expect(await store.insertIfAbsent("Secret", id, { value: "first" })).toEqual({ value: "first" });
+      expect(await store.insertIfAbsent("Secret", id, { value: "second" })).toEqual({ value: "first" });
+      expect(await store.find("Secret", id)).toEqual({ value: "first" });
+
+      await store.insertIfAbsent("Interaction", id, { value: "old" }, 1);
+      await new Promise((r) => setTimeout(r, 1100));
+      expect(await store.insertIfAbsent("Interaction", id, { value: "new" }, 60)).toEqual({ value: "new" });
+      expect(await store.find("Interaction", id)).toEqual({ value: "new" });
+
+      await store.insertIfAbsent("Session", id, { uid: `u-${id}`, grantId: `g-${id}` }, 60);
+      expect(await store.findByUid("Session", `u-${id}`)).toEqual({ uid: `u-${id}`, grantId: `g-${id}` });
+      await store.revokeByGrantId(`g-${id}`);
+      expect(await store.find("Session", id)).toBeUndefined();
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 describe("durable stores count live clients (bounds dynamic registration)", () => {
   it.each(backends.filter(([n]) => n !== "redis"))("%s", async (_name, make) => {
     const store = make();
