@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { InspectedMessage } from "../core/message.js";
 import type { JsonRpcId } from "../core/outcome.js";
 import type { Era } from "./era.js";
@@ -16,7 +17,16 @@ interface Pending {
  * request of the same session — two concurrent POSTs may carry the same client id (issue 13) —
  * and an answer is filtered by what its own request was, on whichever stream it arrives (POST
  * JSON, POST SSE, the GET stream, resumption replays). An answer whose id the gateway never issued
- * (or already delivered) is dropped: it cannot be attributed, so it cannot be filtered.
+ * is dropped: it cannot be attributed, so it cannot be filtered.
+ *
+ * A session's wire ids also carry what their answer needs, so that any gateway instance can map
+ * it back — a resumption (Last-Event-ID) may reach another instance than the one that forwarded
+ * the request, or the same one after it delivered the answer once and the client lost it:
+ * `<prefix><n>.<session tag>.<base64url of the client's id as JSON>`. The session tag (a digest of
+ * the session id) keeps an answer issued in one session from being read in another. Such an answer
+ * is filtered as any list (ANY_LIST): the id is the upstream's to change, so it is not trusted to
+ * say which answers need no filter. Nothing here is secret: the upstream is told the client's own
+ * id, which it would otherwise have seen.
  *
  * @example
  * const ids = new WireIds("mcpgate-1f2e3d4c-");
@@ -32,9 +42,13 @@ export class WireIds {
   /** The client's id (JSON) → the wire id of its latest request (for notifications/cancelled). */
   readonly #latest = new Map<string, string>();
 
-  constructor(prefix: string, maxPending = 4096) {
+  /** `.<session tag>.`, when this map is a session's (its ids then describe themselves). */
+  readonly #tag: string | undefined;
+
+  constructor(prefix: string, maxPending = 4096, sessionId?: string) {
     this.#prefix = prefix;
     this.#max = maxPending;
+    this.#tag = sessionId === undefined ? undefined : `.${sessionTag(sessionId)}.`;
   }
 
   /** Requests awaiting an answer (for tests and bounds). */
@@ -55,9 +69,13 @@ export class WireIds {
     const wireIds: string[] = [];
     for (const m of messages) {
       if (m.type === "request") {
-        const wire = `${this.#prefix}${++this.#seq}`;
         const clientId = m.id ?? null;
-        this.#pending.set(wire, { clientId, ...(isListMethod(m.method) ? { list: m.method! } : {}) });
+        const list = isListMethod(m.method) ? m.method! : undefined;
+        const wire =
+          this.#tag === undefined
+            ? `${this.#prefix}${++this.#seq}`
+            : `${this.#prefix}${++this.#seq}${this.#tag}${describe(clientId)}`;
+        this.#pending.set(wire, { clientId, ...(list !== undefined ? { list } : {}) });
         this.#latest.set(JSON.stringify(clientId), wire);
         if (this.#pending.size > this.#max) this.#evictOldest();
         wireIds.push(wire);
@@ -95,11 +113,16 @@ export class WireIds {
     if (!isResponse) return m;
     if (m.id === null) return visible ? filterListResponse(m, ANY_LIST, visible, era) : m;
     if (typeof m.id !== "string") return undefined;
-    const p = this.#pending.get(m.id);
-    if (!p) return undefined;
-    this.#pending.delete(m.id);
-    if (this.#latest.get(JSON.stringify(p.clientId)) === m.id)
-      this.#latest.delete(JSON.stringify(p.clientId));
+    let p = this.#pending.get(m.id);
+    if (p) {
+      this.#pending.delete(m.id);
+      if (this.#latest.get(JSON.stringify(p.clientId)) === m.id)
+        this.#latest.delete(JSON.stringify(p.clientId));
+    } else {
+      // Issued by another instance, or delivered once already (a replay the client asked for).
+      p = this.#tag === undefined ? undefined : described(m.id, this.#tag);
+      if (!p) return undefined;
+    }
     const back = { ...m, id: p.clientId };
     return p.list && visible ? filterListResponse(back, p.list, visible, era) : back;
   }
@@ -132,6 +155,39 @@ export class WireIds {
   get cancellable(): number {
     return this.#latest.size;
   }
+}
+
+/** A session's tag in its wire ids: 8 characters of a digest of its id (the same on every instance). */
+function sessionTag(sessionId: string): string {
+  return createHash("sha256").update(sessionId).digest("base64url").slice(0, 8);
+}
+
+/** The client's id as JSON, base64url: what an answer needs to be mapped back anywhere. */
+function describe(clientId: JsonRpcId): string {
+  return Buffer.from(JSON.stringify(clientId)).toString("base64url");
+}
+
+/** Longest description read back: a client id is at most MAX_ID_LENGTH (256) characters. */
+const MAX_DESCRIPTION = 1024;
+
+/**
+ * The request a self-describing wire id of this session names, or undefined when it is not one
+ * (another session's tag, not our form, or a description that does not read as ours).
+ */
+function described(wire: string, tag: string): Pending | undefined {
+  const at = wire.indexOf(tag);
+  // `<prefix><n>` before the tag: the prefix is an instance's, any instance's.
+  if (at === -1 || !/^[A-Za-z0-9-]{1,80}\d$/.test(wire.slice(0, at))) return undefined;
+  const rest = wire.slice(at + tag.length);
+  if (rest.length > MAX_DESCRIPTION || !/^[A-Za-z0-9_-]+$/.test(rest)) return undefined;
+  let clientId: unknown;
+  try {
+    clientId = JSON.parse(Buffer.from(rest, "base64url").toString("utf8"));
+  } catch {
+    return undefined;
+  }
+  const idOk = clientId === null || typeof clientId === "string" || Number.isFinite(clientId);
+  return idOk ? { clientId: clientId as JsonRpcId, list: ANY_LIST } : undefined;
 }
 
 /**
@@ -193,7 +249,7 @@ export class SessionWireIds {
   forSession(sessionId: string, nowMs: number): WireIds {
     const held = this.#sessions.get(sessionId);
     if (held) this.#sessions.delete(sessionId);
-    const ids = held?.ids ?? new WireIds(`${this.#prefix}s${++this.#seq}-`);
+    const ids = held?.ids ?? new WireIds(`${this.#prefix}s${++this.#seq}-`, undefined, sessionId);
     this.#sessions.set(sessionId, { ids, usedAt: nowMs });
     for (const [id, s] of this.#sessions) {
       if (nowMs - s.usedAt <= this.#idleTtlMs) break;

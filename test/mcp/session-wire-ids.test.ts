@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { InspectedMessage } from "../../src/core/message.js";
 import { MAX_ID_LENGTH, parseJsonRpc } from "../../src/mcp/jsonrpc.js";
+import type { VisibilityPredicate } from "../../src/mcp/list-filter.js";
 import { SessionWireIds, WireIds } from "../../src/mcp/wire-ids.js";
 
 const TTL = 60_000;
@@ -36,8 +37,8 @@ describe("SessionWireIds: one upstream's id maps shared by every caller", () => 
     const answerA = pendingAnswer(maps, "session-of-A", 0);
     maps.forSession("session-of-X", TTL + 1);
     expect(maps.size).toBe(1);
-    // The session came back (a new map): the old request's answer cannot be attributed, so it is dropped.
-    expect(answerA(TTL + 2)).toBeUndefined();
+    // A late answer is still attributed: its wire id says what it answers (see below).
+    expect(answerA(TTL + 2)).toMatchObject({ id: 7 });
   });
 
   it("is bounded: past maxSessions the least recently used map goes, never more than maxSessions held", () => {
@@ -81,5 +82,77 @@ describe("WireIds: one session's map is bounded whatever the caller sends", () =
       JSON.stringify({ jsonrpc: "2.0", id: "x".repeat(MAX_ID_LENGTH), method: "ping" }),
     );
     expect(ok.ok).toBe(true);
+  });
+});
+
+describe("a session's wire ids describe themselves: any instance maps the answer back", () => {
+  const list = (id: number): InspectedMessage =>
+    ({
+      type: "request",
+      id,
+      method: "tools/list",
+      raw: { jsonrpc: "2.0", id, method: "tools/list" },
+    }) as InspectedMessage;
+  const hideAdmin: VisibilityPredicate = (_kind, name) => name !== "secret_admin";
+  const tools = { tools: [{ name: "echo" }, { name: "secret_admin" }] };
+  // Two gateway instances: each its own prefix, the same session ids (shared state).
+  const instanceA = () =>
+    new SessionWireIds({ prefix: "mcpgate-0000000a-", maxSessions: 10, idleTtlMs: TTL });
+  const instanceB = () =>
+    new SessionWireIds({ prefix: "mcpgate-0000000b-", maxSessions: 10, idleTtlMs: TTL });
+
+  it("maps a replayed answer of a request A forwarded back on B, with the client's id, filtered as a list", () => {
+    const wire = instanceA()
+      .forSession("sess-1", 0)
+      .outbound([list(42)]).wireIds[0]!;
+    const back = instanceB()
+      .forSession("sess-1", 1)
+      .inbound({ jsonrpc: "2.0", id: wire, result: tools }, hideAdmin, "2025");
+    expect(back).toMatchObject({ id: 42, result: { tools: [{ name: "echo" }] } });
+  });
+
+  it("delivers an answer again when the client asks for its replay on the same instance", () => {
+    const ids = instanceA().forSession("sess-1", 0);
+    const wire = ids.outbound([call(7)]).wireIds[0]!;
+    const answer = { jsonrpc: "2.0", id: wire, result: {} };
+    expect(ids.inbound(answer, undefined, "2025")).toMatchObject({ id: 7 });
+    expect(ids.inbound(answer, undefined, "2025")).toMatchObject({ id: 7 });
+  });
+
+  it("filters a described answer as any list: the id cannot vouch for what it answers", () => {
+    const ids = instanceA().forSession("sess-1", 0);
+    // A tools/call's id, echoed on a list result (a confused or hostile upstream).
+    const wire = ids.outbound([call(5)]).wireIds[0]!;
+    const answer = { jsonrpc: "2.0", id: wire, result: tools };
+    const b = instanceB().forSession("sess-1", 1);
+    expect(b.inbound(answer, hideAdmin, "2025")).toMatchObject({
+      id: 5,
+      result: { tools: [{ name: "echo" }] },
+    });
+  });
+
+  it("never reads another session's answer, a stateless request's, or a description not ours", () => {
+    const a = instanceA();
+    const other = a.forSession("sess-other", 0).outbound([list(1)]).wireIds[0]!;
+    const stateless = a.forRequest().outbound([list(2)]).wireIds[0]!;
+    const mine = a.forSession("sess-1", 0).outbound([list(3)]).wireIds[0]!;
+    const [head, tag] = mine.split(".");
+    const forged = (payload: unknown) =>
+      `${head}.${tag}.${Buffer.from(JSON.stringify(payload)).toString("base64url")}`;
+    const b = instanceB().forSession("sess-1", 1);
+    // The same request's answer is read (the control).
+    expect(b.inbound({ jsonrpc: "2.0", id: mine, result: {} }, hideAdmin, "2025")).toMatchObject({ id: 3 });
+    for (const id of [
+      other,
+      stateless,
+      forged({ x: 1 }), // not a JSON-RPC id
+      forged([1]),
+      forged(true),
+      `${head}.${tag}.not*base64`,
+      `${head}.${tag}.${"A".repeat(2000)}`,
+      `.${tag}.${forged(1).split(".")[2]}`, // no instance prefix
+      "someone-else-9",
+    ])
+      expect(b.inbound({ jsonrpc: "2.0", id, result: tools }, hideAdmin, "2025"), id).toBeUndefined();
   });
 });
