@@ -1,5 +1,6 @@
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import { context, type Span, SpanKind } from "@opentelemetry/api";
+import { spanUrl } from "./span-url.js";
 import { markSpanFailed, TRACE_ATTR, tracer } from "./tracing.js";
 import { noteAuthLookup, wantsHttpChildSpans } from "./tracing-wrappers.js";
 
@@ -33,14 +34,13 @@ function onCreate(message: unknown): void {
   noteAuthLookup();
   const method = typeof request.method === "string" ? request.method : "GET";
   const attributes: Record<string, string | number> = { [TRACE_ATTR.httpMethod]: method };
-  try {
-    const origin = new URL(String(request.origin));
-    const path = typeof request.path === "string" ? (request.path.split("?")[0] ?? "") : "";
-    attributes[TRACE_ATTR.urlFull] = `${origin.protocol}//${origin.host}${path}`;
-    attributes[TRACE_ATTR.serverAddress] = origin.hostname;
-    if (origin.port) attributes[TRACE_ATTR.serverPort] = Number(origin.port);
-  } catch {
-    // An origin that is not a URL: the span keeps the method only.
+  const path = typeof request.path === "string" ? request.path : "";
+  // An origin that is not a URL: the span keeps the method only.
+  const url = spanUrl(`${String(request.origin)}${path.startsWith("/") ? path : `/${path}`}`);
+  if (url) {
+    attributes[TRACE_ATTR.urlFull] = url.full;
+    attributes[TRACE_ATTR.serverAddress] = url.host;
+    if (url.port) attributes[TRACE_ATTR.serverPort] = url.port;
   }
   open.set(request, tracer().startSpan(method, { kind: SpanKind.CLIENT, attributes }, context.active()));
 }

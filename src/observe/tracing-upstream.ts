@@ -1,4 +1,5 @@
 import { context, propagation, SpanKind, trace } from "@opentelemetry/api";
+import { spanUrl } from "./span-url.js";
 import { markSpanFailed, TRACE_ATTR, tracer } from "./tracing.js";
 
 /**
@@ -37,17 +38,6 @@ const NOOP_UPSTREAM: UpstreamTrace = Object.freeze({
   end: () => {},
 });
 
-/** URL without userinfo or query: what a span may say about an upstream address. */
-function safeUrl(raw: string): { full: string; host: string; port?: number } | undefined {
-  try {
-    const u = new URL(raw);
-    const port = u.port ? Number(u.port) : undefined;
-    return { full: `${u.protocol}//${u.host}${u.pathname}`, host: u.hostname, ...(port ? { port } : {}) };
-  } catch {
-    return undefined;
-  }
-}
-
 /**
  * Start the CLIENT span of one upstream call, child of the active (request) span. Its context is
  * what the upstream receives: `traceparent` headers for HTTP upstreams, `params._meta.traceparent`
@@ -74,7 +64,7 @@ export function startUpstreamSpan(start: UpstreamSpanStart): UpstreamTrace {
     span.setAttribute(TRACE_ATTR.networkTransport, start.transport === "stdio" ? "pipe" : "tcp");
     if (start.mcpMethod) span.setAttribute(TRACE_ATTR.mcpMethod, start.mcpMethod);
     if (start.tool) span.setAttribute(TRACE_ATTR.toolName, start.tool);
-    const url = start.url ? safeUrl(start.url) : undefined;
+    const url = start.url ? spanUrl(start.url) : undefined;
     if (url) {
       span.setAttribute(TRACE_ATTR.urlFull, url.full);
       span.setAttribute(TRACE_ATTR.serverAddress, url.host);

@@ -356,7 +356,7 @@ describe("the upstream call", () => {
       const up = startUpstreamSpan({
         upstream: "notes",
         transport: "http",
-        url: "http://user:pw@127.0.0.1:3001/mcp?token=abc",
+        url: "http://user:pw@127.0.0.1:3001/k/sk-live-4f9a1c2e5b7d9f11aa/v1/2025-06-18/mcp?token=abc",
         mcpMethod: "tools/call",
         tool: "echo",
       });
@@ -366,7 +366,8 @@ describe("the upstream call", () => {
     t.end({ status: 200, decision: "allow" });
     const client = spans().find((s) => s.kind === SpanKind.CLIENT);
     expect(client?.attributes).toMatchObject({
-      "url.full": "http://127.0.0.1:3001/mcp",
+      // A key in the path is scrubbed; words, versions and dates stay readable.
+      "url.full": "http://127.0.0.1:3001/k/REDACTED/v1/2025-06-18/mcp",
       "server.address": "127.0.0.1",
       "server.port": 3001,
       "mcpgate.upstream": "notes",
@@ -375,6 +376,7 @@ describe("the upstream call", () => {
     expect(headers.traceparent).toBe(`00-${REMOTE_TRACE}-${client?.spanContext().spanId}-01`);
     expect(allSpanStrings()).not.toContain("pw@");
     expect(allSpanStrings()).not.toContain("token=abc");
+    expect(allSpanStrings()).not.toContain("4f9a1c2e5b7d9f11");
   });
 
   it("gives a stdio upstream the trace context in params._meta, replacing the client's", () => {
