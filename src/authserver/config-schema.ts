@@ -20,6 +20,18 @@ export const durationSchema = z.union([z.string(), z.number()]).refine(
   { message: "invalid duration: use e.g. 500ms, 10s, 30m, 24h, 90d" },
 );
 
+/** The shortest `clients.unusedClientTtl` accepted. */
+const MIN_UNUSED_CLIENT_TTL_MS = 3_600_000;
+
+/** Whether a duration is at least `minMs` (one that does not parse is durationSchema's to report). */
+function atLeast(value: string | number, minMs: number): boolean {
+  try {
+    return parseDuration(value) >= minMs;
+  } catch {
+    return true;
+  }
+}
+
 const oidcLogin = z.strictObject({
   /** The upstream IdP's issuer (OIDC Discovery runs against it). */
   issuer: z.string().url(),
@@ -62,6 +74,15 @@ export const authServerSchema = z
         registrationRateLimit: z
           .strictObject({ limit: z.number().int().positive(), window: durationSchema })
           .default({ limit: 10, window: "1m" }),
+        /**
+         * How long a registered client is kept while no code or token is issued to it (then it must
+         * register again), so a cap filled by unused registrations frees itself. At least 1h.
+         */
+        unusedClientTtl: durationSchema
+          .refine((v) => atLeast(v, MIN_UNUSED_CLIENT_TTL_MS), {
+            message: "must be at least 1h (a client needs time between registering and its first login)",
+          })
+          .default("30d"),
       })
       .default({
         registration: true,
@@ -69,6 +90,7 @@ export const authServerSchema = z
         allowLoopbackMetadataDocuments: false,
         maxRegistered: 10_000,
         registrationRateLimit: { limit: 10, window: "1m" },
+        unusedClientTtl: "30d",
       }),
     tokens: z
       .strictObject({ accessTtl: durationSchema.default("1h"), refreshTtl: durationSchema.default("30d") })

@@ -10,6 +10,7 @@ import type { KeyStore } from "../stores/key-store.js";
 import { keyStatus } from "../stores/key-store.js";
 import type { OAuthRecordStore } from "../stores/oauth-records.js";
 import type { SigningKeyStore } from "../stores/signing-keys.js";
+import { CLIENT_MODEL, extendClientsOnUse } from "./client-expiry.js";
 import { createWindowLimiter } from "./client-policy.js";
 import { sendOAuthError } from "./http-util.js";
 import { createInteractions } from "./interactions.js";
@@ -35,6 +36,8 @@ export interface AuthorizationServerOptions {
     allowLoopbackMetadataDocuments?: boolean;
     maxRegistered?: number;
     registrationRateLimit?: { limit: number; windowMs: number };
+    /** Seconds a registered client is kept without a code or token issued to it. Default 30 days. */
+    unusedClientTtlSec?: number;
   };
   accessTtlSec?: number;
   refreshTtlSec?: number;
@@ -107,7 +110,15 @@ export async function createAuthorizationServer(
   if (options.resources.length === 0)
     throw new McpGateError("ERR_INVALID_OPTION", "authServer: no resource to issue tokens for");
   const clients = options.clients ?? {};
+  const unusedClientTtlSec = clients.unusedClientTtlSec ?? 30 * 86_400;
+  if (!Number.isInteger(unusedClientTtlSec) || unusedClientTtlSec <= 0)
+    throw new McpGateError(
+      "ERR_INVALID_OPTION",
+      "authServer.clients.unusedClientTtlSec must be whole seconds > 0",
+    );
   const store = options.store;
+  // Clients registered before they expired (an upgrade) get the same lease, counted from now.
+  await store.expireUnbounded(CLIENT_MODEL, unusedClientTtlSec);
   const keys = options.signingKeys;
   const keySet = await keys.current();
   let publicJwks = keySet.publicJwks;
@@ -148,6 +159,7 @@ export async function createAuthorizationServer(
         registration: clients.registration ?? true,
         metadataDocuments: clients.metadataDocuments ?? true,
         allowLoopbackMetadataDocuments: clients.allowLoopbackMetadataDocuments ?? false,
+        unusedClientTtlSec,
         store,
         ...(options.shortLivedStore ? { shortLivedStore: options.shortLivedStore } : {}),
         signingKey,
@@ -161,6 +173,7 @@ export async function createAuthorizationServer(
     // oidc-provider reports errors it already answered; they carry no secrets, but are not ours to log.
     provider.on("server_error", () => {});
     if (options.audit) auditProviderEvents(provider, options.audit, options.guard);
+    extendClientsOnUse(provider, store, unusedClientTtlSec);
     const interactions = createInteractions({
       provider,
       // Pending IdP logins live ten minutes: with Redis, beside the codes and interactions.
@@ -191,7 +204,8 @@ export async function createAuthorizationServer(
       });
       return true;
     }
-    if ((await store.count("Client")) >= maxRegistered) {
+    // Expired clients (client-expiry.ts) do not count: a cap filled by unused clients empties itself.
+    if ((await store.count(CLIENT_MODEL)) >= maxRegistered) {
       sendOAuthError(res, 503, "temporarily_unavailable", "the registration limit is reached");
       return true;
     }

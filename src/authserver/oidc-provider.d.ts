@@ -43,6 +43,8 @@ declare module "oidc-provider" {
     constructor(issuer: string, configuration?: Record<string, unknown>);
     callback(): (req: IncomingMessage, res: ServerResponse) => void;
     on(event: string, listener: (...args: unknown[]) => void): this;
+    /** Koa middleware around the provider's routes (runs before its router). */
+    use(fn: (ctx: ProviderContext, next: () => Promise<void>) => Promise<void>): this;
     proxy: boolean;
     readonly issuer: string;
     interactionDetails(req: IncomingMessage, res: ServerResponse): Promise<InteractionDetails>;

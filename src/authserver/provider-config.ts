@@ -15,6 +15,8 @@ export interface ProviderSettings {
   registration: boolean;
   metadataDocuments: boolean;
   allowLoopbackMetadataDocuments: boolean;
+  /** How long a registered client is kept unused (client-expiry.ts). */
+  unusedClientTtlSec: number;
   store: OAuthRecordStore;
   shortLivedStore?: OAuthRecordStore;
   signingKey: JWK;

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import type { OAuthPayload, OAuthRecordStore } from "../stores/oauth-records.js";
+import { CLIENT_MODEL } from "./client-expiry.js";
 import { fetchLoopbackMetadata, isLoopbackMetadataUrl } from "./loopback-metadata.js";
 
 /** Records that live minutes, kept in Redis when `state.redis` is set (DESIGN.md §9, issue item 5). */
@@ -139,6 +140,8 @@ export interface AdapterSettings {
   store: OAuthRecordStore;
   shortLivedStore?: OAuthRecordStore;
   allowLoopbackMetadataDocuments: boolean;
+  /** How long a stored (registered) client is kept unused (client-expiry.ts); absent: for ever. */
+  unusedClientTtlSec?: number;
 }
 
 /**
@@ -148,21 +151,24 @@ export interface AdapterSettings {
  * @example new Provider(issuer, { adapter: adapterFor({ store, allowLoopbackMetadataDocuments: false }) });
  */
 export function adapterFor(settings: AdapterSettings) {
-  const { store, shortLivedStore, allowLoopbackMetadataDocuments } = settings;
+  const { store, shortLivedStore, allowLoopbackMetadataDocuments, unusedClientTtlSec } = settings;
   return class RecordAdapter {
     readonly #records: ModelRecords;
+    readonly #defaultTtl: number | undefined;
     constructor(model: string) {
       this.#records = new ModelRecords(
         model,
         shortLivedStore && SHORT_LIVED.has(model) ? shortLivedStore : store,
       );
+      // oidc-provider stores a registered client with no expiry; ours expire unless used.
+      this.#defaultTtl = model === CLIENT_MODEL ? unusedClientTtlSec : undefined;
     }
     upsert(id: string, payload: Record<string, unknown>, expiresIn?: number) {
-      return this.#records.upsert(id, payload, expiresIn);
+      return this.#records.upsert(id, payload, expiresIn ?? this.#defaultTtl);
     }
     async find(id: string) {
       const found = await this.#records.find(id);
-      if (found || this.#records.model !== "Client") return found;
+      if (found || this.#records.model !== CLIENT_MODEL) return found;
       // Development only: an http CIMD client_id on loopback (oidc-provider takes https only).
       if (allowLoopbackMetadataDocuments && isLoopbackMetadataUrl(id)) return fetchLoopbackMetadata(id);
       return undefined;

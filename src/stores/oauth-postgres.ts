@@ -160,5 +160,22 @@ export function createPostgresOAuthStore(options: PostgresOAuthStoreOptions): OA
       );
       return Number(r.rows[0]?.n ?? 0);
     },
+    async extend(model, id, expiresInSec) {
+      const now = Date.now();
+      const r = await query(`UPDATE ${t} SET expires_at = $4 WHERE model = $1 AND id = $2 AND ${alive}`, [
+        model,
+        id,
+        now,
+        expiryOf(expiresInSec, now),
+      ]);
+      return (r.rowCount ?? 0) > 0;
+    },
+    async expireUnbounded(model, expiresInSec) {
+      const r = await query(`UPDATE ${t} SET expires_at = $2 WHERE model = $1 AND expires_at IS NULL`, [
+        model,
+        expiryOf(expiresInSec),
+      ]);
+      return r.rowCount ?? 0;
+    },
   };
 }

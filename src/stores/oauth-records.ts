@@ -38,6 +38,16 @@ export interface OAuthRecordStore {
   revokeByGrantId(grantId: string): Promise<void>;
   /** Live records of a model (bounds dynamic registration). */
   count(model: string): Promise<number>;
+  /**
+   * Give a live record a new expiry, `expiresInSec` from now (a registered client kept while it is
+   * used); its payload is left as it is. False when no live record is stored under (model, id).
+   */
+  extend(model: string, id: string, expiresInSec: number): Promise<boolean>;
+  /**
+   * Give every record of a model that has no expiry one, `expiresInSec` from now (records written
+   * before the model had an expiry, at an upgrade); returns how many.
+   */
+  expireUnbounded(model: string, expiresInSec: number): Promise<number>;
 }
 
 /** An oidc-provider record: a JSON object; `uid`, `grantId` and `consumed` are read by the stores. */
@@ -137,6 +147,20 @@ export function createMemoryOAuthStore(options: { now?: () => number } = {}): OA
     async count(model) {
       let n = 0;
       for (const [k, r] of records) if (k.startsWith(`${model}\u0000`) && live(r)) n++;
+      return n;
+    },
+    async extend(model, id, expiresInSec) {
+      const r = live(records.get(key(model, id)));
+      if (r) r.expiresAt = expiryOf(expiresInSec, now());
+      return r !== undefined;
+    },
+    async expireUnbounded(model, expiresInSec) {
+      let n = 0;
+      for (const [k, r] of records) {
+        if (!k.startsWith(`${model}\u0000`) || r.expiresAt !== null) continue;
+        r.expiresAt = expiryOf(expiresInSec, now());
+        n++;
+      }
       return n;
     },
   };

@@ -36,6 +36,13 @@ if ARGV[5] == '1' then
 end
 return ARGV[1]`;
 
+// A new expiry for a live record and its uid index. KEYS: record. ARGV: ttl, uid key prefix.
+const EXTEND_LUA = `
+if redis.call('EXPIRE', KEYS[1], ARGV[1]) == 0 then return 0 end
+local o = cjson.decode(redis.call('GET', KEYS[1]))
+if type(o['uid']) == 'string' then redis.call('EXPIRE', ARGV[2] .. o['uid'], ARGV[1]) end
+return 1`;
+
 /**
  * Short-lived authorization-server records in Redis (authorization codes, interactions, browser
  * sessions), so several gateway instances behind one load balancer serve one authorization server
@@ -133,6 +140,17 @@ export function createRedisOAuthStore(options: RedisOAuthStoreOptions): OAuthRec
     },
     async count(model) {
       // Not used for the short-lived models Redis holds; a SCAN would be O(keyspace).
+      void model;
+      return 0;
+    },
+    async extend(model, id, expiresInSec) {
+      const n = await run(() =>
+        redis.eval(EXTEND_LUA, 1, rec(model, id), String(ttlOf(expiresInSec)), uidKey(model, "")),
+      );
+      return n === 1;
+    },
+    async expireUnbounded(model) {
+      // Every Redis record is written with an expiry (maxTtlSec at most): none is unbounded.
       void model;
       return 0;
     },

@@ -72,6 +72,10 @@ export function createSqliteOAuthStore(options: SqliteOAuthStoreOptions): OAuthR
       revoke: d.prepare("DELETE FROM oauth_records WHERE grant_id = ?"),
       count: d.prepare(`SELECT COUNT(*) AS n FROM oauth_records WHERE model = ? AND ${alive}`),
       sweep: d.prepare("DELETE FROM oauth_records WHERE expires_at IS NOT NULL AND expires_at <= ?"),
+      extend: d.prepare(`UPDATE oauth_records SET expires_at = ? WHERE model = ? AND id = ? AND ${alive}`),
+      expireUnbounded: d.prepare(
+        "UPDATE oauth_records SET expires_at = ? WHERE model = ? AND expires_at IS NULL",
+      ),
     };
   }
 
@@ -170,6 +174,15 @@ export function createSqliteOAuthStore(options: SqliteOAuthStoreOptions): OAuthR
     async count(model) {
       const st = ready();
       return run(() => (st.count.get(model, Date.now()) as { n: number }).n);
+    },
+    async extend(model, id, expiresInSec) {
+      const st = ready();
+      const now = Date.now();
+      return run(() => st.extend.run(expiryOf(expiresInSec, now), model, id, now).changes > 0);
+    },
+    async expireUnbounded(model, expiresInSec) {
+      const st = ready();
+      return run(() => st.expireUnbounded.run(expiryOf(expiresInSec), model).changes);
     },
   };
 }

@@ -1,6 +1,7 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createMemoryOAuthStore } from "../../src/stores/oauth-records.js";
 import {
   Agent,
   authorize,
@@ -9,6 +10,7 @@ import {
   registerClient,
   startTestAuthServer,
   type TestAuthServer,
+  tokenRequest,
 } from "./harness.js";
 
 const REDIRECT = "http://127.0.0.1:9/callback";
@@ -259,5 +261,99 @@ describe("dynamic client registration (RFC 7591)", () => {
     } finally {
       await off.close();
     }
+  });
+});
+
+describe("registered clients expire when unused (clients.unusedClientTtl)", () => {
+  const DAY = 86_400_000;
+  const TTL_SEC = 30 * 86_400;
+  // The store's clock: records (clients among them) expire by it; the provider keeps real time.
+  let now = Date.now();
+  let t: TestAuthServer;
+  const store = createMemoryOAuthStore({ now: () => now });
+  beforeAll(async () => {
+    // A client registered before clients expired (an upgrade): stored with no expiry at all.
+    await store.upsert("Client", "registered-before-expiry", {
+      client_id: "registered-before-expiry",
+      redirect_uris: [REDIRECT],
+      token_endpoint_auth_method: "none",
+    });
+    t = await startTestAuthServer({ store, clients: { maxRegistered: 3, unusedClientTtlSec: TTL_SEC } });
+  });
+  afterAll(async () => {
+    await t.close();
+  });
+
+  /** The provider's answer to an authorization request: invalid_client once a client is gone. */
+  const authorizationAnswer = async (clientId: string) => {
+    const res = await new Agent().fetch(
+      `${t.issuer}/oauth/authorize?${new URLSearchParams(params(clientId, t.resource, pkce().challenge))}`,
+    );
+    return { status: res.status, invalidClient: (await res.text()).includes("invalid_client") };
+  };
+  const register = () =>
+    fetch(`${t.issuer}/oauth/register`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ redirect_uris: [REDIRECT], token_endpoint_auth_method: "none" }),
+    });
+
+  it("keeps a client issued tokens, forgets unused and merely-asked-about ones, and frees the cap", async () => {
+    const used = await registerClient(t.issuer, [REDIRECT]);
+    const unused = await registerClient(t.issuer, [REDIRECT]);
+    // The cap (3, the client from before the upgrade included) is full: 503 for everyone.
+    expect((await register()).status).toBe(503);
+
+    now += 20 * DAY;
+    // An authorization request alone proves nothing (anyone can send one): it extends nothing.
+    expect(await authorizationAnswer(unused)).toEqual({ status: 303, invalidClient: false });
+    const p = pkce();
+    const { redirect } = await authorize(t, new Agent(), params(used, t.resource, p.challenge));
+    const tok = await exchangeCode(t.issuer, {
+      code: redirect.searchParams.get("code")!,
+      redirectUri: REDIRECT,
+      clientId: used,
+      verifier: p.verifier,
+      resource: t.resource,
+    });
+    expect(tok.status).toBe(200);
+
+    // One second before 30 days after registration: both still there, the cap still full.
+    now += 10 * DAY - 1000;
+    expect(await authorizationAnswer(unused)).toEqual({ status: 303, invalidClient: false });
+    expect((await register()).status).toBe(503);
+    // The exact second: the unused clients are gone (register again), the used one is kept.
+    now += 1000;
+    expect(await authorizationAnswer(unused)).toEqual({ status: 400, invalidClient: true });
+    expect(await authorizationAnswer("registered-before-expiry")).toEqual({
+      status: 400,
+      invalidClient: true,
+    });
+    const refused = await tokenRequest(t.issuer, {
+      grant_type: "authorization_code",
+      code: "x",
+      redirect_uri: REDIRECT,
+      client_id: unused,
+      code_verifier: p.verifier,
+    });
+    expect(refused.body.error).toBe("invalid_client");
+    expect(await authorizationAnswer(used)).toEqual({ status: 303, invalidClient: false });
+    expect(await store.count("Client")).toBe(1);
+
+    // A refresh is a use too: it carries the client past 30 days after its code.
+    now += 15 * DAY;
+    const refreshed = await tokenRequest(t.issuer, {
+      grant_type: "refresh_token",
+      refresh_token: tok.body.refresh_token!,
+      client_id: used,
+    });
+    expect(refreshed.status).toBe(200);
+    now += 25 * DAY;
+    expect(await authorizationAnswer(used)).toEqual({ status: 303, invalidClient: false });
+
+    // The expired ones no longer count: registration is open again.
+    expect((await register()).status).toBe(201);
+    now += 6 * DAY;
+    expect(await authorizationAnswer(used)).toEqual({ status: 400, invalidClient: true });
   });
 });

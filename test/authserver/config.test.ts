@@ -14,6 +14,7 @@ describe("authServer configuration", () => {
         allowLoopbackMetadataDocuments: false,
         maxRegistered: 10_000,
         registrationRateLimit: { limit: 10, window: "1m" },
+        unusedClientTtl: "30d",
       },
       tokens: { accessTtl: "1h", refreshTtl: "30d" },
       consent: { remember: "30d" },
@@ -37,6 +38,14 @@ describe("authServer configuration", () => {
     expect(() =>
       validateConfig({ upstream, authServer: { login: { apiKey: {} }, tokens: { accessTtl: "soon" } } }, {}),
     ).toThrow(/authServer.tokens.accessTtl/);
+  });
+
+  it("refuses an unused-client lifetime shorter than an hour, or not a duration", () => {
+    const withTtl = (unusedClientTtl: unknown) =>
+      validateConfig({ upstream, authServer: { login: { apiKey: {} }, clients: { unusedClientTtl } } }, {});
+    expect(() => withTtl("59m")).toThrow(/authServer.clients.unusedClientTtl.*at least 1h/s);
+    expect(() => withTtl("soon")).toThrow(/authServer.clients.unusedClientTtl/);
+    expect(withTtl("1h").authServer?.clients.unusedClientTtl).toBe("1h");
   });
 
   it("takes the IdP secret from the environment", () => {

@@ -95,6 +95,35 @@ describe.each(backends)("%s oauth record store: insert if absent", (_name, make)
   });
 });
 
+describe.each(backends)("%s oauth record store: new expiries (clients kept while used)", (_name, make) => {
+  it("extends a live record only, and gives an expiry to the records of a model that had none", async () => {
+    const store = make();
+    await store.init();
+    try {
+      const id = `lease-${randomBytes(4).toString("hex")}`;
+      await store.upsert("Interaction", `${id}-kept`, { uid: `u-${id}` }, 1);
+      await store.upsert("Interaction", `${id}-left`, { value: "left" }, 1);
+      expect(await store.extend("Interaction", `${id}-kept`, 60)).toBe(true);
+      expect(await store.extend("Interaction", `${id}-absent`, 60)).toBe(false);
+      const model = `Legacy${randomBytes(4).toString("hex")}`;
+      await store.upsert(model, "old", { value: "old" }); // no expiry
+      await store.upsert(model, "leased", { value: "leased" }, 60);
+      // Redis holds nothing without an expiry; SQL and memory have one record to give one to.
+      expect(await store.expireUnbounded(model, 1)).toBe(store.kind === "redis" ? 0 : 1);
+      await new Promise((r) => setTimeout(r, 1100));
+      expect(await store.find("Interaction", `${id}-kept`)).toEqual({ uid: `u-${id}` });
+      expect(await store.findByUid("Interaction", `u-${id}`)).toEqual({ uid: `u-${id}` });
+      expect(await store.find("Interaction", `${id}-left`)).toBeUndefined();
+      expect(await store.extend("Interaction", `${id}-left`, 60)).toBe(false); // expired: not revived
+      expect(await store.find("Interaction", `${id}-left`)).toBeUndefined();
+      expect(await store.find(model, "leased")).toEqual({ value: "leased" });
+      if (store.kind !== "redis") expect(await store.find(model, "old")).toBeUndefined();
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 describe("durable stores count live clients (bounds dynamic registration)", () => {
   it.each(backends.filter(([n]) => n !== "redis"))("%s", async (_name, make) => {
     const store = make();

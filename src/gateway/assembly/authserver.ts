@@ -116,6 +116,7 @@ export async function buildAuthServer(
           limit: a.clients.registrationRateLimit.limit,
           windowMs: durationMs(a.clients.registrationRateLimit.window),
         },
+        unusedClientTtlSec: Math.floor(durationMs(a.clients.unusedClientTtl) / 1000),
       },
       accessTtlSec: Math.floor(durationMs(a.tokens.accessTtl) / 1000),
       refreshTtlSec: Math.floor(durationMs(a.tokens.refreshTtl) / 1000),
