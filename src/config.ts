@@ -76,6 +76,8 @@ const upstreamFields = {
   maxChildren: z.number().int().positive().optional(),
   /** stdio: children one principal may hold (issue 14 item 3); default a tenth of maxChildren. */
   maxChildrenPerPrincipal: z.number().int().positive().optional(),
+  /** HTTP: requests one principal may have in flight to this upstream; default a quarter of its 128 connections. */
+  maxInFlightPerCaller: z.number().int().positive().optional(),
   /** stdio: children kept for 2026-era stateless requests (docs/stdio.md). */
   poolSize: z.number().int().positive().optional(),
   /** stdio: time between SIGTERM and SIGKILL when a child is ended. */

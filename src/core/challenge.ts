@@ -186,6 +186,13 @@ export function renderDenial(denial: Denial, ctx: ChallengeContext = {}): HttpRe
       return rpcError(429, JSONRPC.RATE_LIMITED, "Too Many Requests: too many failed authentications", {
         "retry-after": String(denial.retryAfterSec),
       });
+    case "in_flight_limit":
+      return rpcError(
+        429,
+        JSONRPC.RATE_LIMITED,
+        `Too Many Requests: too many ${denial.what} in flight for this caller`,
+        { "retry-after": String(denial.retryAfterSec) },
+      );
     case "session_limit":
       // The caller's own share is a 429 (it can end sessions); a full store is the gateway's 503.
       return denial.scope === "principal"

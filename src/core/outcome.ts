@@ -41,6 +41,11 @@ export type Denial =
    * (`principal`, 429) or the store is full (`global`, 503). No live session is evicted for it.
    */
   | { kind: "session_limit"; scope: "principal" | "global"; retryAfterSec: number }
+  /**
+   * The caller holds its share of an HTTP upstream's connections (requests, or streams, in flight):
+   * 429, so one caller's slow calls or open streams never leave others waiting for a connection.
+   */
+  | { kind: "in_flight_limit"; what: "requests" | "streams"; retryAfterSec: number }
   | { kind: "store_unavailable" }
   | { kind: "capacity"; message: string }
   | { kind: "upstream_unavailable" }

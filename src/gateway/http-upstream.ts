@@ -20,6 +20,36 @@ export interface HttpUpstreamOptions {
   maxSessions?: number;
   /** A session's id map is forgotten after this long unused: the gate's `sessions.idleTtl` (default 30 min). */
   sessionIdleTtlMs?: number;
+  /**
+   * Requests (POST, DELETE) one caller (principal) may have in flight at once; one more gets 429 with
+   * `Retry-After`, so one caller's slow calls never hold every connection. Default: a quarter of
+   * `connections`, at least 2.
+   */
+  maxInFlightPerCaller?: number;
+  /**
+   * GET streams one caller may hold open at once (each holds an upstream connection for its life).
+   * Streams have a pool of their own, so they never take the connections requests need. Default 1000
+   * (the most live sessions one caller can have by default).
+   */
+  maxStreamsPerCaller?: number;
+}
+
+/** How many of something each caller holds, up to a limit per caller. */
+function callerShare(limit: number) {
+  const held = new Map<string, number>();
+  return {
+    take(caller: string): boolean {
+      const n = held.get(caller) ?? 0;
+      if (n >= limit) return false;
+      held.set(caller, n + 1);
+      return true;
+    },
+    release(caller: string): void {
+      const n = (held.get(caller) ?? 1) - 1;
+      if (n <= 0) held.delete(caller);
+      else held.set(caller, n);
+    },
+  };
 }
 
 /** Client request headers relayed upstream (allow-list: everything else, incl. Authorization and cookies, stays here). */
@@ -71,13 +101,20 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
   const target = new URL(options.url);
   const timeoutMs = options.timeoutMs ?? 30_000;
   const fixed = options.headers ?? {};
-  const agent = new Agent({
-    connections: options.connections ?? 128,
+  const connections = options.connections ?? 128;
+  const pooled = {
     keepAliveTimeout: 30_000,
     headersTimeout: timeoutMs,
     connectTimeout: Math.min(timeoutMs, 10_000),
     pipelining: 1,
-  });
+  };
+  const agent = new Agent({ ...pooled, connections });
+  // Standalone GET streams hold their connection for as long as they last: in the requests' pool,
+  // as many open streams as connections would leave every POST waiting for ever. They get a pool of
+  // their own, bounded per caller instead.
+  const streamAgent = new Agent(pooled);
+  const requestShare = callerShare(options.maxInFlightPerCaller ?? Math.max(2, Math.floor(connections / 4)));
+  const streamShare = callerShare(options.maxStreamsPerCaller ?? 1000);
   const path = `${target.pathname}${target.search}`;
   const sessions = new SessionWireIds({
     prefix: `mcpgate-${randomBytes(4).toString("hex")}-`,
@@ -86,6 +123,21 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
   });
 
   async function forward(ctx: ForwardContext): Promise<ForwardResult> {
+    const stream = ctx.admission.method === "GET";
+    const share = stream ? streamShare : requestShare;
+    const caller = ctx.admission.identity.principal;
+    if (!share.take(caller)) {
+      ctx.owner.refuse({ kind: "in_flight_limit", what: stream ? "streams" : "requests", retryAfterSec: 1 });
+      return { result: "refused" };
+    }
+    try {
+      return await forwardNow(ctx, stream ? streamAgent : agent);
+    } finally {
+      share.release(caller);
+    }
+  }
+
+  async function forwardNow(ctx: ForwardContext, dispatcher: Agent): Promise<ForwardResult> {
     const { req, admission, plan, owner } = ctx;
     const started = performance.now();
     const method = admission.method as "GET" | "POST" | "DELETE";
@@ -110,7 +162,7 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
     });
     let upstream: Awaited<ReturnType<Agent["request"]>>;
     try {
-      upstream = await agent.request({
+      upstream = await dispatcher.request({
         origin: target.origin,
         path,
         method,
@@ -167,7 +219,7 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
     forward,
     async close() {
       // In-flight streams were ended by the server already; never wait on a long-lived SSE stream.
-      await agent.destroy();
+      await Promise.all([agent.destroy(), streamAgent.destroy()]);
     },
   };
 }

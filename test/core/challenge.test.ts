@@ -38,6 +38,7 @@ const SAMPLES: { [K in DenialKind]: Extract<Denial, { kind: K }> } = {
   rate_limited: { kind: "rate_limited", retryAfterSec: 3, limit: 10, windowSec: 60, policy: "p" },
   locked_out: { kind: "locked_out", retryAfterSec: 9 },
   session_limit: { kind: "session_limit", scope: "principal", retryAfterSec: 7 },
+  in_flight_limit: { kind: "in_flight_limit", what: "requests", retryAfterSec: 1 },
   store_unavailable: { kind: "store_unavailable" },
   capacity: { kind: "capacity", message: "no slot" },
   upstream_unavailable: { kind: "upstream_unavailable" },

@@ -1,7 +1,6 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import type { CredentialVerifier } from "../../src/authn/verifier.js";
 import type { Authorizer } from "../../src/core/contracts.js";
 import { createGate } from "../../src/gate/gate.js";
 import { createGatewayServer } from "../../src/gateway/server.js";
@@ -11,6 +10,7 @@ import {
   type StdioUpstreamOptions,
 } from "../../src/gateway/stdio/stdio-upstream.js";
 import { createLogger } from "../../src/observe/logger.js";
+import { twoCallers as verifier } from "../helpers/callers.js";
 
 export const TINY_SERVER = [process.execPath, "test/gateway/fixtures/tiny-mcp-server.mjs"];
 export const DEMO_SERVER = [process.execPath, "--import", "tsx", "src/cli/demo-stdio.ts"];
@@ -20,27 +20,7 @@ export const EVERYTHING_SERVER = [
   "stdio",
 ];
 
-/** Two callers with distinct principals (tokens are test-only). */
-export const KEYS = { alice: "alice-test-key-0123456789", bob: "bob-test-key-0123456789ab" } as const;
-
-const verifier: CredentialVerifier = {
-  kind: "api_key",
-  accepts: () => true,
-  async verify(token) {
-    const who = Object.entries(KEYS).find(([, k]) => k === token)?.[0];
-    if (!who) return { ok: false, reason: "invalid" };
-    return {
-      ok: true,
-      identity: {
-        principal: `key:${who}`,
-        kind: "api_key",
-        subject: who,
-        scopes: [],
-        displayPrefix: `k_${who}`,
-      },
-    };
-  },
-};
+export { KEYS } from "../helpers/callers.js";
 
 /** Bob may neither see nor call `secret_admin`; everything else is allowed. */
 export const bobCannotSeeAdmin: Authorizer = {

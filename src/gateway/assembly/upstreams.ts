@@ -76,6 +76,7 @@ function createUpstream(u: ResolvedUpstream, config: GatewayConfig, ctx: MountCo
       // Sized like the gate's sessions, so no caller can push out another's live session's id map.
       maxSessions: config.sessions.max,
       sessionIdleTtlMs: durationMs(config.sessions.idleTtl),
+      ...(up.maxInFlightPerCaller ? { maxInFlightPerCaller: up.maxInFlightPerCaller } : {}),
     });
   }
   if (up.command) {

@@ -1,0 +1,190 @@
+import { randomUUID } from "node:crypto";
+import { afterEach, describe, expect, it } from "vitest";
+import { createGate } from "../../src/gate/gate.js";
+import { createHttpUpstream } from "../../src/gateway/http-upstream.js";
+import { createGatewayServer } from "../../src/gateway/server.js";
+import { createLogger } from "../../src/observe/logger.js";
+import { KEYS, twoCallers as verifier } from "../helpers/callers.js";
+import { startCannedUpstream } from "../helpers/canned-upstream.js";
+import { INIT, rawPost } from "../helpers/client.js";
+import { startTestGateway } from "../helpers/gateway.js";
+
+/**
+ * An HTTP upstream's connections are shared by every caller. Open GET streams hold theirs for as
+ * long as they last, and a caller's slow calls hold theirs until answered: neither may leave other
+ * callers' requests waiting for a connection that never frees.
+ */
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!().catch(() => {});
+});
+
+/** An upstream that mints sessions, keeps GET streams open for ever, and answers `slow` calls after 2 s. */
+async function start(options: {
+  connections: number;
+  maxInFlightPerCaller?: number;
+  maxStreamsPerCaller?: number;
+}) {
+  const up = await startCannedUpstream((seen, res) => {
+    if (seen.method === "GET") {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.write(": open\n\n");
+      return true;
+    }
+    const msg = seen.json ? JSON.parse(seen.body) : undefined;
+    if (msg?.method === "initialize") {
+      res.writeHead(200, { "content-type": "application/json", "mcp-session-id": randomUUID() }).end(
+        JSON.stringify({
+          jsonrpc: "2.0",
+          id: msg.id,
+          result: {
+            protocolVersion: "2025-06-18",
+            capabilities: {},
+            serverInfo: { name: "u", version: "1" },
+          },
+        }),
+      );
+      return true;
+    }
+    if (msg?.params?.name === "slow") {
+      setTimeout(
+        () =>
+          res
+            .writeHead(200, { "content-type": "application/json" })
+            .end(JSON.stringify({ jsonrpc: "2.0", id: msg.id, result: { content: [] } })),
+        2_000,
+      );
+      return true;
+    }
+    return false;
+  });
+  cleanups.push(() => up.close());
+  const gw = createGatewayServer({
+    gate: createGate({ verifiers: [verifier], publicUrl: "http://127.0.0.1/mcp" }),
+    upstream: createHttpUpstream({ url: up.url, timeoutMs: 5_000, ...options }),
+    logger: createLogger({ level: "silent" }),
+    mcpPath: "/mcp",
+    shutdownGraceMs: 100,
+  });
+  const { port } = await gw.listen(0, "127.0.0.1");
+  cleanups.push(() => gw.close());
+  const url = `http://127.0.0.1:${port}/mcp`;
+
+  async function session(who: keyof typeof KEYS) {
+    const auth = { authorization: `Bearer ${KEYS[who]}` };
+    const init = await rawPost(url, INIT, auth);
+    expect(init.status).toBe(200);
+    const h = {
+      ...auth,
+      "mcp-session-id": init.headers.get("mcp-session-id")!,
+      "mcp-protocol-version": "2025-06-18",
+    };
+    return {
+      h,
+      /** Open the session's GET stream; resolves with its status once the head arrives. */
+      async stream(): Promise<number> {
+        const ac = new AbortController();
+        cleanups.push(async () => ac.abort());
+        const res = await fetch(url, { headers: { ...h, accept: "text/event-stream" }, signal: ac.signal });
+        if (res.status !== 200) await res.text();
+        return res.status;
+      },
+      ping: () => rawPost(url, { jsonrpc: "2.0", id: 1, method: "ping" }, h),
+      slow: (id: number) =>
+        rawPost(
+          url,
+          { jsonrpc: "2.0", id, method: "tools/call", params: { name: "slow", arguments: {} } },
+          h,
+        ),
+    };
+  }
+  return { session };
+}
+
+const timed = async <T>(p: Promise<T>) => {
+  const t0 = performance.now();
+  const value = await p;
+  return { value, ms: performance.now() - t0 };
+};
+
+describe("an HTTP upstream's connections are shared fairly", () => {
+  it("open GET streams never take the connections requests need", async () => {
+    const { session } = await start({ connections: 4 });
+    // Alice's agents: six sessions, each with its standalone GET stream (more than the pool).
+    // Each new session's initialize, and each stream, is served at once (without the streams'
+    // own pool the fifth initialize waited for a connection that never freed).
+    for (let i = 0; i < 6; i++) {
+      const opened = await timed(session("alice"));
+      expect(opened.ms).toBeLessThan(1_000);
+      const stream = await timed(opened.value.stream());
+      expect(stream.value).toBe(200);
+      expect(stream.ms).toBeLessThan(1_000);
+    }
+    const bob = await timed(session("bob"));
+    expect(bob.ms).toBeLessThan(1_000);
+    const ping = await timed(bob.value.ping());
+    expect(ping.value.status).toBe(200);
+    expect(ping.ms).toBeLessThan(1_000);
+  });
+
+  it("bounds one caller's open streams (maxStreamsPerCaller): one more gets 429", async () => {
+    const { session } = await start({ connections: 4, maxStreamsPerCaller: 3 });
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) statuses.push(await (await session("alice")).stream());
+    expect(statuses).toEqual([200, 200, 200, 429]);
+    // Another caller's share is its own.
+    expect(await (await session("bob")).stream()).toBe(200);
+  });
+
+  it("one caller's slow calls take at most its share of the connections: others are served at once", async () => {
+    const { session } = await start({ connections: 4, maxInFlightPerCaller: 2 });
+    const alice = await session("alice");
+    const calls = [1, 2, 3, 4, 5].map((id) => alice.slow(id));
+    await new Promise((r) => setTimeout(r, 200));
+    const bob = await session("bob");
+    const ping = await timed(bob.ping());
+    expect(ping.value.status).toBe(200);
+    expect(ping.ms).toBeLessThan(1_000);
+    const statuses = (await Promise.all(calls)).map((r) => r.status).sort();
+    // Two in flight at a time; the others are told to come back (429, Retry-After), not queued.
+    expect(statuses).toEqual([200, 200, 429, 429, 429]);
+    const refused = (await Promise.all(calls)).find((r) => r.status === 429)!;
+    expect(refused.headers.get("retry-after")).toBe("1");
+    expect(refused.json()).toMatchObject({ error: { code: -31002 } });
+    // Once answered, the share is free again.
+    expect((await alice.slow(6)).status).toBe(200);
+  });
+
+  it("takes its share from the config (upstream.maxInFlightPerCaller) in `mcpgate serve`", async () => {
+    const up = await startCannedUpstream((seen, res) => {
+      if (!seen.body.includes('"slow"')) return false;
+      const id = JSON.parse(seen.body).id;
+      setTimeout(
+        () =>
+          res
+            .writeHead(200, { "content-type": "application/json" })
+            .end(JSON.stringify({ jsonrpc: "2.0", id, result: { content: [] } })),
+        500,
+      );
+      return true;
+    });
+    cleanups.push(() => up.close());
+    const key = "pool-config-key-0123456789abcdef";
+    const gw = await startTestGateway(
+      { upstream: { url: up.url, maxInFlightPerCaller: 1 } },
+      { MCP_API_KEY: key },
+      "warn",
+    );
+    cleanups.push(() => gw.close());
+    const h = { authorization: `Bearer ${key}` };
+    const call = (id: number) =>
+      rawPost(
+        gw.url,
+        { jsonrpc: "2.0", id, method: "tools/call", params: { name: "slow", arguments: {} } },
+        h,
+      );
+    const statuses = (await Promise.all([call(1), call(2)])).map((r) => r.status).sort();
+    expect(statuses).toEqual([200, 429]);
+  });
+});
