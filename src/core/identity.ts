@@ -70,3 +70,12 @@ export function displayOf(identity: Identity | undefined): string | undefined {
   if (!identity) return undefined;
   return identity.displayPrefix ?? identity.principal;
 }
+
+/**
+ * Session ids are bearer-like handles: logs, audit events and spans carry only a short prefix.
+ *
+ * @example redactSessionId("3f9a1c2e-5b7d-4f11-9a2b-0c1d2e3f4a5b") // "3f9a1c2e…"
+ */
+export function redactSessionId(id: string): string {
+  return id.length > 8 ? `${id.slice(0, 8)}…` : id;
+}

@@ -18,7 +18,4 @@ export function protectedResourceMetadataUrl(resource: URL): string {
   return `${resource.origin}/.well-known/oauth-protected-resource${path}`;
 }
 
-/** Session ids are bearer-like handles: log only a short prefix. */
-export function redactSessionId(id: string): string {
-  return id.length > 8 ? `${id.slice(0, 8)}…` : id;
-}
+export { redactSessionId } from "../core/identity.js";

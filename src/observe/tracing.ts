@@ -12,6 +12,7 @@ import {
   type TracerProvider,
   trace,
 } from "@opentelemetry/api";
+import { redactSessionId } from "../core/identity.js";
 
 /**
  * OpenTelemetry traces for the gate, the library adapters and the gateway (docs/tracing.md).
@@ -82,11 +83,6 @@ export const TRACE_ATTR = Object.freeze({
 
 /** Header-shaped carriers as the gate sees them (lower-case names). */
 export type HeaderCarrier = Record<string, string | string[] | undefined>;
-
-/** Session ids are bearer-like handles: a span carries the same short prefix the logs do. */
-function shortSessionId(id: string): string {
-  return id.length > 8 ? `${id.slice(0, 8)}…` : id;
-}
 
 /** The API's own no-op provider (what a provider-less proxy delegates to). */
 const NOOP_PROVIDER = new ProxyTracerProvider().getDelegate();
@@ -282,7 +278,7 @@ export function startRequestSpan(start: RequestSpanStart): RequestTrace {
       if (d.mcpMethod) attrs[TRACE_ATTR.mcpMethod] = d.mcpMethod;
       if (d.tool) attrs[TRACE_ATTR.toolName] = d.tool;
       if (d.resourceUri) attrs[TRACE_ATTR.resourceUri] = d.resourceUri;
-      if (d.sessionId) attrs[TRACE_ATTR.mcpSession] = shortSessionId(d.sessionId);
+      if (d.sessionId) attrs[TRACE_ATTR.mcpSession] = redactSessionId(d.sessionId);
       if (d.protocolVersion) attrs[TRACE_ATTR.mcpProtocolVersion] = d.protocolVersion;
       if (d.era) attrs[TRACE_ATTR.era] = d.era;
       if (d.principal) attrs[TRACE_ATTR.principal] = d.principal;
