@@ -1,5 +1,6 @@
 import { lookup } from "node:dns/promises";
 import { BlockList, isIP } from "node:net";
+import type { StateStore } from "../core/contracts.js";
 
 /**
  * Rules for the clients the authorization server accepts (DESIGN.md §9): redirect URIs of
@@ -141,6 +142,97 @@ export function createWindowLimiter(options: {
       if (w.count >= options.limit) return false;
       w.count++;
       return true;
+    },
+  };
+}
+
+/** The eight 16-bit groups of a valid IPv6 address (any spelling: compressed, upper case, dotted tail). */
+function ipv6Groups(address: string): number[] {
+  // The WHATWG URL parser is the platform's IPv6 parser: it gives the canonical text, all hex.
+  const canonical = new URL(`http://[${address}]/`).hostname.slice(1, -1);
+  const [head = "", tail] = canonical.split("::");
+  const left = head ? head.split(":") : [];
+  const right = tail ? tail.split(":") : [];
+  const zeros = tail === undefined ? [] : Array(8 - left.length - right.length).fill("0");
+  return [...left, ...zeros, ...right].map((g) => Number.parseInt(g, 16));
+}
+
+/**
+ * The key a caller's registrations are counted under: an IPv4 address itself; an IPv6 address by
+ * its /64 (RFC 4291 §2.5.4: a /64 is one link, and every IPv6 host is handed one, so counting single
+ * addresses would give each caller 2^64 budgets); an IPv4-mapped address (`::ffff:a.b.c.d`, either
+ * spelling) as the IPv4 one. Brackets and zone ids are ignored. Anything that is not an address is
+ * its own key.
+ *
+ * @example registrationSourceKey("2001:db8:1:2:aaaa::1") // "2001:db8:1:2::/64"
+ */
+export function registrationSourceKey(source: string): string {
+  let a = source.trim();
+  if (a.startsWith("[") && a.includes("]")) a = a.slice(1, a.indexOf("]"));
+  if (a.includes("%")) a = a.slice(0, a.indexOf("%"));
+  const family = isIP(a);
+  if (family === 4) return a;
+  if (family !== 6) return source;
+  const g = ipv6Groups(a);
+  if (g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff) {
+    return [g[6]! >> 8, g[6]! & 0xff, g[7]! >> 8, g[7]! & 0xff].join(".");
+  }
+  const prefix = new URL(
+    `http://[${g
+      .slice(0, 4)
+      .map((x) => x.toString(16))
+      .join(":")}::]/`,
+  ).hostname;
+  return `${prefix.slice(1, -1)}/64`;
+}
+
+/** Answer of {@link RegistrationLimiter.take}. */
+export type RegistrationAllowance = { ok: true } | { ok: false; retryAfterSec: number };
+
+/** Registrations (RFC 7591) allowed per source: each one costs a stored client. */
+export interface RegistrationLimiter {
+  /** Take one registration from the budget of the caller's address (keyed by {@link registrationSourceKey}). */
+  take(source: string): Promise<RegistrationAllowance>;
+}
+
+/**
+ * The per-source registration limit: `limit` per `windowMs`, per IPv4 address or IPv6 /64. With
+ * `state` (the gateway's Redis state store with `state.redis`) the budgets are the store's GCRA
+ * buckets, shared by every instance; without it, a fixed window in this process. A store outage
+ * throws `ERR_STORE_UNAVAILABLE` (the caller refuses the registration: fail closed).
+ *
+ * @example
+ * const limiter = createRegistrationLimiter({ limit: 10, windowMs: 60_000 });
+ * await limiter.take("2001:db8:1:2::a"); // { ok: true }
+ */
+export function createRegistrationLimiter(options: {
+  limit: number;
+  windowMs: number;
+  state?: Pick<StateStore, "admit">;
+  now?: () => number;
+}): RegistrationLimiter {
+  const { limit, windowMs, state } = options;
+  const now = options.now ?? Date.now;
+  if (!state) {
+    const windows = createWindowLimiter({ limit, windowMs, now });
+    const retryAfterSec = Math.max(1, Math.ceil(windowMs / 1000));
+    return {
+      async take(source) {
+        return windows.take(registrationSourceKey(source)) ? { ok: true } : { ok: false, retryAfterSec };
+      },
+    };
+  }
+  return {
+    async take(source) {
+      const bucket = {
+        key: `rl:register:${registrationSourceKey(source)}`,
+        limit,
+        windowMs,
+        policy: "register",
+      };
+      const { rate } = await state.admit({ buckets: [bucket], nowMs: now() });
+      if (!rate || rate.ok) return { ok: true };
+      return { ok: false, retryAfterSec: Math.max(1, Math.ceil(rate.retryAfterMs / 1000)) };
     },
   };
 }

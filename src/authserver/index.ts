@@ -4,14 +4,14 @@ import type { JWK } from "jose";
 import Provider from "oidc-provider";
 import type { CredentialVerifier } from "../authn/verifier.js";
 import type { AuditEvent } from "../core/audit-event.js";
-import type { Guard } from "../core/contracts.js";
+import type { Guard, StateStore } from "../core/contracts.js";
 import { McpGateError } from "../core/errors.js";
 import type { KeyStore } from "../stores/key-store.js";
 import { keyStatus } from "../stores/key-store.js";
 import type { OAuthRecordStore } from "../stores/oauth-records.js";
 import type { SigningKeyStore } from "../stores/signing-keys.js";
 import { CLIENT_MODEL, extendClientsOnUse } from "./client-expiry.js";
-import { createWindowLimiter } from "./client-policy.js";
+import { createRegistrationLimiter } from "./client-policy.js";
 import { sendOAuthError } from "./http-util.js";
 import { createInteractions } from "./interactions.js";
 import { providerConfiguration } from "./provider-config.js";
@@ -35,7 +35,11 @@ export interface AuthorizationServerOptions {
     metadataDocuments?: boolean;
     allowLoopbackMetadataDocuments?: boolean;
     maxRegistered?: number;
-    registrationRateLimit?: { limit: number; windowMs: number };
+    /**
+     * Registrations per source (an IPv4 address, an IPv6 /64) per window. `state`: where the budgets
+     * are kept (the gateway's Redis state store, shared by every instance); default this process.
+     */
+    registrationRateLimit?: { limit: number; windowMs: number; state?: Pick<StateStore, "admit"> };
     /** Seconds a registered client is kept without a code or token issued to it. Default 30 days. */
     unusedClientTtlSec?: number;
   };
@@ -192,15 +196,21 @@ export async function createAuthorizationServer(
   let liveKid = keySet.active.kid;
 
   const rate = clients.registrationRateLimit ?? { limit: 10, windowMs: 60_000 };
-  const registrations = createWindowLimiter({ limit: rate.limit, windowMs: rate.windowMs });
+  const registrations = createRegistrationLimiter(rate);
   const maxRegistered = clients.maxRegistered ?? 10_000;
 
   async function register(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
     const source =
       options.guard?.sourceOf(req.socket.remoteAddress, req.headers) ?? req.socket.remoteAddress ?? "unknown";
-    if (!registrations.take(source)) {
+    const allowance = await registrations.take(source).catch(() => undefined);
+    if (!allowance) {
+      // The shared budget cannot be read (Redis down): refuse rather than register unbounded.
+      sendOAuthError(res, 503, "temporarily_unavailable", "registration is unavailable, try again later");
+      return true;
+    }
+    if (!allowance.ok) {
       sendOAuthError(res, 429, "too_many_requests", "too many registrations from this address", {
-        "retry-after": String(Math.ceil(rate.windowMs / 1000)),
+        "retry-after": String(allowance.retryAfterSec),
       });
       return true;
     }

@@ -1,7 +1,9 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createGuard } from "../../src/observe/guard.js";
 import { createMemoryOAuthStore } from "../../src/stores/oauth-records.js";
+import { createRedisStateStore } from "../../src/stores/redis-state.js";
 import {
   Agent,
   authorize,
@@ -247,6 +249,43 @@ describe("dynamic client registration (RFC 7591)", () => {
       await expect(registerClient(fresh.issuer, [REDIRECT])).rejects.toThrow(/503/);
     } finally {
       await fresh.close();
+    }
+  });
+
+  it("counts an IPv6 caller by its /64 and an IPv4-mapped one as IPv4 (behind a trusted proxy)", async () => {
+    const limited = await startTestAuthServer({
+      clients: { registrationRateLimit: { limit: 1, windowMs: 60_000 } },
+      guard: createGuard({ trustProxy: true }),
+    });
+    const from = async (address: string) =>
+      (
+        await fetch(`${limited.issuer}/oauth/register`, {
+          method: "POST",
+          headers: { "content-type": "application/json", "x-forwarded-for": address },
+          body: JSON.stringify({ redirect_uris: [REDIRECT], token_endpoint_auth_method: "none" }),
+        })
+      ).status;
+    try {
+      expect(await from("2001:db8:1:2::a")).toBe(201);
+      expect(await from("2001:db8:1:2:ffff::b")).toBe(429); // same /64: the budget is spent
+      expect(await from("2001:db8:1:3::a")).toBe(201);
+      expect(await from("192.0.2.1")).toBe(201);
+      expect(await from("::ffff:192.0.2.1")).toBe(429);
+    } finally {
+      await limited.close();
+    }
+  });
+
+  it("refuses registration (503) while the shared budget store is unreachable", async () => {
+    const down = createRedisStateStore({ url: "redis://127.0.0.1:1", connectTimeoutMs: 200 });
+    const t2 = await startTestAuthServer({
+      clients: { registrationRateLimit: { limit: 10, windowMs: 60_000, state: down } },
+    });
+    try {
+      await expect(registerClient(t2.issuer, [REDIRECT])).rejects.toThrow(/503 temporarily_unavailable/);
+    } finally {
+      await t2.close();
+      await down.close();
     }
   });
 

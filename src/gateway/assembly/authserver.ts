@@ -6,6 +6,7 @@ import type { Guard } from "../../core/contracts.js";
 import { McpGateError } from "../../core/errors.js";
 import { type OAuthRecordStore, openOAuthStore } from "../../stores/oauth-records.js";
 import { openKeyStore } from "../../stores/open-key-store.js";
+import type { RedisStateStore } from "../../stores/redis-state.js";
 import { openSigningKeyStore } from "../../stores/signing-keys.js";
 
 /** The authorization server a configuration asks for (`authServer:`), and what closes it. */
@@ -95,6 +96,15 @@ export async function buildAuthServer(
       await shortLived.init();
       closers.push(() => shortLived!.close());
     }
+    // With state.redis, the registration budgets (per address or IPv6 /64) are shared by every
+    // instance: a caller spreading registrations over the instances gets one budget, not one each.
+    let registrationState: RedisStateStore | undefined;
+    if (config.state.redis) {
+      const { createRedisStateStore } = await import("../../stores/redis-state.js");
+      registrationState = createRedisStateStore({ url: config.state.redis, prefix: config.state.prefix });
+      await registrationState.init();
+      closers.push(() => registrationState!.close());
+    }
     const signingKeys = await openSigningKeyStore(signingKeyLocation(config), {
       alg: "ES256",
       ...(ctx.signingKeySecret ? { secret: ctx.signingKeySecret } : {}),
@@ -115,6 +125,7 @@ export async function buildAuthServer(
         registrationRateLimit: {
           limit: a.clients.registrationRateLimit.limit,
           windowMs: durationMs(a.clients.registrationRateLimit.window),
+          ...(registrationState ? { state: registrationState } : {}),
         },
         unusedClientTtlSec: Math.floor(durationMs(a.clients.unusedClientTtl) / 1000),
       },
