@@ -9,6 +9,7 @@ import { McpGateError } from "../core/errors.js";
 import type { KeyStore } from "../stores/key-store.js";
 import { keyStatus } from "../stores/key-store.js";
 import type { OAuthRecordStore } from "../stores/oauth-records.js";
+import { signingKeySeal } from "../stores/signing-key-seal.js";
 import type { SigningKeyStore } from "../stores/signing-keys.js";
 import { CLIENT_MODEL, extendClientsOnUse } from "./client-expiry.js";
 import { createRegistrationLimiter } from "./client-policy.js";
@@ -55,6 +56,11 @@ export interface AuthorizationServerOptions {
   /** The credential-guessing guard (observe/guard.ts): the API-key login page counts wrong keys, and its
    * `sourceOf` (honouring trustProxy) keys the registration rate limit. */
   guard?: Guard;
+  /**
+   * `MCPGATE_SIGNING_KEY_SECRET`: with it, the cookie and CSRF keys are sealed at rest as the private
+   * signing keys are (stores/signing-key-seal.ts); every instance needs the same value.
+   */
+  signingKeySecret?: string;
   /** How often the signing-key store is asked for rotated keys. Default 30 000 ms. */
   keyRefreshMs?: number;
   /** Set when a TLS-terminating proxy sits in front (X-Forwarded-Proto is then believed). */
@@ -126,9 +132,12 @@ export async function createAuthorizationServer(
   const keys = options.signingKeys;
   const keySet = await keys.current();
   let publicJwks = keySet.publicJwks;
-  const { cookieKeys } = await sharedSecret(store, "cookie-keys", async () => ({
-    cookieKeys: [randomBytes(32).toString("base64url")],
-  }));
+  const { cookieKeys } = await sharedSecret(
+    store,
+    "cookie-keys",
+    async () => ({ cookieKeys: [randomBytes(32).toString("base64url")] }),
+    signingKeySeal(options.signingKeySecret),
+  );
   const csrfKey = (cookieKeys as string[])[0]!;
 
   const apiKey = "apiKey" in options.login ? options.login.apiKey : undefined;

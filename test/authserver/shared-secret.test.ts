@@ -2,14 +2,18 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { sharedSecret } from "../../src/authserver/shared-secret.js";
+import { McpGateError } from "../../src/core/errors.js";
 import { createPostgresOAuthStore } from "../../src/stores/oauth-postgres.js";
 import { createMemoryOAuthStore, type OAuthRecordStore } from "../../src/stores/oauth-records.js";
 import { createRedisOAuthStore } from "../../src/stores/oauth-redis.js";
 import { createSqliteOAuthStore } from "../../src/stores/oauth-sqlite.js";
+import { signingKeySeal } from "../../src/stores/signing-key-seal.js";
+import { Agent, formOf, pkce, registerClient, startTestAuthServer, type TestAuthServer } from "./harness.js";
 
 const PG_URL = process.env.MCPGATE_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const REDIS_URL = process.env.MCPGATE_TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
@@ -17,6 +21,7 @@ const run = randomBytes(4).toString("hex");
 const dir = mkdtempSync(join(tmpdir(), "mcpgate-secret-"));
 const schema = `oauth_secret_${run}`;
 const prefix = `mcpgate-test-secret-${run}:`;
+const REDIRECT = "http://127.0.0.1:9/callback";
 /** Gateway instances starting at once on one database. */
 const INSTANCES = 12;
 
@@ -66,6 +71,173 @@ describe.each(backends)("the shared cookie keys, %s", (name, make) => {
       expect(later).toEqual(results[0]);
     } finally {
       for (const s of new Set(stores)) await s.close();
+    }
+  });
+});
+
+const SECRET = "a-sealing-secret-of-at-least-32-characters";
+const OTHER_SECRET = "another-sealing-secret-32-characters-long";
+/** What the cookie-keys record is bound to when sealed (shared-secret.ts). */
+const BOUND_TO = "oauth-record:Secret:cookie-keys";
+
+/** The stored cookie-keys record as text, read behind the store's back, and the keys it seals. */
+interface SealedBackend {
+  name: string;
+  open(): OAuthRecordStore;
+  rawRecord(): Promise<string>;
+}
+
+const sealedBackends: SealedBackend[] = [
+  {
+    name: "sqlite",
+    open: () => createSqliteOAuthStore({ path: join(dir, "sealed.db") }),
+    async rawRecord() {
+      const db = new Database(join(dir, "sealed.db"), { readonly: true });
+      try {
+        const row = db
+          .prepare("SELECT payload FROM oauth_records WHERE model = 'Secret' AND id = 'cookie-keys'")
+          .get() as { payload: string };
+        return row.payload;
+      } finally {
+        db.close();
+      }
+    },
+  },
+  {
+    name: "postgres",
+    open: () => createPostgresOAuthStore({ connectionString: PG_URL, schema: `${schema}_sealed` }),
+    async rawRecord() {
+      const c = new pg.Client({ connectionString: PG_URL });
+      await c.connect();
+      try {
+        const r = await c.query(
+          `SELECT payload::text AS payload FROM "${schema}_sealed".oauth_records WHERE model = 'Secret' AND id = 'cookie-keys'`,
+        );
+        return r.rows[0].payload as string;
+      } finally {
+        await c.end();
+      }
+    },
+  },
+];
+
+afterAll(async () => {
+  const c = new pg.Client({ connectionString: PG_URL });
+  await c.connect();
+  await c.query(`DROP SCHEMA IF EXISTS "${schema}_sealed" CASCADE`);
+  await c.end();
+});
+
+describe.each(sealedBackends)("the cookie keys sealed with MCPGATE_SIGNING_KEY_SECRET, $name", (backend) => {
+  const servers: TestAuthServer[] = [];
+  afterAll(async () => {
+    for (const s of servers) await s.close();
+  });
+  /** An authorization server on the shared store (the second one serves the first one's issuer). */
+  const start = async (signingKeySecret: string | undefined, first?: TestAuthServer) => {
+    const store = backend.open();
+    await store.init();
+    const t = await startTestAuthServer({
+      store,
+      ...(signingKeySecret ? { signingKeySecret } : {}),
+      ...(first
+        ? {
+            issuer: first.issuer,
+            resources: [first.resource],
+            login: { apiKey: { verifier: first.loginVerifier, keys: first.keys } },
+          }
+        : {}),
+    }).catch(async (err) => {
+      await store.close();
+      throw err;
+    });
+    servers.push(t);
+    return t;
+  };
+
+  it("stores no key in clear, and two servers on the store read each other's cookies and forms", async () => {
+    const a = await start(SECRET);
+    const b = await start(SECRET, a);
+    const raw = await backend.rawRecord();
+    expect(raw).toMatch(/^\{"sealed": ?"sealed:v1:[\w-]+:[\w-]+"\}$/);
+    const { cookieKeys } = JSON.parse(signingKeySeal(SECRET).open(BOUND_TO, JSON.parse(raw).sealed)) as {
+      cookieKeys: string[];
+    };
+    expect(cookieKeys).toHaveLength(1);
+    expect(raw).not.toContain(cookieKeys[0]);
+
+    // A starts the flow and signs the interaction cookie; B shows the login page for it (reading
+    // A's cookie) with a CSRF token that A accepts with the login.
+    const clientId = await registerClient(a.issuer, [REDIRECT]);
+    const agent = new Agent();
+    const p = pkce();
+    const begun = await agent.fetch(
+      `${a.issuer}/oauth/authorize?${new URLSearchParams({
+        client_id: clientId,
+        response_type: "code",
+        redirect_uri: REDIRECT,
+        code_challenge: p.challenge,
+        code_challenge_method: "S256",
+        scope: "tools:call",
+        resource: a.resource,
+      })}`,
+    );
+    const interaction = new URL(begun.headers.get("location")!, a.issuer).pathname;
+    const page = await agent.fetch(`${b.issuer}${interaction}`);
+    const html = await page.text();
+    expect(page.status, html.slice(0, 200)).toBe(200);
+    expect(html).toContain('name="key"');
+    const form = formOf(html);
+    const login = await agent.fetch(`${a.issuer}${form.action}`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ csrf: form.csrf, key: a.key }).toString(),
+    });
+    expect(login.status).toBe(303);
+  });
+
+  it("refuses to start with a wrong secret or none, saying so without any secret", async () => {
+    const raw = await backend.rawRecord();
+    const { cookieKeys } = JSON.parse(signingKeySeal(SECRET).open(BOUND_TO, JSON.parse(raw).sealed)) as {
+      cookieKeys: string[];
+    };
+    for (const [secret, message] of [
+      [OTHER_SECRET, /does not open: MCPGATE_SIGNING_KEY_SECRET is not the secret it was sealed with/],
+      [undefined, /is sealed: set MCPGATE_SIGNING_KEY_SECRET to the secret it was sealed with/],
+    ] as const) {
+      const err = await start(secret).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(McpGateError);
+      expect(err).toMatchObject({ code: "ERR_INVALID_OPTION", message });
+      const text = `${(err as Error).message} ${String((err as Error).cause ?? "")}`;
+      for (const s of [SECRET, OTHER_SECRET, cookieKeys[0]!]) expect(text).not.toContain(s);
+    }
+  });
+});
+
+describe("cookie keys stored in clear before sealing", () => {
+  it("are sealed in place, unchanged, at the first start with the secret; without it they stay as they are", async () => {
+    const store = createSqliteOAuthStore({ path: join(dir, "legacy.db") });
+    await store.init();
+    try {
+      const legacy = { cookieKeys: [randomBytes(32).toString("base64url")] };
+      await store.upsert("Secret", "cookie-keys", legacy);
+      const make = async () => {
+        throw new Error("the keys exist: nothing to make");
+      };
+      // No secret: as before, the record is read and left in clear.
+      expect(await sharedSecret(store, "cookie-keys", make)).toEqual(legacy);
+      expect(await store.find("Secret", "cookie-keys")).toEqual(legacy);
+      // With the secret: the same keys, now sealed at rest.
+      expect(await sharedSecret(store, "cookie-keys", make, signingKeySeal(SECRET))).toEqual(legacy);
+      const stored = (await store.find("Secret", "cookie-keys")) as { sealed: string };
+      expect(JSON.stringify(stored)).not.toContain(legacy.cookieKeys[0]);
+      expect(JSON.parse(signingKeySeal(SECRET).open(BOUND_TO, stored.sealed))).toEqual(legacy);
+      expect(await sharedSecret(store, "cookie-keys", make, signingKeySeal(SECRET))).toEqual(legacy);
+    } finally {
+      await store.close();
     }
   });
 });

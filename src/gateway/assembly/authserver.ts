@@ -35,7 +35,7 @@ export async function buildAuthServer(
     /** The credential-guessing guard (login page lockout, registration rate-limit source). */
     guard?: Guard;
     trustProxy?: boolean;
-    /** `MCPGATE_SIGNING_KEY_SECRET`: seals the signing keys at rest. */
+    /** `MCPGATE_SIGNING_KEY_SECRET`: seals the signing keys and the cookie and CSRF keys at rest. */
     signingKeySecret?: string;
     /** The audit trail (sign-ins, consents, registrations, tokens). */
     audit?: (event: Omit<AuditEvent, "time">) => void;
@@ -138,6 +138,7 @@ export async function buildAuthServer(
       ...(ctx.guard ? { guard: ctx.guard } : {}),
       ...(ctx.trustProxy ? { trustProxy: true } : {}),
       ...(ctx.audit ? { audit: ctx.audit } : {}),
+      ...(ctx.signingKeySecret ? { signingKeySecret: ctx.signingKeySecret } : {}),
     });
     closers.push(() => server.close());
     return { server, close };
