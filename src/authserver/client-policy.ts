@@ -1,6 +1,7 @@
 import { lookup } from "node:dns/promises";
 import { BlockList, isIP } from "node:net";
 import type { StateStore } from "../core/contracts.js";
+import { guardKeyOf } from "../observe/guard.js";
 
 /**
  * Rules for the clients the authorization server accepts (DESIGN.md §9): redirect URIs of
@@ -146,45 +147,11 @@ export function createWindowLimiter(options: {
   };
 }
 
-/** The eight 16-bit groups of a valid IPv6 address (any spelling: compressed, upper case, dotted tail). */
-function ipv6Groups(address: string): number[] {
-  // The WHATWG URL parser is the platform's IPv6 parser: it gives the canonical text, all hex.
-  const canonical = new URL(`http://[${address}]/`).hostname.slice(1, -1);
-  const [head = "", tail] = canonical.split("::");
-  const left = head ? head.split(":") : [];
-  const right = tail ? tail.split(":") : [];
-  const zeros = tail === undefined ? [] : Array(8 - left.length - right.length).fill("0");
-  return [...left, ...zeros, ...right].map((g) => Number.parseInt(g, 16));
-}
-
 /**
- * The key a caller's registrations are counted under: an IPv4 address itself; an IPv6 address by
- * its /64 (RFC 4291 §2.5.4: a /64 is one link, and every IPv6 host is handed one, so counting single
- * addresses would give each caller 2^64 budgets); an IPv4-mapped address (`::ffff:a.b.c.d`, either
- * spelling) as the IPv4 one. Brackets and zone ids are ignored. Anything that is not an address is
- * its own key.
- *
- * @example registrationSourceKey("2001:db8:1:2:aaaa::1") // "2001:db8:1:2::/64"
+ * The key a caller's registrations are counted under: the credential guard's (an IPv4 address
+ * itself, an IPv6 address by its /64, an IPv4-mapped one as the IPv4 address).
  */
-export function registrationSourceKey(source: string): string {
-  let a = source.trim();
-  if (a.startsWith("[") && a.includes("]")) a = a.slice(1, a.indexOf("]"));
-  if (a.includes("%")) a = a.slice(0, a.indexOf("%"));
-  const family = isIP(a);
-  if (family === 4) return a;
-  if (family !== 6) return source;
-  const g = ipv6Groups(a);
-  if (g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff) {
-    return [g[6]! >> 8, g[6]! & 0xff, g[7]! >> 8, g[7]! & 0xff].join(".");
-  }
-  const prefix = new URL(
-    `http://[${g
-      .slice(0, 4)
-      .map((x) => x.toString(16))
-      .join(":")}::]/`,
-  ).hostname;
-  return `${prefix.slice(1, -1)}/64`;
-}
+export const registrationSourceKey = guardKeyOf;
 
 /** Answer of {@link RegistrationLimiter.take}. */
 export type RegistrationAllowance = { ok: true } | { ok: false; retryAfterSec: number };

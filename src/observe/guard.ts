@@ -134,31 +134,44 @@ export function normalizeAddress(address: string): string {
   return mapped ? mapped[1]! : a.toLowerCase();
 }
 
-/** The eight 16-bit groups of an IPv6 address, as numbers. */
+/** The eight 16-bit groups of a valid IPv6 address (any spelling: compressed, upper case, dotted tail). */
 function ipv6Groups(address: string): number[] {
-  let a = address;
-  const v4 = /(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(a);
-  if (v4) {
-    const [b1, b2, b3, b4] = v4.slice(1).map(Number) as [number, number, number, number];
-    a = `${a.slice(0, v4.index)}${((b1 << 8) | b2).toString(16)}:${((b3 << 8) | b4).toString(16)}`;
-  }
-  const [head, tail] = a.split("::") as [string, string | undefined];
-  const h = head ? head.split(":") : [];
-  const t = tail ? tail.split(":") : [];
-  const fill = tail === undefined ? [] : new Array(8 - h.length - t.length).fill("0");
-  return [...h, ...fill, ...t].map((g) => Number.parseInt(g, 16) || 0);
+  // The WHATWG URL parser is the platform's IPv6 parser: it gives the canonical text, all hex.
+  const canonical = new URL(`http://[${address}]/`).hostname.slice(1, -1);
+  const [head = "", tail] = canonical.split("::");
+  const left = head ? head.split(":") : [];
+  const right = tail ? tail.split(":") : [];
+  const zeros = tail === undefined ? [] : Array(8 - left.length - right.length).fill("0");
+  return [...left, ...zeros, ...right].map((g) => Number.parseInt(g, 16));
 }
 
 /**
- * The counter key of a source: the address for IPv4, the /64 prefix for IPv6 (one customer usually
- * owns a whole /64, and rotating inside it is free for an attacker).
+ * The counter key of a source (failed authentications, registrations): an IPv4 address itself; an IPv6 address by
+ * its /64 (RFC 4291 §2.5.4: a /64 is one link, and every IPv6 host is handed one, so counting single
+ * addresses would give each caller 2^64 budgets); an IPv4-mapped address (`::ffff:a.b.c.d`, either
+ * spelling) as the IPv4 one. Brackets and zone ids are ignored. Anything that is not an address is
+ * its own key.
  *
  * @example guardKeyOf("2001:db8:1:2:aaaa::1") // "2001:db8:1:2::/64"
  */
 export function guardKeyOf(source: string): string {
-  if (isIP(source) !== 6) return source;
-  const g = ipv6Groups(source).slice(0, 4);
-  return `${g.map((x) => x.toString(16)).join(":")}::/64`;
+  let a = source.trim();
+  if (a.startsWith("[") && a.includes("]")) a = a.slice(1, a.indexOf("]"));
+  if (a.includes("%")) a = a.slice(0, a.indexOf("%"));
+  const family = isIP(a);
+  if (family === 4) return a;
+  if (family !== 6) return source;
+  const g = ipv6Groups(a);
+  if (g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff) {
+    return [g[6]! >> 8, g[6]! & 0xff, g[7]! >> 8, g[7]! & 0xff].join(".");
+  }
+  const prefix = new URL(
+    `http://[${g
+      .slice(0, 4)
+      .map((x) => x.toString(16))
+      .join(":")}::]/`,
+  ).hostname;
+  return `${prefix.slice(1, -1)}/64`;
 }
 
 function header(headers: Record<string, string | string[] | undefined>, name: string): string[] {

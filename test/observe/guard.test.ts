@@ -73,7 +73,9 @@ describe("memory guard: lockout after repeated failures", () => {
     expect(await guard.recordFailure("2001:db8:1:2:ffff::9")).toBe(5);
     expect(await guard.lockedFor("2001:db8:1:2::abcd")).toBe(5);
     expect(await guard.lockedFor("2001:db8:1:3::1")).toBe(0);
-    expect(guardKeyOf("2001:db8::1")).toBe("2001:db8:0:0::/64");
+    expect(guardKeyOf("2001:db8::1")).toBe("2001:db8::/64");
+    // An IPv4-mapped address in either spelling is the IPv4 address, never one shared ::/64 bucket.
+    expect(guardKeyOf("::ffff:7f00:1")).toBe("127.0.0.1");
     expect(normalizeAddress("::ffff:1.2.3.4")).toBe("1.2.3.4");
   });
 
