@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { issueApiKey } from "../../src/authn/key-lifecycle.js";
 import { openKeyStore } from "../../src/stores/open-key-store.js";
 import { startTestGateway, type TestGateway } from "../helpers/gateway.js";
-import { Agent, authorize, exchangeCode, pkce, registerClient, type TestAuthServer } from "./harness.js";
+import { tokenThroughFlow } from "./harness.js";
 
 const PG_URL = process.env.MCPGATE_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const REDIS_URL = process.env.MCPGATE_TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
@@ -49,25 +49,7 @@ describe("authServer state on PostgreSQL and Redis, through the gateway's config
 
   it("registers, signs in, issues and verifies a token, with the records in that schema", async () => {
     const issuer = new URL(gw.url).origin;
-    const clientId = await registerClient(issuer, [REDIRECT]);
-    const p = pkce();
-    const t = { issuer, key } as TestAuthServer;
-    const { redirect } = await authorize(t, new Agent(), {
-      client_id: clientId,
-      response_type: "code",
-      redirect_uri: REDIRECT,
-      code_challenge: p.challenge,
-      code_challenge_method: "S256",
-      scope: "tools:call",
-      resource: gw.publicUrl,
-    });
-    const tok = await exchangeCode(issuer, {
-      code: redirect.searchParams.get("code")!,
-      redirectUri: REDIRECT,
-      clientId,
-      verifier: p.verifier,
-      resource: gw.publicUrl,
-    });
+    const tok = await tokenThroughFlow(issuer, key, gw.publicUrl, REDIRECT);
     expect(tok.status).toBe(200);
     const r = await gw.gate.options.verifiers[0]!.verify(tok.body.access_token!);
     expect(r.ok).toBe(true);

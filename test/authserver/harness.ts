@@ -233,3 +233,54 @@ export function exchangeCode(
     resource: c.resource,
   });
 }
+
+/**
+ * The authorization request of a public client with PKCE S256 and an RFC 8707 resource, scope
+ * `tools:call`, redirecting to `redirectUri`.
+ *
+ * @example const params = codeRequest(clientId, pkce().challenge, resource, REDIRECT);
+ */
+export function codeRequest(
+  clientId: string,
+  challenge: string,
+  resource: string,
+  redirectUri: string,
+): Record<string, string> {
+  return {
+    client_id: clientId,
+    response_type: "code",
+    redirect_uri: redirectUri,
+    code_challenge: challenge,
+    code_challenge_method: "S256",
+    scope: "tools:call",
+    resource,
+  };
+}
+
+/**
+ * A token for `resource` from the authorization server at `issuer`, through the whole flow: a new
+ * client registered, the API key's login, consent approved, the code exchanged.
+ *
+ * @example const { status, body } = await tokenThroughFlow(issuer, key, `${issuer}/mcp`, REDIRECT);
+ */
+export async function tokenThroughFlow(
+  issuer: string,
+  key: string,
+  resource: string,
+  redirectUri: string,
+): Promise<{ status: number; body: Record<string, string> }> {
+  const clientId = await registerClient(issuer, [redirectUri]);
+  const p = pkce();
+  const { redirect } = await authorize(
+    { issuer, key } as TestAuthServer,
+    new Agent(),
+    codeRequest(clientId, p.challenge, resource, redirectUri),
+  );
+  return exchangeCode(issuer, {
+    code: redirect.searchParams.get("code") ?? "",
+    redirectUri,
+    clientId,
+    verifier: p.verifier,
+    resource,
+  });
+}

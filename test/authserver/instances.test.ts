@@ -8,6 +8,7 @@ import { createSqliteOAuthStore } from "../../src/stores/oauth-sqlite.js";
 import { createSqliteSigningKeyStore } from "../../src/stores/signing-keys-sqlite.js";
 import {
   Agent,
+  codeRequest,
   exchangeCode,
   pkce,
   registerClient,
@@ -62,15 +63,7 @@ describe("several instances serve one authorization server (SQLite + Redis)", ()
       url.replace(a.issuer, i % 2 === 0 ? a.issuer : `http://127.0.0.1:${new URL(b.issuer).port}`);
     const clientId = await registerClient(`http://127.0.0.1:${new URL(b.issuer).port}`, [REDIRECT]);
     const p = pkce();
-    const params = new URLSearchParams({
-      client_id: clientId,
-      response_type: "code",
-      redirect_uri: REDIRECT,
-      code_challenge: p.challenge,
-      code_challenge_method: "S256",
-      scope: "tools:call",
-      resource: a.resource,
-    });
+    const params = new URLSearchParams(codeRequest(clientId, p.challenge, a.resource, REDIRECT));
     let step = 0;
     let res = await agent.fetch(on(step++, `${a.issuer}/oauth/authorize?${params}`));
     let html = "";

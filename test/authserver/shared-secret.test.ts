@@ -13,7 +13,15 @@ import { createMemoryOAuthStore, type OAuthRecordStore } from "../../src/stores/
 import { createRedisOAuthStore } from "../../src/stores/oauth-redis.js";
 import { createSqliteOAuthStore } from "../../src/stores/oauth-sqlite.js";
 import { signingKeySeal } from "../../src/stores/signing-key-seal.js";
-import { Agent, formOf, pkce, registerClient, startTestAuthServer, type TestAuthServer } from "./harness.js";
+import {
+  Agent,
+  codeRequest,
+  formOf,
+  pkce,
+  registerClient,
+  startTestAuthServer,
+  type TestAuthServer,
+} from "./harness.js";
 
 const PG_URL = process.env.MCPGATE_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const REDIS_URL = process.env.MCPGATE_TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
@@ -172,15 +180,7 @@ describe.each(sealedBackends)("the cookie keys sealed with MCPGATE_SIGNING_KEY_S
     const agent = new Agent();
     const p = pkce();
     const begun = await agent.fetch(
-      `${a.issuer}/oauth/authorize?${new URLSearchParams({
-        client_id: clientId,
-        response_type: "code",
-        redirect_uri: REDIRECT,
-        code_challenge: p.challenge,
-        code_challenge_method: "S256",
-        scope: "tools:call",
-        resource: a.resource,
-      })}`,
+      `${a.issuer}/oauth/authorize?${new URLSearchParams(codeRequest(clientId, p.challenge, a.resource, REDIRECT))}`,
     );
     const interaction = new URL(begun.headers.get("location")!, a.issuer).pathname;
     const page = await agent.fetch(`${b.issuer}${interaction}`);
