@@ -132,11 +132,12 @@ export async function createAuthorizationServer(
   const keys = options.signingKeys;
   const keySet = await keys.current();
   let publicJwks = keySet.publicJwks;
+  const seal = signingKeySeal(options.signingKeySecret);
   const { cookieKeys } = await sharedSecret(
     store,
     "cookie-keys",
     async () => ({ cookieKeys: [randomBytes(32).toString("base64url")] }),
-    signingKeySeal(options.signingKeySecret),
+    seal,
   );
   const csrfKey = (cookieKeys as string[])[0]!;
 
@@ -173,6 +174,7 @@ export async function createAuthorizationServer(
         metadataDocuments: clients.metadataDocuments ?? true,
         allowLoopbackMetadataDocuments: clients.allowLoopbackMetadataDocuments ?? false,
         unusedClientTtlSec,
+        seal,
         store,
         ...(options.shortLivedStore ? { shortLivedStore: options.shortLivedStore } : {}),
         signingKey,

@@ -1,6 +1,7 @@
 import type { JWK } from "jose";
 import { errors, type ProviderClient, type ProviderContext } from "oidc-provider";
 import type { OAuthRecordStore } from "../stores/oauth-records.js";
+import type { SigningKeySeal } from "../stores/signing-key-seal.js";
 import { isAllowedRedirectUri, isFetchableMetadataUrl } from "./client-policy.js";
 import { MAX_METADATA_DOCUMENT_BYTES } from "./loopback-metadata.js";
 import { adapterFor } from "./record-adapter.js";
@@ -17,6 +18,8 @@ export interface ProviderSettings {
   allowLoopbackMetadataDocuments: boolean;
   /** How long a registered client is kept unused (client-expiry.ts). */
   unusedClientTtlSec: number;
+  /** Seals registered clients' secrets at rest (`MCPGATE_SIGNING_KEY_SECRET`); absent: stored as given. */
+  seal?: SigningKeySeal;
   store: OAuthRecordStore;
   shortLivedStore?: OAuthRecordStore;
   signingKey: JWK;

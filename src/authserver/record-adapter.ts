@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import type { OAuthPayload, OAuthRecordStore } from "../stores/oauth-records.js";
+import { isSealed, type SigningKeySeal, signingKeySeal } from "../stores/signing-key-seal.js";
 import { CLIENT_MODEL } from "./client-expiry.js";
 import { fetchLoopbackMetadata, isLoopbackMetadataUrl } from "./loopback-metadata.js";
 
@@ -142,6 +143,30 @@ export interface AdapterSettings {
   allowLoopbackMetadataDocuments: boolean;
   /** How long a stored (registered) client is kept unused (client-expiry.ts); absent: for ever. */
   unusedClientTtlSec?: number;
+  /** Seals a registered client's `client_secret` at rest when it seals (`MCPGATE_SIGNING_KEY_SECRET`). */
+  seal?: SigningKeySeal;
+}
+
+/**
+ * A confidential client's `client_secret` is what it authenticates with at the token endpoint:
+ * sealed at rest when the gateway seals (bound to the client's id, so a sealed secret copied onto
+ * another client does not open), opened when oidc-provider reads the client. oidc-provider compares
+ * the secret as given, so it cannot be stored as a digest.
+ */
+function clientSecrets(seal: SigningKeySeal | undefined) {
+  const context = (id: string) => `oauth-client:${id}`;
+  return {
+    toStored(id: string, payload: OAuthPayload): OAuthPayload {
+      const secret = payload.client_secret;
+      if (!seal?.sealing || typeof secret !== "string" || isSealed(secret)) return payload;
+      return { ...payload, client_secret: seal.seal(context(id), secret) };
+    },
+    fromStored(id: string, stored: OAuthPayload): OAuthPayload {
+      const secret = stored.client_secret;
+      if (typeof secret !== "string" || !isSealed(secret)) return stored;
+      return { ...stored, client_secret: (seal ?? signingKeySeal(undefined)).open(context(id), secret) };
+    },
+  };
 }
 
 /**
@@ -152,6 +177,7 @@ export interface AdapterSettings {
  */
 export function adapterFor(settings: AdapterSettings) {
   const { store, shortLivedStore, allowLoopbackMetadataDocuments, unusedClientTtlSec } = settings;
+  const secrets = clientSecrets(settings.seal);
   return class RecordAdapter {
     readonly #records: ModelRecords;
     readonly #defaultTtl: number | undefined;
@@ -164,11 +190,13 @@ export function adapterFor(settings: AdapterSettings) {
       this.#defaultTtl = model === CLIENT_MODEL ? unusedClientTtlSec : undefined;
     }
     upsert(id: string, payload: Record<string, unknown>, expiresIn?: number) {
-      return this.#records.upsert(id, payload, expiresIn ?? this.#defaultTtl);
+      const stored = this.#records.model === CLIENT_MODEL ? secrets.toStored(id, payload) : payload;
+      return this.#records.upsert(id, stored, expiresIn ?? this.#defaultTtl);
     }
     async find(id: string) {
       const found = await this.#records.find(id);
-      if (found || this.#records.model !== CLIENT_MODEL) return found;
+      if (this.#records.model !== CLIENT_MODEL) return found;
+      if (found) return secrets.fromStored(id, found);
       // Development only: an http CIMD client_id on loopback (oidc-provider takes https only).
       if (allowLoopbackMetadataDocuments && isLoopbackMetadataUrl(id)) return fetchLoopbackMetadata(id);
       return undefined;
