@@ -16,6 +16,7 @@ import { createRegistrationLimiter } from "./client-policy.js";
 import { sendOAuthError } from "./http-util.js";
 import { createInteractions } from "./interactions.js";
 import { providerConfiguration } from "./provider-config.js";
+import { EXPIRE_UNLESS_USED } from "./record-adapter.js";
 import { sharedSecret } from "./shared-secret.js";
 import { createOwnTokenVerifier, type OwnTokenVerifier } from "./token-verifier.js";
 import { createUpstreamLogin, type UpstreamLoginOptions } from "./upstream-login.js";
@@ -128,7 +129,7 @@ export async function createAuthorizationServer(
     );
   const store = options.store;
   // Clients registered before they expired (an upgrade) get the same lease, counted from now.
-  await store.expireUnbounded(CLIENT_MODEL, unusedClientTtlSec);
+  for (const model of EXPIRE_UNLESS_USED) await store.expireUnbounded(model, unusedClientTtlSec);
   const keys = options.signingKeys;
   const keySet = await keys.current();
   let publicJwks = keySet.publicJwks;

@@ -136,6 +136,9 @@ class ModelRecords {
   }
 }
 
+/** Models stored with no expiry by oidc-provider that ours give one (`clients.unusedClientTtl`). */
+export const EXPIRE_UNLESS_USED: ReadonlySet<string> = new Set([CLIENT_MODEL, "RegistrationAccessToken"]);
+
 /** What {@link adapterFor} needs of the authorization server's settings. */
 export interface AdapterSettings {
   store: OAuthRecordStore;
@@ -186,8 +189,10 @@ export function adapterFor(settings: AdapterSettings) {
         model,
         shortLivedStore && SHORT_LIVED.has(model) ? shortLivedStore : store,
       );
-      // oidc-provider stores a registered client with no expiry; ours expire unless used.
-      this.#defaultTtl = model === CLIENT_MODEL ? unusedClientTtlSec : undefined;
+      // oidc-provider stores a registered client, and its registration access token (RFC 7592),
+      // with no expiry; ours expire unless used, and the token lives no longer than an unused client
+      // (else every registration would leave a record for ever).
+      this.#defaultTtl = EXPIRE_UNLESS_USED.has(model) ? unusedClientTtlSec : undefined;
     }
     upsert(id: string, payload: Record<string, unknown>, expiresIn?: number) {
       const stored = this.#records.model === CLIENT_MODEL ? secrets.toStored(id, payload) : payload;

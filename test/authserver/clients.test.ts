@@ -342,6 +342,8 @@ describe("registered clients expire when unused (clients.unusedClientTtl)", () =
     const unused = await registerClient(t.issuer, [REDIRECT]);
     // The cap (3, the client from before the upgrade included) is full: 503 for everyone.
     expect((await register()).status).toBe(503);
+    // Each registration also stored its registration access token (RFC 7592).
+    expect(await store.count("RegistrationAccessToken")).toBe(2);
 
     now += 20 * DAY;
     // An authorization request alone proves nothing (anyone can send one): it extends nothing.
@@ -378,6 +380,8 @@ describe("registered clients expire when unused (clients.unusedClientTtl)", () =
     expect(refused.body.error).toBe("invalid_client");
     expect(await authorizationAnswer(used)).toEqual({ status: 303, invalidClient: false });
     expect(await store.count("Client")).toBe(1);
+    // Registration access tokens live no longer than an unused client: none is left for ever.
+    expect(await store.count("RegistrationAccessToken")).toBe(0);
 
     // A refresh is a use too: it carries the client past 30 days after its code.
     now += 15 * DAY;
