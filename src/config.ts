@@ -299,6 +299,12 @@ function checkUpstreams(config: ConfigShape, ctx: z.RefinementCtx): void {
   const issuerCount = (config.auth.jwt ? 1 : 0) + (config.auth.issuers?.length ?? 0);
   const hasIssuer = issuerCount > 0;
   for (const { at, u } of entries) {
+    // A stdio upstream has no connection pool: its share per caller is maxChildrenPerPrincipal.
+    if (u.command && u.maxInFlightPerCaller !== undefined)
+      issue(
+        [...at, "maxInFlightPerCaller"],
+        "maxInFlightPerCaller applies to HTTP upstreams (url); a stdio upstream's share per caller is maxChildrenPerPrincipal",
+      );
     const id = { ...top, ...(("identity" in u && u.identity) || {}) };
     const mode = id.mode ?? "none";
     if (mode === "none") continue;

@@ -96,6 +96,16 @@ describe("upstreams: and identity: (DESIGN.md §9)", () => {
       expect(invalid({ upstreams: [{ name: "x", path: "/x" }] })).toMatch(/exactly one/);
     });
 
+    it("maxInFlightPerCaller on a stdio upstream (it has no connection pool to share)", () => {
+      expect(invalid({ upstreams: [{ ...files, maxInFlightPerCaller: 4 }] })).toMatch(
+        /upstreams\.0\.maxInFlightPerCaller.*maxChildrenPerPrincipal/,
+      );
+      expect(invalid({ upstream: { command: ["node", "x.js"], maxInFlightPerCaller: 4 } })).toMatch(
+        /HTTP upstreams/,
+      );
+      expect(validateConfig({ upstream: { url: notes.url, maxInFlightPerCaller: 4 } }, null)).toBeTruthy();
+    });
+
     it("an identity header that upstream.headers already sets (any case)", () => {
       expect(
         invalid({
