@@ -71,6 +71,9 @@ export interface TokenExchanger {
 
 type Success = Extract<ExchangeResult, { ok: true }>;
 
+/** A failed discovery of the issuer's token endpoint is tried again after this long, not sooner. */
+const DISCOVERY_RETRY_MS = 5_000;
+
 /**
  * Create a token-exchange client. The request follows RFC 8693 §2.1 (`subject_token_type` access
  * token, `requested_token_type` access token, `resource` per RFC 8707, client authentication per
@@ -81,9 +84,6 @@ type Success = Extract<ExchangeResult, { ok: true }>;
  * const tx = createTokenExchanger({ tokenEndpoint: "https://as.example.com/token", clientId, clientSecret });
  * const r = await tx.exchange({ subjectToken, resource: "http://127.0.0.1:3001/mcp", upstream: "notes" });
  */
-/** A failed discovery of the issuer's token endpoint is tried again after this long, not sooner. */
-const DISCOVERY_RETRY_MS = 5_000;
-
 export function createTokenExchanger(options: TokenExchangerOptions): TokenExchanger {
   if (!options.clientId || !options.clientSecret)
     throw new McpGateError("ERR_INVALID_OPTION", "token exchange: clientId and clientSecret are required");
