@@ -76,7 +76,7 @@ const upstreamFields = {
   maxChildren: z.number().int().positive().optional(),
   /** stdio: children one principal may hold (issue 14 item 3); default a tenth of maxChildren. */
   maxChildrenPerPrincipal: z.number().int().positive().optional(),
-  /** HTTP: requests one principal may have in flight to this upstream; default a quarter of its 128 connections. */
+  /** HTTP: a principal's share of this upstream's 128 connections (docs/configuration.md); default a quarter. */
   maxInFlightPerCaller: z.number().int().positive().optional(),
   /** stdio: children kept for 2026-era stateless requests (docs/stdio.md). */
   poolSize: z.number().int().positive().optional(),

@@ -21,33 +21,46 @@ export interface HttpUpstreamOptions {
   /** A session's id map is forgotten after this long unused: the gate's `sessions.idleTtl` (default 30 min). */
   sessionIdleTtlMs?: number;
   /**
-   * Requests (POST, DELETE) one caller (principal) may have in flight at once; one more gets 429 with
-   * `Retry-After`, so one caller's slow calls never hold every connection. Default: a quarter of
+   * Requests (POST, DELETE) one caller (principal) may have in flight once the pool is busy. A caller
+   * may go past it while the pool has room, but the last `maxInFlightPerCaller` connections are kept
+   * for callers under their share: past that, one more request of a caller at its share gets 429
+   * with `Retry-After`, so one caller's slow calls never hold every connection. Default: a quarter of
    * `connections`, at least 2.
    */
   maxInFlightPerCaller?: number;
   /**
    * GET streams one caller may hold open at once (each holds an upstream connection for its life).
    * Streams have a pool of their own, so they never take the connections requests need. Default 1000
-   * (the most live sessions one caller can have by default).
+   * (the most live sessions one caller can have by default); at most `maxSessions` streams in all.
    */
   maxStreamsPerCaller?: number;
 }
 
-/** How many of something each caller holds, up to a limit per caller. */
-function callerShare(limit: number) {
+/**
+ * How many of something each caller holds. `max`: most in all ("full" past it). `share`: what a
+ * caller may hold — strictly, or, with a `pool` (a connection pool whose excess requests queue),
+ * only once the pool is busy: a caller at its share is let in while more than `share` connections
+ * are free (work-conserving: a lone caller may use most of the pool, others always find room).
+ */
+function callerShare(options: { share: number; pool?: number; max?: number }) {
+  const { share, pool, max } = options;
   const held = new Map<string, number>();
+  let total = 0;
   return {
-    take(caller: string): boolean {
+    take(caller: string): "ok" | "caller" | "full" {
       const n = held.get(caller) ?? 0;
-      if (n >= limit) return false;
+      if (max !== undefined && total >= max) return "full";
+      if (n >= share && (pool === undefined || total >= pool - share)) return "caller";
       held.set(caller, n + 1);
-      return true;
+      total++;
+      return "ok";
     },
     release(caller: string): void {
-      const n = (held.get(caller) ?? 1) - 1;
-      if (n <= 0) held.delete(caller);
-      else held.set(caller, n);
+      const n = held.get(caller);
+      if (n === undefined) return;
+      total--;
+      if (n <= 1) held.delete(caller);
+      else held.set(caller, n - 1);
     },
   };
 }
@@ -113,8 +126,15 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
   // as many open streams as connections would leave every POST waiting for ever. They get a pool of
   // their own, bounded per caller instead.
   const streamAgent = new Agent(pooled);
-  const requestShare = callerShare(options.maxInFlightPerCaller ?? Math.max(2, Math.floor(connections / 4)));
-  const streamShare = callerShare(options.maxStreamsPerCaller ?? 1000);
+  // Requests beyond the pool's connections wait in undici's queue for one to free: an answer comes.
+  const requestShare = callerShare({
+    share: options.maxInFlightPerCaller ?? Math.max(2, Math.floor(connections / 4)),
+    pool: connections,
+  });
+  const streamShare = callerShare({
+    share: options.maxStreamsPerCaller ?? 1000,
+    max: options.maxSessions ?? 100_000,
+  });
   const path = `${target.pathname}${target.search}`;
   const sessions = new SessionWireIds({
     prefix: `mcpgate-${randomBytes(4).toString("hex")}-`,
@@ -126,8 +146,13 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
     const stream = ctx.admission.method === "GET";
     const share = stream ? streamShare : requestShare;
     const caller = ctx.admission.identity.principal;
-    if (!share.take(caller)) {
-      ctx.owner.refuse({ kind: "in_flight_limit", what: stream ? "streams" : "requests", retryAfterSec: 1 });
+    const taken = share.take(caller);
+    if (taken !== "ok") {
+      ctx.owner.refuse(
+        taken === "full"
+          ? { kind: "capacity", message: "too many open streams" }
+          : { kind: "in_flight_limit", what: stream ? "streams" : "requests", retryAfterSec: 1 },
+      );
       return { result: "refused" };
     }
     try {

@@ -25,6 +25,7 @@ async function start(options: {
   connections: number;
   maxInFlightPerCaller?: number;
   maxStreamsPerCaller?: number;
+  maxSessions?: number;
 }) {
   const up = await startCannedUpstream((seen, res) => {
     if (seen.method === "GET") {
@@ -137,18 +138,25 @@ describe("an HTTP upstream's connections are shared fairly", () => {
     expect(await (await session("bob")).stream()).toBe(200);
   });
 
-  it("one caller's slow calls take at most its share of the connections: others are served at once", async () => {
-    const { session } = await start({ connections: 4, maxInFlightPerCaller: 2 });
+  it("bounds the streams of all callers together (maxSessions): one more gets 503", async () => {
+    const { session } = await start({ connections: 4, maxSessions: 3 });
+    for (let i = 0; i < 3; i++) expect(await (await session("alice")).stream()).toBe(200);
+    expect(await (await session("bob")).stream()).toBe(503);
+  });
+
+  it("one caller's slow calls leave its share of the connections to others: they are served at once", async () => {
+    // Eight connections, a share of two: alone, Alice may use six; the last two are kept for others.
+    const { session } = await start({ connections: 8, maxInFlightPerCaller: 2 });
     const alice = await session("alice");
-    const calls = [1, 2, 3, 4, 5].map((id) => alice.slow(id));
+    const calls = [1, 2, 3, 4, 5, 6, 7, 8, 9].map((id) => alice.slow(id));
     await new Promise((r) => setTimeout(r, 200));
     const bob = await session("bob");
     const ping = await timed(bob.ping());
     expect(ping.value.status).toBe(200);
     expect(ping.ms).toBeLessThan(1_000);
     const statuses = (await Promise.all(calls)).map((r) => r.status).sort();
-    // Two in flight at a time; the others are told to come back (429, Retry-After), not queued.
-    expect(statuses).toEqual([200, 200, 429, 429, 429]);
+    // Six in flight at a time; the others are told to come back (429, Retry-After), not queued.
+    expect(statuses).toEqual([200, 200, 200, 200, 200, 200, 429, 429, 429]);
     const refused = (await Promise.all(calls)).find((r) => r.status === 429)!;
     expect(refused.headers.get("retry-after")).toBe("1");
     expect(refused.json()).toMatchObject({ error: { code: -31002 } });
@@ -172,7 +180,7 @@ describe("an HTTP upstream's connections are shared fairly", () => {
     cleanups.push(() => up.close());
     const key = "pool-config-key-0123456789abcdef";
     const gw = await startTestGateway(
-      { upstream: { url: up.url, maxInFlightPerCaller: 1 } },
+      { upstream: { url: up.url, maxInFlightPerCaller: 110 } },
       { MCP_API_KEY: key },
       "warn",
     );
@@ -184,7 +192,12 @@ describe("an HTTP upstream's connections are shared fairly", () => {
         { jsonrpc: "2.0", id, method: "tools/call", params: { name: "slow", arguments: {} } },
         h,
       );
-    const statuses = (await Promise.all([call(1), call(2)])).map((r) => r.status).sort();
-    expect(statuses).toEqual([200, 429]);
+    // 128 connections and a share of 110: alone, one caller may have 110 in flight (the default
+    // share, 32, would let it have 96 and refuse the rest).
+    const statuses = (await Promise.all(Array.from({ length: 111 }, (_, i) => call(i + 1)))).map(
+      (r) => r.status,
+    );
+    expect(statuses.filter((x) => x === 200)).toHaveLength(110);
+    expect(statuses.filter((x) => x === 429)).toHaveLength(1);
   });
 });
