@@ -167,8 +167,11 @@ function describe(clientId: JsonRpcId): string {
   return Buffer.from(JSON.stringify(clientId)).toString("base64url");
 }
 
-/** Longest description read back: a client id is at most MAX_ID_LENGTH (256) characters. */
-const MAX_DESCRIPTION = 1024;
+/**
+ * Longest description read back: a client id is at most MAX_ID_LENGTH (256) characters, which JSON
+ * may write as up to 6 bytes each (`\u0001`), and base64url makes 4 of every 3 bytes: 2052.
+ */
+const MAX_DESCRIPTION = 2100;
 
 /**
  * The request a self-describing wire id of this session names, or undefined when it is not one

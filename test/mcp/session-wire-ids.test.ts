@@ -111,6 +111,19 @@ describe("a session's wire ids describe themselves: any instance maps the answer
     expect(back).toMatchObject({ id: 42, result: { tools: [{ name: "echo" }] } });
   });
 
+  it("maps back the longest ids a client may send, in any characters", () => {
+    for (const clientId of ["€".repeat(256), "\u0001".repeat(256), "x".repeat(256)]) {
+      const m = { ...call(1), id: clientId, raw: { jsonrpc: "2.0", id: clientId, method: "tools/call" } };
+      const wire = instanceA()
+        .forSession("sess-1", 0)
+        .outbound([m as InspectedMessage]).wireIds[0]!;
+      const back = instanceB()
+        .forSession("sess-1", 1)
+        .inbound({ jsonrpc: "2.0", id: wire, result: {} }, undefined, "2025");
+      expect(back?.id).toBe(clientId);
+    }
+  });
+
   it("delivers an answer again when the client asks for its replay on the same instance", () => {
     const ids = instanceA().forSession("sess-1", 0);
     const wire = ids.outbound([call(7)]).wireIds[0]!;
