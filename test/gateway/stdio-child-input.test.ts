@@ -86,7 +86,7 @@ describe("a stdio session whose child stops reading, end to end", () => {
     }
   }, 30_000);
 
-  it("answers 503, not 'session unknown', when a batch crosses the bound part-way (2025-03-26)", async () => {
+  it("writes a batch whole or not at all: past the bound it is 503, never cut part-way (2025-03-26)", async () => {
     const gw = await startStdioGateway();
     try {
       const auth = { authorization: `Bearer ${KEYS.alice}` };
@@ -101,16 +101,23 @@ describe("a stdio session whose child stops reading, end to end", () => {
         "mcp-protocol-version": "2025-03-26",
       };
       await rawPost(gw.url, { jsonrpc: "2.0", method: "notifications/initialized" }, h);
-      await rawPost(
-        gw.url,
-        { jsonrpc: "2.0", id: 2, method: "tools/call", params: { name: "deaf", arguments: {} } },
-        h,
-      );
-      // Batches of three 1.2 MiB notifications: the third batch crosses 8 MiB at its second element.
+      const tool = (id: number, name: string, args: Record<string, unknown> = {}) =>
+        rawPost(gw.url, { jsonrpc: "2.0", id, method: "tools/call", params: { name, arguments: args } }, h);
+      await tool(2, "deaf", { ms: 1_500 });
+      // Batches of three 1.2 MiB notifications while the child reads nothing: the bound (8 MiB) is
+      // checked before each batch, which is then written whole.
       const note = { jsonrpc: "2.0", method: "notifications/x", params: { pad: "p".repeat(1_200_000) } };
       const statuses: number[] = [];
       for (let i = 0; i < 4; i++) statuses.push((await rawPost(gw.url, [note, note, note], h)).status);
-      expect(statuses).toEqual([202, 202, 503, 503]);
+      expect(statuses).toEqual([202, 202, 202, 503]);
+      // Once the child reads again it has heard the three whole batches, nothing of the refused one
+      // (a batch cut part-way would have left 7, and the client's retry would repeat two of them).
+      let heard = "";
+      for (let i = 0; i < 100 && heard !== "9"; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        heard = /"text":"(\d+)"/.exec((await tool(10 + i, "heard")).text)?.[1] ?? "";
+      }
+      expect(heard).toBe("9");
     } finally {
       await gw.close();
     }

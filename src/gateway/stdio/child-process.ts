@@ -75,6 +75,8 @@ export interface StdioChild {
    * input unread (it is stuck writing output nobody reads): nothing more is queued for it.
    */
   send(message: unknown): boolean;
+  /** Write several messages, all or none (a batch is never cut part-way); false as for `send`. */
+  sendAll(messages: readonly unknown[]): boolean;
   /** True while more than STDIN_BACKLOG_MAX written to the child waits for it to read. */
   readonly inputBacklogged: boolean;
   /** Stop reading the child's stdout (its client is not reading): the child blocks on its writes. */
@@ -249,6 +251,22 @@ export function spawnStdioChild(options: StdioChildOptions): StdioChild {
     }
   }
 
+  /** See {@link StdioChild.sendAll}. */
+  function sendAll(messages: readonly unknown[]): boolean {
+    if (!alive || !proc.stdin.writable || proc.stdin.writableLength > STDIN_BACKLOG_MAX) return false;
+    // JSON.stringify never emits a raw newline, so one message is exactly one line. A string is
+    // taken as already-serialised JSON and must not contain one either. Every line is made before
+    // any is written.
+    const lines = messages.map((m) => {
+      const line = typeof m === "string" ? m : JSON.stringify(m);
+      if (/[\r\n]/.test(line))
+        throw new McpGateError("ERR_INVALID_OPTION", "a stdio message must be one line");
+      return `${line}\n`;
+    });
+    proc.stdin.write(lines.length === 1 ? lines[0]! : lines.join(""));
+    return true;
+  }
+
   return {
     get pid() {
       return proc.pid;
@@ -259,16 +277,9 @@ export function spawnStdioChild(options: StdioChildOptions): StdioChild {
     get inputBacklogged() {
       return proc.stdin.writableLength > STDIN_BACKLOG_MAX;
     },
-    send(message: unknown): boolean {
-      if (!alive || !proc.stdin.writable || proc.stdin.writableLength > STDIN_BACKLOG_MAX) return false;
-      // JSON.stringify never emits a raw newline, so one message is exactly one line. A string is
-      // taken as already-serialised JSON and must not contain one either.
-      const line = typeof message === "string" ? message : JSON.stringify(message);
-      if (/[\r\n]/.test(line))
-        throw new McpGateError("ERR_INVALID_OPTION", "a stdio message must be one line");
-      proc.stdin.write(`${line}\n`);
-      return true;
-    },
+    send: (message: unknown) => sendAll([message]),
+    sendAll,
+
     pauseOutput() {
       proc.stdout.pause();
     },

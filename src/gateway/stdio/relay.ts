@@ -97,11 +97,9 @@ export class ChildRelay {
   /** Send client messages that need no answer (notifications, responses to the child's requests). */
   post(messages: ReadonlyArray<Record<string, unknown>>): boolean {
     this.#lastActive = Date.now();
-    for (const m of messages) {
-      const out = this.#cancellation(m);
-      if (out && !this.#child.send(out)) return false;
-    }
-    return true;
+    const out = messages.map((m) => this.#cancellation(m)).filter((m) => m !== undefined);
+    // All or none: a batch cut part-way would be sent again whole by a client told to retry.
+    return out.length === 0 || this.#child.sendAll(out);
   }
 
   /**
@@ -195,7 +193,7 @@ export class ChildRelay {
     const sent =
       verbatim !== undefined && !plan.rewriteIds && !plan.meta && out.length === 1 && !/[\r\n]/.test(verbatim)
         ? this.#child.send(verbatim)
-        : out.every((m) => this.#child.send(m));
+        : this.#child.sendAll(out);
     if (!sent) this.#failExchange(ex);
     return ex;
   }

@@ -285,7 +285,7 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
     if (s.relay.inputBacklogged) return backlogged();
     if (!plan.forward.some((m) => m.type === "request")) {
       if (!s.relay.post(messages)) {
-        // A batch can cross the bound part-way: that is not a session gone.
+        // Refused whole because the child stopped reading: that is not a session gone.
         if (s.relay.child.alive && s.relay.inputBacklogged) return backlogged();
         await owner.bind(404, undefined);
         owner.refuse({ kind: "session_unknown" });
