@@ -1,27 +1,27 @@
 /**
  * What a span may say about a URL it called (`url.full`, OpenTelemetry HTTP semantic conventions,
  * which ask instrumentations to scrub what they can tell is sensitive): scheme, host and path — no
- * userinfo, no query, no fragment — and every path segment that looks like a credential replaced
+ * userinfo, no query, no fragment — and every run of a path that looks like a credential replaced
  * by `REDACTED`. Some hosted MCP servers put the caller's key in the URL path
  * (`https://mcp.example.com/k/3f9a…/mcp`); such an upstream URL must not reach a trace whole.
  */
 
 /**
- * A path segment read as a credential: 16 characters or more of the alphabets keys and tokens are
- * written in (base64url, hex, with `.`, `~`, `+`, `=`), at least one of them a digit. Words
- * (`notifications`), dates (`2025-06-18`) and short ids stay readable; UUIDs and keys do not.
+ * A run of characters read as a credential, wherever it stands in a path segment (`/k/sk_…`,
+ * `/key:…`, `/t;token=…`): 16 characters or more of the alphabets keys and tokens are written in
+ * (base64url, hex, with `~`, `+`, `=`, `%`) with a digit among them, or 24 or more without one.
+ * Words (`notifications`), dates (`2025-06-18`) and short ids stay readable; UUIDs and keys do not.
  */
-function looksSecret(segment: string): boolean {
-  return segment.length >= 16 && /^[A-Za-z0-9._~+=%-]+$/.test(segment) && /\d/.test(segment);
+const KEY_RUN = /[A-Za-z0-9_~+=%-]{16,}/g;
+
+function scrubRun(run: string): string {
+  return run.length >= 24 || /\d/.test(run) ? "REDACTED" : run;
 }
 
-/** A path with its credential-like segments replaced (query and fragment dropped). */
+/** A path with its credential-like runs replaced (query and fragment dropped). */
 function scrubPath(path: string): string {
   const bare = path.split(/[?#]/, 1)[0] ?? "";
-  return bare
-    .split("/")
-    .map((s) => (looksSecret(s) ? "REDACTED" : s))
-    .join("/");
+  return bare.replace(KEY_RUN, scrubRun);
 }
 
 /**
