@@ -1,10 +1,14 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import Database from "better-sqlite3";
 import { afterAll, describe, expect, it } from "vitest";
-import { createSqliteOAuthStore } from "../../src/stores/oauth-sqlite.js";
-import { Agent, authorize, codeRequest, pkce, startTestAuthServer, type TestAuthServer } from "./harness.js";
+import { type OAuthTestPlace, oauthTestPlace } from "./backends.js";
+import {
+  Agent,
+  authorize,
+  codeRequest,
+  pkce,
+  register,
+  startTestAuthServer,
+  type TestAuthServer,
+} from "./harness.js";
 
 const REDIRECT = "http://127.0.0.1:9/callback";
 const SECRET = "client-secrets-test-seal-0123456789abcdef";
@@ -15,15 +19,17 @@ const SECRET = "client-secrets-test-seal-0123456789abcdef";
  * authenticate as the client), and the client still authenticates.
  */
 describe("registered clients' secrets at rest", () => {
-  const dir = mkdtempSync(join(tmpdir(), "mcpgate-client-secrets-"));
+  const sealed = oauthTestPlace("client_sealed");
+  const clear = oauthTestPlace("client_clear");
   const servers: TestAuthServer[] = [];
   afterAll(async () => {
     for (const s of servers) await s.close();
-    rmSync(dir, { recursive: true, force: true });
+    await sealed.cleanup();
+    await clear.cleanup();
   });
 
-  async function start(file: string, signingKeySecret?: string) {
-    const store = createSqliteOAuthStore({ path: join(dir, file) });
+  async function start(place: OAuthTestPlace, signingKeySecret?: string) {
+    const store = place.store("sqlite");
     await store.init();
     const t = await startTestAuthServer({ store, ...(signingKeySecret ? { signingKeySecret } : {}) });
     servers.push(t);
@@ -31,21 +37,12 @@ describe("registered clients' secrets at rest", () => {
   }
 
   async function registerConfidential(issuer: string): Promise<{ id: string; secret: string }> {
-    const res = await fetch(`${issuer}/oauth/register`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({
-        redirect_uris: [REDIRECT],
-        client_name: "confidential",
-        token_endpoint_auth_method: "client_secret_basic",
-        grant_types: ["authorization_code", "refresh_token"],
-        response_types: ["code"],
-      }),
+    const body = await register(issuer, [REDIRECT], {
+      client_name: "confidential",
+      token_endpoint_auth_method: "client_secret_basic",
     });
-    const body = (await res.json()) as { client_id: string; client_secret: string };
-    expect(res.status).toBe(201);
     expect(body.client_secret).toBeTypeOf("string");
-    return { id: body.client_id, secret: body.client_secret };
+    return { id: body.client_id, secret: body.client_secret! };
   }
 
   /** The code flow, the code exchanged with the client's secret (HTTP Basic). */
@@ -77,23 +74,13 @@ describe("registered clients' secrets at rest", () => {
     return res.status;
   }
 
-  const storedClient = (file: string, id: string) => {
-    const db = new Database(join(dir, file), { readonly: true });
-    try {
-      return (
-        db.prepare("SELECT payload FROM oauth_records WHERE model = 'Client' AND id = ?").get(id) as {
-          payload: string;
-        }
-      ).payload;
-    } finally {
-      db.close();
-    }
-  };
+  const storedClient = async (place: OAuthTestPlace, id: string) =>
+    (await place.record("sqlite", "Client", id)) ?? "";
 
   it("stores the secret sealed, and the client still authenticates with it (and not with another)", async () => {
-    const t = await start("sealed.db", SECRET);
+    const t = await start(sealed, SECRET);
     const client = await registerConfidential(t.issuer);
-    const row = storedClient("sealed.db", client.id);
+    const row = await storedClient(sealed, client.id);
     expect(row).not.toContain(client.secret);
     expect(JSON.parse(row).client_secret).toMatch(/^sealed:v1:/);
     expect(await tokenStatus(t, client)).toBe(200);
@@ -101,9 +88,9 @@ describe("registered clients' secrets at rest", () => {
   });
 
   it("without MCPGATE_SIGNING_KEY_SECRET stores it as given, as before", async () => {
-    const t = await start("clear.db");
+    const t = await start(clear);
     const client = await registerConfidential(t.issuer);
-    expect(JSON.parse(storedClient("clear.db", client.id)).client_secret).toBe(client.secret);
+    expect(JSON.parse(await storedClient(clear, client.id)).client_secret).toBe(client.secret);
     expect(await tokenStatus(t, client)).toBe(200);
   });
 });

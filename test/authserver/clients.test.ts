@@ -7,8 +7,10 @@ import { createRedisStateStore } from "../../src/stores/redis-state.js";
 import {
   Agent,
   authorize,
+  codeFlow,
   exchangeCode,
   pkce,
+  refresh,
   registerClient,
   startTestAuthServer,
   type TestAuthServer,
@@ -348,15 +350,7 @@ describe("registered clients expire when unused (clients.unusedClientTtl)", () =
     now += 20 * DAY;
     // An authorization request alone proves nothing (anyone can send one): it extends nothing.
     expect(await authorizationAnswer(unused)).toEqual({ status: 303, invalidClient: false });
-    const p = pkce();
-    const { redirect } = await authorize(t, new Agent(), params(used, t.resource, p.challenge));
-    const tok = await exchangeCode(t.issuer, {
-      code: redirect.searchParams.get("code")!,
-      redirectUri: REDIRECT,
-      clientId: used,
-      verifier: p.verifier,
-      resource: t.resource,
-    });
+    const { token: tok } = await codeFlow(t, used, REDIRECT);
     expect(tok.status).toBe(200);
 
     // One second before 30 days after registration: both still there, the cap still full.
@@ -375,7 +369,7 @@ describe("registered clients expire when unused (clients.unusedClientTtl)", () =
       code: "x",
       redirect_uri: REDIRECT,
       client_id: unused,
-      code_verifier: p.verifier,
+      code_verifier: pkce().verifier,
     });
     expect(refused.body.error).toBe("invalid_client");
     expect(await authorizationAnswer(used)).toEqual({ status: 303, invalidClient: false });
@@ -385,11 +379,7 @@ describe("registered clients expire when unused (clients.unusedClientTtl)", () =
 
     // A refresh is a use too: it carries the client past 30 days after its code.
     now += 15 * DAY;
-    const refreshed = await tokenRequest(t.issuer, {
-      grant_type: "refresh_token",
-      refresh_token: tok.body.refresh_token!,
-      client_id: used,
-    });
+    const refreshed = await refresh(t.issuer, tok.body.refresh_token!, used);
     expect(refreshed.status).toBe(200);
     now += 25 * DAY;
     expect(await authorizationAnswer(used)).toEqual({ status: 303, invalidClient: false });

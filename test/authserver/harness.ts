@@ -138,31 +138,41 @@ export function formOf(html: string): { action: string; csrf: string } {
   return { action: action.replace(/&#(\d+);/g, (_m, n) => String.fromCharCode(Number(n))), csrf };
 }
 
-/** Register a public client by RFC 7591 DCR. */
-export async function registerClient(
+/**
+ * RFC 7591 registration of a public client with `redirectUris` (`metadata` adds to or replaces its
+ * fields); the whole answer, which throws unless a client_id comes back.
+ *
+ * @example const { client_id, client_secret } = await register(issuer, [REDIRECT], { token_endpoint_auth_method: "client_secret_basic" });
+ */
+export async function register(
   issuer: string,
   redirectUris: string[],
-  name = "test client",
-): Promise<string> {
+  metadata: Record<string, unknown> = {},
+): Promise<Record<string, string> & { client_id: string }> {
   const res = await fetch(`${issuer}/oauth/register`, {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify({
       redirect_uris: redirectUris,
-      client_name: name,
       token_endpoint_auth_method: "none",
       grant_types: ["authorization_code", "refresh_token"],
       response_types: ["code"],
+      ...metadata,
     }),
   });
-  const body = (await res.json().catch(() => ({}))) as {
-    client_id?: string;
-    error?: string;
-    error_description?: string;
-  };
-  if (!body.client_id)
+  const body = (await res.json().catch(() => ({}))) as Record<string, string>;
+  if (res.status !== 201 || !body.client_id)
     throw new Error(`registration failed: ${res.status} ${body.error} ${body.error_description}`);
-  return body.client_id;
+  return body as Record<string, string> & { client_id: string };
+}
+
+/** Register a public client by RFC 7591 DCR; its client_id. */
+export async function registerClient(
+  issuer: string,
+  redirectUris: string[],
+  name = "test client",
+): Promise<string> {
+  return (await register(issuer, redirectUris, { client_name: name })).client_id;
 }
 
 /**
@@ -170,7 +180,7 @@ export async function registerClient(
  * final redirect. Each step asserts nothing: tests check what they need.
  */
 export async function authorize(
-  t: TestAuthServer,
+  t: Pick<TestAuthServer, "issuer" | "key">,
   agent: Agent,
   params: Record<string, string>,
   options: { key?: string; decision?: "approve" | "deny" } = {},
@@ -258,6 +268,53 @@ export function codeRequest(
 }
 
 /**
+ * The code flow of `clientId` for `t.resource`: PKCE, the API key's login and consent approved (what
+ * `agent` remembers is reused: a signed-in browser skips them), the code exchanged.
+ *
+ * @example const { token } = await codeFlow(t, clientId, REDIRECT); token.body.access_token
+ */
+export async function codeFlow(
+  t: { issuer: string; key: string; resource: string },
+  clientId: string,
+  redirectUri: string,
+  agent: Agent = new Agent(),
+): Promise<{
+  code: string;
+  token: { status: number; body: Record<string, string> };
+  loginStatus?: number;
+  consentHtml?: string;
+}> {
+  const p = pkce();
+  const { redirect, ...seen } = await authorize(
+    t,
+    agent,
+    codeRequest(clientId, p.challenge, t.resource, redirectUri),
+  );
+  const code = redirect.searchParams.get("code") ?? "";
+  const token = await exchangeCode(t.issuer, {
+    code,
+    redirectUri,
+    clientId,
+    verifier: p.verifier,
+    resource: t.resource,
+  });
+  return { code, token, ...seen };
+}
+
+/** A refresh-token grant for a public client. */
+export function refresh(
+  issuer: string,
+  refreshToken: string,
+  clientId: string,
+): Promise<{ status: number; body: Record<string, string> }> {
+  return tokenRequest(issuer, {
+    grant_type: "refresh_token",
+    refresh_token: refreshToken,
+    client_id: clientId,
+  });
+}
+
+/**
  * A token for `resource` from the authorization server at `issuer`, through the whole flow: a new
  * client registered, the API key's login, consent approved, the code exchanged.
  *
@@ -270,17 +327,5 @@ export async function tokenThroughFlow(
   redirectUri: string,
 ): Promise<{ status: number; body: Record<string, string> }> {
   const clientId = await registerClient(issuer, [redirectUri]);
-  const p = pkce();
-  const { redirect } = await authorize(
-    { issuer, key } as TestAuthServer,
-    new Agent(),
-    codeRequest(clientId, p.challenge, resource, redirectUri),
-  );
-  return exchangeCode(issuer, {
-    code: redirect.searchParams.get("code") ?? "",
-    redirectUri,
-    clientId,
-    verifier: p.verifier,
-    resource,
-  });
+  return (await codeFlow({ issuer, key, resource }, clientId, redirectUri)).token;
 }

@@ -1,36 +1,12 @@
-import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import Database from "better-sqlite3";
-import { Redis } from "ioredis";
-import pg from "pg";
+import { createHash } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
-import { createPostgresOAuthStore } from "../../src/stores/oauth-postgres.js";
 import { createMemoryOAuthStore, type OAuthRecordStore } from "../../src/stores/oauth-records.js";
-import { createRedisOAuthStore } from "../../src/stores/oauth-redis.js";
-import { createSqliteOAuthStore } from "../../src/stores/oauth-sqlite.js";
-import { Agent, authorize, exchangeCode, pkce, startTestAuthServer, tokenRequest } from "./harness.js";
+import { oauthTestPlace } from "./backends.js";
+import { Agent, codeFlow, codeRequest, pkce, refresh, register, startTestAuthServer } from "./harness.js";
 
-const PG_URL = process.env.MCPGATE_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
-const REDIS_URL = process.env.MCPGATE_TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
 const REDIRECT = "http://127.0.0.1:9/callback";
-const run = randomBytes(4).toString("hex");
-const dir = mkdtempSync(join(tmpdir(), "mcpgate-oauth-ids-"));
-const schema = `oauth_ids_${run}`;
-const prefix = `mcpgate-test-ids-${run}:`;
-
-afterAll(async () => {
-  rmSync(dir, { recursive: true, force: true });
-  const c = new pg.Client({ connectionString: PG_URL });
-  await c.connect();
-  await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-  await c.end();
-  const redis = new Redis(REDIS_URL);
-  const keys = await redis.keys(`${prefix}*`);
-  if (keys.length > 0) await redis.del(...keys);
-  redis.disconnect();
-});
+const place = oauthTestPlace("oauth_ids");
+afterAll(() => place.cleanup());
 
 const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
 
@@ -54,58 +30,11 @@ function memoryBackend(): Backend {
   return { store, dump: async () => written.join("\n") };
 }
 
-function sqliteBackend(): Backend {
-  const path = join(dir, "oauth.db");
-  return {
-    store: createSqliteOAuthStore({ path }),
-    async dump() {
-      const db = new Database(path, { readonly: true });
-      try {
-        return JSON.stringify(db.prepare("SELECT * FROM oauth_records").all());
-      } finally {
-        db.close();
-      }
-    },
-  };
-}
-
-function postgresBackend(): Backend {
-  return {
-    store: createPostgresOAuthStore({ connectionString: PG_URL, schema }),
-    async dump() {
-      const c = new pg.Client({ connectionString: PG_URL });
-      await c.connect();
-      try {
-        const r = await c.query(
-          `SELECT model, id, payload::text AS payload, uid, grant_id FROM "${schema}".oauth_records`,
-        );
-        return JSON.stringify(r.rows);
-      } finally {
-        await c.end();
-      }
-    },
-  };
-}
-
-function redisBackend(): Backend {
-  return {
-    store: createRedisOAuthStore({ url: REDIS_URL, prefix }),
-    async dump() {
-      const redis = new Redis(REDIS_URL);
-      try {
-        const out: string[] = [];
-        for (const key of await redis.keys(`${prefix}*`)) {
-          const type = await redis.type(key);
-          const value = type === "set" ? (await redis.smembers(key)).join(" ") : await redis.get(key);
-          out.push(`${key} ${value}`);
-        }
-        return out.join("\n");
-      } finally {
-        redis.disconnect();
-      }
-    },
-  };
-}
+/** A durable backend, read behind the store's back. */
+const onPlace = (backend: "sqlite" | "postgres" | "redis") => (): Backend => ({
+  store: place.store(backend),
+  dump: () => place.records(backend),
+});
 
 /** A user agent that remembers every value the server ever set in a credential cookie. */
 class RecordingAgent extends Agent {
@@ -120,83 +49,34 @@ class RecordingAgent extends Agent {
   }
 }
 
-/** RFC 7591 registration, keeping the registration access token (a bearer credential too). */
-async function register(issuer: string) {
-  const res = await fetch(`${issuer}/oauth/register`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({
-      redirect_uris: [REDIRECT],
-      token_endpoint_auth_method: "none",
-      grant_types: ["authorization_code", "refresh_token"],
-      response_types: ["code"],
-    }),
-  });
-  expect(res.status).toBe(201);
-  return (await res.json()) as {
-    client_id: string;
-    registration_access_token: string;
-    registration_client_uri: string;
-  };
-}
-
 describe.each([
   ["memory", memoryBackend],
-  ["sqlite", sqliteBackend],
-  ["postgres", postgresBackend],
-  ["redis", redisBackend],
+  ["sqlite", onPlace("sqlite")],
+  ["postgres", onPlace("postgres")],
+  ["redis", onPlace("redis")],
 ] as const)("credentials stored by digest only, %s", (_name, backend) => {
   it("keeps no refresh token, code, session or interaction id in clear, and the flow and refresh still work", async () => {
     const b = backend();
     await b.store.init();
     const t = await startTestAuthServer({ store: b.store });
     try {
-      const client = await register(t.issuer);
+      const client = await register(t.issuer, [REDIRECT]);
       const agent = new RecordingAgent();
-      const p = pkce();
-      const { redirect } = await authorize(t, agent, {
-        client_id: client.client_id,
-        response_type: "code",
-        redirect_uri: REDIRECT,
-        code_challenge: p.challenge,
-        code_challenge_method: "S256",
-        scope: "tools:call",
-        resource: t.resource,
-      });
-      const code = redirect.searchParams.get("code")!;
-      const tok = await exchangeCode(t.issuer, {
-        code,
-        redirectUri: REDIRECT,
-        clientId: client.client_id,
-        verifier: p.verifier,
-        resource: t.resource,
-      });
+      const { code, token: tok } = await codeFlow(t, client.client_id, REDIRECT, agent);
       expect(tok.status).toBe(200);
-      const next = await tokenRequest(t.issuer, {
-        grant_type: "refresh_token",
-        refresh_token: tok.body.refresh_token!,
-        client_id: client.client_id,
-      });
+      const next = await refresh(t.issuer, tok.body.refresh_token!, client.client_id);
       expect(next.status, JSON.stringify(next.body)).toBe(200);
       expect((await t.as.verifier.verify(next.body.access_token!)).ok).toBe(true);
       // RFC 7592 read with the registration access token, stored hashed too.
-      const read = await fetch(client.registration_client_uri, {
+      const read = await fetch(client.registration_client_uri!, {
         headers: { authorization: `Bearer ${client.registration_access_token}` },
       });
       expect(read.status).toBe(200);
 
       // A second client's consent page: its interaction is pending (stored) and knows the session.
-      const other = await register(t.issuer);
+      const other = await register(t.issuer, [REDIRECT]);
       const pending = await agent.follow(
-        `${t.issuer}/oauth/authorize?${new URLSearchParams({
-          client_id: other.client_id,
-          response_type: "code",
-          redirect_uri: REDIRECT,
-          code_challenge: p.challenge,
-          code_challenge_method: "S256",
-          scope: "tools:call",
-          resource: t.resource,
-        })}`,
+        `${t.issuer}/oauth/authorize?${new URLSearchParams(codeRequest(other.client_id, pkce().challenge, t.resource, REDIRECT))}`,
       );
       expect(await pending.res.text()).toContain('name="decision"');
 
@@ -224,39 +104,14 @@ describe.each([
     await b.store.init();
     const t = await startTestAuthServer({ store: b.store });
     try {
-      const client = await register(t.issuer);
+      const client = await register(t.issuer, [REDIRECT]);
       const agent = new RecordingAgent();
-      const params = () => {
-        const p = pkce();
-        const q = {
-          client_id: client.client_id,
-          response_type: "code",
-          redirect_uri: REDIRECT,
-          code_challenge: p.challenge,
-          code_challenge_method: "S256",
-          scope: "tools:call",
-          resource: t.resource,
-        };
-        return { p, q };
-      };
-      const first = params();
-      const { redirect } = await authorize(t, agent, first.q);
-      const tok = await exchangeCode(t.issuer, {
-        code: redirect.searchParams.get("code")!,
-        redirectUri: REDIRECT,
-        clientId: client.client_id,
-        verifier: first.p.verifier,
-        resource: t.resource,
-      });
+      const { token: tok } = await codeFlow(t, client.client_id, REDIRECT, agent);
       const refreshToken = tok.body.refresh_token!;
       const sessionId = agent.cookies.get("_session")!;
 
       // What a database reader holds is no token.
-      const stolen = await tokenRequest(t.issuer, {
-        grant_type: "refresh_token",
-        refresh_token: sha256(refreshToken),
-        client_id: client.client_id,
-      });
+      const stolen = await refresh(t.issuer, sha256(refreshToken), client.client_id);
       expect(stolen.body.error).toBe("invalid_grant");
 
       // Rewrite both records as the adapter stored them before hashing: raw id, `jti` in the payload.
@@ -273,24 +128,15 @@ describe.each([
       expect(await b.store.find("RefreshToken", sha256(refreshToken))).toBeUndefined();
 
       // The legacy session still signs the browser in: no login page, no consent page.
-      const second = params();
-      const again = await authorize(t, agent, second.q);
+      const again = await codeFlow(t, client.client_id, REDIRECT, agent);
       expect(again.loginStatus).toBeUndefined();
       expect(again.consentHtml).toBeUndefined();
-      expect(again.redirect.searchParams.get("code")).toBeTruthy();
+      expect(again.code).toBeTruthy();
 
       // The legacy refresh token still refreshes, once: its reuse is detected as before.
-      const refreshed = await tokenRequest(t.issuer, {
-        grant_type: "refresh_token",
-        refresh_token: refreshToken,
-        client_id: client.client_id,
-      });
+      const refreshed = await refresh(t.issuer, refreshToken, client.client_id);
       expect(refreshed.status, JSON.stringify(refreshed.body)).toBe(200);
-      const reuse = await tokenRequest(t.issuer, {
-        grant_type: "refresh_token",
-        refresh_token: refreshToken,
-        client_id: client.client_id,
-      });
+      const reuse = await refresh(t.issuer, refreshToken, client.client_id);
       expect(reuse.body.error).toBe("invalid_grant");
     } finally {
       await t.close();

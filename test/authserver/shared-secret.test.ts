@@ -1,18 +1,10 @@
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import Database from "better-sqlite3";
-import { Redis } from "ioredis";
-import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { sharedSecret } from "../../src/authserver/shared-secret.js";
 import { McpGateError } from "../../src/core/errors.js";
-import { createPostgresOAuthStore } from "../../src/stores/oauth-postgres.js";
 import { createMemoryOAuthStore, type OAuthRecordStore } from "../../src/stores/oauth-records.js";
-import { createRedisOAuthStore } from "../../src/stores/oauth-redis.js";
-import { createSqliteOAuthStore } from "../../src/stores/oauth-sqlite.js";
 import { signingKeySeal } from "../../src/stores/signing-key-seal.js";
+import { oauthTestPlace } from "./backends.js";
 import {
   Agent,
   codeRequest,
@@ -23,34 +15,23 @@ import {
   type TestAuthServer,
 } from "./harness.js";
 
-const PG_URL = process.env.MCPGATE_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
-const REDIS_URL = process.env.MCPGATE_TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
-const run = randomBytes(4).toString("hex");
-const dir = mkdtempSync(join(tmpdir(), "mcpgate-secret-"));
-const schema = `oauth_secret_${run}`;
-const prefix = `mcpgate-test-secret-${run}:`;
 const REDIRECT = "http://127.0.0.1:9/callback";
 /** Gateway instances starting at once on one database. */
 const INSTANCES = 12;
-
+const place = oauthTestPlace("oauth_secret");
+const sealedPlace = oauthTestPlace("oauth_sealed");
 afterAll(async () => {
-  rmSync(dir, { recursive: true, force: true });
-  const c = new pg.Client({ connectionString: PG_URL });
-  await c.connect();
-  await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-  await c.end();
-  const redis = new Redis(REDIS_URL);
-  const keys = await redis.keys(`${prefix}*`);
-  if (keys.length > 0) await redis.del(...keys);
-  redis.disconnect();
+  await place.cleanup();
+  await sealedPlace.cleanup();
 });
 
 const memory = createMemoryOAuthStore(); // one process: every "instance" shares it
 const backends: Array<[string, () => OAuthRecordStore]> = [
   ["memory", () => memory],
-  ["sqlite", () => createSqliteOAuthStore({ path: join(dir, "secret.db") })],
-  ["postgres", () => createPostgresOAuthStore({ connectionString: PG_URL, schema })],
-  ["redis", () => createRedisOAuthStore({ url: REDIS_URL, prefix })],
+  ...(["sqlite", "postgres", "redis"] as const).map((b): [string, () => OAuthRecordStore] => [
+    b,
+    () => place.store(b),
+  ]),
 ];
 
 describe.each(backends)("the shared cookie keys, %s", (name, make) => {
@@ -95,46 +76,11 @@ interface SealedBackend {
   rawRecord(): Promise<string>;
 }
 
-const sealedBackends: SealedBackend[] = [
-  {
-    name: "sqlite",
-    open: () => createSqliteOAuthStore({ path: join(dir, "sealed.db") }),
-    async rawRecord() {
-      const db = new Database(join(dir, "sealed.db"), { readonly: true });
-      try {
-        const row = db
-          .prepare("SELECT payload FROM oauth_records WHERE model = 'Secret' AND id = 'cookie-keys'")
-          .get() as { payload: string };
-        return row.payload;
-      } finally {
-        db.close();
-      }
-    },
-  },
-  {
-    name: "postgres",
-    open: () => createPostgresOAuthStore({ connectionString: PG_URL, schema: `${schema}_sealed` }),
-    async rawRecord() {
-      const c = new pg.Client({ connectionString: PG_URL });
-      await c.connect();
-      try {
-        const r = await c.query(
-          `SELECT payload::text AS payload FROM "${schema}_sealed".oauth_records WHERE model = 'Secret' AND id = 'cookie-keys'`,
-        );
-        return r.rows[0].payload as string;
-      } finally {
-        await c.end();
-      }
-    },
-  },
-];
-
-afterAll(async () => {
-  const c = new pg.Client({ connectionString: PG_URL });
-  await c.connect();
-  await c.query(`DROP SCHEMA IF EXISTS "${schema}_sealed" CASCADE`);
-  await c.end();
-});
+const sealedBackends: SealedBackend[] = (["sqlite", "postgres"] as const).map((name) => ({
+  name,
+  open: () => sealedPlace.store(name),
+  rawRecord: async () => (await sealedPlace.record(name, "Secret", "cookie-keys"))!,
+}));
 
 describe.each(sealedBackends)("the cookie keys sealed with MCPGATE_SIGNING_KEY_SECRET, $name", (backend) => {
   const servers: TestAuthServer[] = [];
@@ -219,7 +165,7 @@ describe.each(sealedBackends)("the cookie keys sealed with MCPGATE_SIGNING_KEY_S
 
 describe("cookie keys stored in clear before sealing", () => {
   it("are sealed in place, unchanged, at the first start with the secret; without it they stay as they are", async () => {
-    const store = createSqliteOAuthStore({ path: join(dir, "legacy.db") });
+    const store = place.store("sqlite");
     await store.init();
     try {
       const legacy = { cookieKeys: [randomBytes(32).toString("base64url")] };

@@ -1,34 +1,15 @@
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { createPostgresOAuthStore } from "../../src/stores/oauth-postgres.js";
-import { createMemoryOAuthStore, type OAuthRecordStore } from "../../src/stores/oauth-records.js";
+import type { OAuthRecordStore } from "../../src/stores/oauth-records.js";
 import { createRedisOAuthStore } from "../../src/stores/oauth-redis.js";
-import { createSqliteOAuthStore } from "../../src/stores/oauth-sqlite.js";
+import { OAUTH_BACKENDS, oauthTestPlace } from "./backends.js";
 
-const PG_URL = process.env.MCPGATE_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
-const REDIS_URL = process.env.MCPGATE_TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
-const run = randomBytes(4).toString("hex");
-const dir = mkdtempSync(join(tmpdir(), "mcpgate-oauth-"));
-const schema = `oauth_test_${run}`;
+const place = oauthTestPlace("oauth_test");
+const run = place.run;
+afterAll(() => place.cleanup());
 
-afterAll(async () => {
-  rmSync(dir, { recursive: true, force: true });
-  const c = new pg.Client({ connectionString: PG_URL });
-  await c.connect();
-  await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-  await c.end();
-});
-
-const backends: Array<[string, () => OAuthRecordStore]> = [
-  ["memory", () => createMemoryOAuthStore()],
-  ["sqlite", () => createSqliteOAuthStore({ path: join(dir, "oauth.db") })],
-  ["postgres", () => createPostgresOAuthStore({ connectionString: PG_URL, schema })],
-  ["redis", () => createRedisOAuthStore({ url: REDIS_URL, prefix: `mcpgate-test-${run}:` })],
-];
+const backends = OAUTH_BACKENDS.map((b): [string, () => OAuthRecordStore] => [b, () => place.store(b)]);
 
 describe.each(backends)("%s oauth record store (the same behaviour everywhere)", (_name, make) => {
   it("stores, finds by id and uid, consumes, expires, and revokes a grant's records of every model", async () => {
