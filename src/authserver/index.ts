@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { JWK } from "jose";
-import Provider from "oidc-provider";
+import Provider, { type ProviderContext } from "oidc-provider";
 import type { CredentialVerifier } from "../authn/verifier.js";
 import type { AuditEvent } from "../core/audit-event.js";
 import type { Guard, StateStore } from "../core/contracts.js";
@@ -82,6 +82,9 @@ export interface AuthorizationServer {
   readonly verifier: OwnTokenVerifier;
   close(): Promise<void>;
 }
+
+/** An OAuth error answer: status, `error`, `error_description`, extra headers. */
+type OAuthRefusal = [status: number, error: string, description: string, headers?: Record<string, string>];
 
 const AS_PATHS = ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"];
 
@@ -190,6 +193,7 @@ export async function createAuthorizationServer(
     provider.on("server_error", () => {});
     if (options.audit) auditProviderEvents(provider, options.audit, options.guard);
     extendClientsOnUse(provider, store, unusedClientTtlSec);
+    provider.use(limitRegistrations);
     const interactions = createInteractions({
       provider,
       // Pending IdP logins live ten minutes: with Redis, beside the codes and interactions.
@@ -211,28 +215,36 @@ export async function createAuthorizationServer(
   const registrations = createRegistrationLimiter(rate);
   const maxRegistered = clients.maxRegistered ?? 10_000;
 
-  async function register(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+  /**
+   * The registration limits, as a middleware of the provider: they see the method and path its
+   * router matches (Koa's parse: a `#…` or `?…` cut, any letter case, a trailing slash), so no
+   * spelling of the request target reaches the registration endpoint around them.
+   */
+  async function limitRegistrations(ctx: ProviderContext, next: () => Promise<void>): Promise<void> {
+    if (ctx.method !== "POST" || !isRegistrationPath(ctx.path ?? "") || !ctx.req || !ctx.res) return next();
+    const refusal = await registrationRefusal(ctx.req);
+    if (!refusal) return next();
+    ctx.respond = false;
+    sendOAuthError(ctx.res, ...refusal);
+  }
+
+  async function registrationRefusal(req: IncomingMessage): Promise<OAuthRefusal | undefined> {
     const source =
       options.guard?.sourceOf(req.socket.remoteAddress, req.headers) ?? req.socket.remoteAddress ?? "unknown";
     const allowance = await registrations.take(source).catch(() => undefined);
-    if (!allowance) {
-      // The shared budget cannot be read (Redis down): refuse rather than register unbounded.
-      sendOAuthError(res, 503, "temporarily_unavailable", "registration is unavailable, try again later");
-      return true;
-    }
-    if (!allowance.ok) {
-      sendOAuthError(res, 429, "too_many_requests", "too many registrations from this address", {
-        "retry-after": String(allowance.retryAfterSec),
-      });
-      return true;
-    }
+    // The shared budget cannot be read (Redis down): refuse rather than register unbounded.
+    if (!allowance) return [503, "temporarily_unavailable", "registration is unavailable, try again later"];
+    if (!allowance.ok)
+      return [
+        429,
+        "too_many_requests",
+        "too many registrations from this address",
+        { "retry-after": String(allowance.retryAfterSec) },
+      ];
     // Expired clients (client-expiry.ts) do not count: a cap filled by unused clients empties itself.
-    if ((await store.count(CLIENT_MODEL)) >= maxRegistered) {
-      sendOAuthError(res, 503, "temporarily_unavailable", "the registration limit is reached");
-      return true;
-    }
-    await live.callback(req, res);
-    return true;
+    if ((await store.count(CLIENT_MODEL)) >= maxRegistered)
+      return [503, "temporarily_unavailable", "the registration limit is reached"];
+    return undefined;
   }
 
   const verifier = createOwnTokenVerifier({
@@ -283,27 +295,12 @@ export async function createAuthorizationServer(
         return true;
       }
       if (await live.interactions.handle(req, res)) return true;
-      if (req.method === "POST" && isRegistrationPath(path)) {
-        if (clients.registration === false) return false;
-        return register(req, res);
-      }
       await live.callback(req, res);
       return true;
     },
     async close() {
       clearInterval(refresh);
     },
-  };
-}
-
-/** What the audit needs of oidc-provider's request context (its `ctx.oidc`). */
-interface ProviderContext {
-  ip?: string;
-  req?: IncomingMessage;
-  oidc?: {
-    client?: { clientId?: string };
-    params?: Record<string, unknown>;
-    entities?: Record<string, { accountId?: string } | undefined>;
   };
 }
 

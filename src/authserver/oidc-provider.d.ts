@@ -30,11 +30,18 @@ declare module "oidc-provider" {
 
   export interface ProviderContext {
     ip?: string;
+    /** Koa's: the method and path the provider's router matches (the path parsed by Koa). */
+    method?: string;
+    path?: string;
+    req?: IncomingMessage;
+    res?: ServerResponse;
+    /** Set false when a middleware has written the response itself. */
+    respond?: boolean;
     oidc?: {
       route?: string;
       params?: Record<string, unknown>;
       session?: { accountId?: string };
-      entities?: { Account?: { accountId: string } };
+      entities?: Record<string, { accountId?: string } | undefined>;
       client?: ProviderClient;
     };
   }
