@@ -28,6 +28,18 @@ const keys: Record<string, { key: string; id: string }> = {};
 const origin = () => new URL(gw.url).origin;
 const textOf = (r: unknown) => (r as { content: Array<{ text: string }> }).content[0]!.text;
 
+/** Verify an identity assertion the `files` stdio child got, as its SDK server would; it names the files key. */
+async function filesAssertion(jwt: string) {
+  const verifier = verifyGatewayAssertion({
+    jwksUrl: `${origin()}/.well-known/jwks.json`,
+    issuer: origin(),
+    audience: "urn:mcpgate:upstream:files",
+  });
+  const info = await verifier.verifyAccessToken(jwt);
+  expect(info.extra).toMatchObject({ principal: `key:${keys.files!.id}` });
+  return info;
+}
+
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "mcpgate-upstreams-e2e-"));
   const store = `sqlite:${join(dir, "keys.db")}`;
@@ -138,13 +150,7 @@ describe("several upstreams behind one gateway", () => {
     await client.close();
     expect(env.MCPGATE_SUBJECT).toBe(`key:${keys.files!.id}`);
     expect(env.MCPGATE_SCOPES).toBe("files");
-    const verifier = verifyGatewayAssertion({
-      jwksUrl: `${origin()}/.well-known/jwks.json`,
-      issuer: origin(),
-      audience: "urn:mcpgate:upstream:files",
-    });
-    const info = await verifier.verifyAccessToken(env.MCPGATE_IDENTITY!);
-    expect(info.extra).toMatchObject({ principal: `key:${keys.files!.id}` });
+    await filesAssertion(env.MCPGATE_IDENTITY!);
     const values = Object.values(env).join("\n");
     for (const { key } of Object.values(keys)) expect(values).not.toContain(key);
     expect(values).not.toMatch(/"d"\s*:/); // no private JWK
@@ -181,13 +187,7 @@ describe("several upstreams behind one gateway", () => {
     const [m] = messagesOf(res.text) as Array<{ result?: { content: Array<{ text: string }> } }>;
     const env = JSON.parse(m!.result!.content[0]!.text) as Record<string, string>;
     expect(env.MCPGATE_SUBJECT).toBe(`key:${keys.files!.id}`);
-    const verifier = verifyGatewayAssertion({
-      jwksUrl: `${origin()}/.well-known/jwks.json`,
-      issuer: origin(),
-      audience: "urn:mcpgate:upstream:files",
-    });
-    const info = await verifier.verifyAccessToken(env.MCPGATE_IDENTITY!);
-    expect(info.extra).toMatchObject({ principal: `key:${keys.files!.id}` });
+    const info = await filesAssertion(env.MCPGATE_IDENTITY!);
     // Signed for this child when it started: valid for the sessions' idle TTL, not nearly spent.
     expect((info.expiresAt ?? 0) - Date.now() / 1000).toBeGreaterThan(60);
   });
