@@ -3,7 +3,7 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { Authorizer } from "../../src/core/contracts.js";
 import { createGate } from "../../src/gate/gate.js";
-import { createGatewayServer } from "../../src/gateway/server.js";
+import { createGatewayServer, type Mount } from "../../src/gateway/server.js";
 import {
   createStdioUpstream,
   type StdioUpstream,
@@ -43,14 +43,14 @@ export interface TestGateway {
 
 /** The gate + gateway server + a stdio upstream, assembled from parts so tests choose each. */
 export async function startStdioGateway(
-  options: Partial<StdioUpstreamOptions> & { authorizer?: Authorizer } = {},
+  options: Partial<StdioUpstreamOptions> & { authorizer?: Authorizer; identity?: Mount["identity"] } = {},
 ): Promise<TestGateway> {
   const logLines: string[] = [];
   const logger = createLogger({
     level: "debug",
     destination: { write: (line: string) => void logLines.push(line) },
   });
-  const { authorizer, ...rest } = options;
+  const { authorizer, identity, ...rest } = options;
   const upstream = createStdioUpstream({
     command: TINY_SERVER,
     logger,
@@ -63,7 +63,11 @@ export async function startStdioGateway(
     publicUrl: "http://127.0.0.1/mcp",
     ...(authorizer ? { authorizer } : {}),
   });
-  const server = createGatewayServer({ gate, upstream, logger, mcpPath: "/mcp", shutdownGraceMs: 300 });
+  const server = createGatewayServer({
+    mounts: [{ name: "default", path: "/mcp", gate, upstream, ...(identity ? { identity } : {}) }],
+    logger,
+    shutdownGraceMs: 300,
+  });
   const address = await server.listen(0, "127.0.0.1");
   return {
     url: `http://127.0.0.1:${address.port}/mcp`,

@@ -26,6 +26,29 @@ afterEach(async () => {
   gw = undefined;
 });
 
+/** A 2026-era stateless `sleep` call (the pool serves it) by the caller holding `key`. */
+const sleep2026 = (g: TestGateway, id: number, key: string, ms: number) =>
+  rawPost(
+    g.url,
+    key,
+    {
+      jsonrpc: "2.0",
+      id,
+      method: "tools/call",
+      params: {
+        name: "sleep",
+        arguments: { ms },
+        _meta: { "io.modelcontextprotocol/protocolVersion": "2026-07-28" },
+      },
+    },
+    {
+      "mcp-protocol-version": "2026-07-28",
+      "mcp-method": "tools/call",
+      "mcp-name": "sleep",
+      accept: "application/json",
+    },
+  );
+
 function textOf(result: unknown): string {
   return ((result as { content: Array<{ text: string }> }).content[0] ?? { text: "" }).text;
 }
@@ -438,23 +461,7 @@ describe("stdio upstream: 2026-era stateless requests", () => {
   it("serves stateless requests from a bounded pool of gateway-initialized children", async () => {
     gw = await startStdioGateway({ poolSize: 2, authorizer: bobCannotSeeAdmin });
     const meta = { "io.modelcontextprotocol/protocolVersion": "2026-07-28" };
-    const call = (id: number, key: string) =>
-      rawPost(
-        gw!.url,
-        key,
-        {
-          jsonrpc: "2.0",
-          id,
-          method: "tools/call",
-          params: { name: "sleep", arguments: { ms: 100 }, _meta: meta },
-        },
-        {
-          "mcp-protocol-version": "2026-07-28",
-          "mcp-method": "tools/call",
-          "mcp-name": "sleep",
-          accept: "application/json",
-        },
-      );
+    const call = (id: number, key: string) => sleep2026(gw!, id, key, 100);
     const answers = await Promise.all([1, 1, 1, 1, 1].map((id) => call(id, KEYS.alice)));
     for (const a of answers) {
       expect(a.status).toBe(200);
@@ -491,24 +498,7 @@ describe("stdio upstream: 2026-era stateless requests", () => {
 
   it("leaves another caller room: one principal holds at most half the pool, its requests queue on its own", async () => {
     gw = await startStdioGateway({ poolSize: 2 });
-    const meta = { "io.modelcontextprotocol/protocolVersion": "2026-07-28" };
-    const sleep = (id: number, key: string, ms: number) =>
-      rawPost(
-        gw!.url,
-        key,
-        {
-          jsonrpc: "2.0",
-          id,
-          method: "tools/call",
-          params: { name: "sleep", arguments: { ms }, _meta: meta },
-        },
-        {
-          "mcp-protocol-version": "2026-07-28",
-          "mcp-method": "tools/call",
-          "mcp-name": "sleep",
-          accept: "application/json",
-        },
-      );
+    const sleep = (id: number, key: string, ms: number) => sleep2026(gw!, id, key, ms);
     // Alice keeps three slow calls in flight: before, they took both children of the pool.
     const alice = [1, 2, 3].map((id) => sleep(id, KEYS.alice, 1_500));
     await new Promise((r) => setTimeout(r, 300));
@@ -517,6 +507,30 @@ describe("stdio upstream: 2026-era stateless requests", () => {
     expect(bob.status).toBe(200);
     expect(performance.now() - started).toBeLessThan(1_200);
     for (const a of await Promise.all(alice)) expect(a.status).toBe(200);
+  });
+
+  it("holds a principal to its share while its children's identities are being signed (concurrent first requests)", async () => {
+    // Signing takes a while (an identity hook, e.g. an assertion): every request of Alice's burst
+    // arrives before any of her children exists.
+    gw = await startStdioGateway({
+      poolSize: 4,
+      identity: async () => ({
+        ok: true,
+        spawnEnv: async () => {
+          await new Promise((r) => setTimeout(r, 200));
+          return {};
+        },
+      }),
+    });
+    const bob = await sleep2026(gw, 1, KEYS.bob, 10);
+    expect(bob.status).toBe(200);
+    const alice = await Promise.all(
+      [1, 2, 3, 4, 5, 6, 7, 8].map((id) => sleep2026(gw!, id, KEYS.alice, 300)),
+    );
+    for (const a of alice) expect(a.status).toBe(200);
+    // Half the pool at most (2 of 4), and Bob's idle child was left alone.
+    expect(gw.upstream.childPids().length).toBeLessThanOrEqual(3);
+    expect(gw.logLines.filter((l) => l.includes("started pid=")).length).toBeLessThanOrEqual(3);
   });
 
   it("maps a client's cancellation to the id the child saw for that request (sessions rewrite ids)", async () => {

@@ -94,6 +94,20 @@ const QUEUE_PER_CHILD = 32;
  */
 export function createStdioPool(options: StdioPoolOptions): StdioPool {
   const members = new Set<Member>();
+  /**
+   * Children being started, by principal: counted with the members from the check until the
+   * spawn, so concurrent first requests of one caller (whose identity is signed in between) cannot
+   * all pass the share check, nor evict other callers' children for it.
+   */
+  const reserved = new Map<string, number>();
+  let reservedTotal = 0;
+  const reserve = (principal: string, by: 1 | -1) => {
+    const n = (reserved.get(principal) ?? 0) + by;
+    if (n > 0) reserved.set(principal, n);
+    else reserved.delete(principal);
+    reservedTotal += by;
+  };
+  const occupied = () => members.size + reservedTotal;
   const waiters: Array<{ principal: string; give: (m: Member | undefined) => void }> = [];
   let seq = 0;
   let closed = false;
@@ -143,7 +157,7 @@ export function createStdioPool(options: StdioPoolOptions): StdioPool {
     principal: string,
     spawnEnv?: () => Promise<Record<string, string>>,
   ): Promise<Member | "full" | "failed" | "principal"> {
-    let owned = 0;
+    let owned = reserved.get(principal) ?? 0;
     for (const m of members) {
       if (m.principal !== principal) continue;
       owned++;
@@ -156,11 +170,18 @@ export function createStdioPool(options: StdioPoolOptions): StdioPool {
     // A principal's share of the pool: at most half of it (one child of a pool of one or two), so
     // one caller's slow requests queue on its own children and leave room for everyone else's.
     if (owned < shareOfPool && options.principalHasRoom(principal)) {
-      if (members.size >= options.size) evictIdleOther(principal);
-      if (members.size < options.size && options.canSpawn()) {
-        // The child's identity is made only now that one is started (it may throw: the caller answers).
-        const env = spawnEnv ? await spawnEnv() : undefined;
-        if (members.size < options.size && options.canSpawn()) return spawnMember(principal, env) ?? "failed";
+      if (occupied() >= options.size) evictIdleOther(principal);
+      if (occupied() < options.size && options.canSpawn()) {
+        // The child's identity is made only now that one is started (it may throw: the caller
+        // answers); the slot is held meanwhile.
+        reserve(principal, 1);
+        let env: Record<string, string> | undefined;
+        try {
+          env = spawnEnv ? await spawnEnv() : undefined;
+        } finally {
+          reserve(principal, -1);
+        }
+        if (occupied() < options.size && options.canSpawn()) return spawnMember(principal, env) ?? "failed";
       }
     } else if (!own) {
       return "principal";
@@ -256,9 +277,9 @@ export function createStdioPool(options: StdioPoolOptions): StdioPool {
 
   return {
     forward,
-    size: () => members.size,
+    size: occupied,
     countFor: (principal) => {
-      let n = 0;
+      let n = reserved.get(principal) ?? 0;
       for (const m of members) if (m.principal === principal) n++;
       return n;
     },
