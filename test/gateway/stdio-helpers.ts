@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import type { CredentialVerifier } from "../../src/authn/verifier.js";
 import type { Authorizer } from "../../src/core/contracts.js";
 import { createGate } from "../../src/gate/gate.js";
 import { createGatewayServer, type Mount } from "../../src/gateway/server.js";
@@ -43,14 +44,18 @@ export interface TestGateway {
 
 /** The gate + gateway server + a stdio upstream, assembled from parts so tests choose each. */
 export async function startStdioGateway(
-  options: Partial<StdioUpstreamOptions> & { authorizer?: Authorizer; identity?: Mount["identity"] } = {},
+  options: Partial<StdioUpstreamOptions> & {
+    authorizer?: Authorizer;
+    identity?: Mount["identity"];
+    verifier?: CredentialVerifier;
+  } = {},
 ): Promise<TestGateway> {
   const logLines: string[] = [];
   const logger = createLogger({
     level: "debug",
     destination: { write: (line: string) => void logLines.push(line) },
   });
-  const { authorizer, identity, ...rest } = options;
+  const { authorizer, identity, verifier: given, ...rest } = options;
   const upstream = createStdioUpstream({
     command: TINY_SERVER,
     logger,
@@ -59,7 +64,7 @@ export async function startStdioGateway(
     ...rest,
   });
   const gate = createGate({
-    verifiers: [verifier],
+    verifiers: [given ?? verifier],
     publicUrl: "http://127.0.0.1/mcp",
     ...(authorizer ? { authorizer } : {}),
   });

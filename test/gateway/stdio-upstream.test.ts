@@ -533,6 +533,63 @@ describe("stdio upstream: 2026-era stateless requests", () => {
     expect(gw.logLines.filter((l) => l.includes("started pid=")).length).toBeLessThanOrEqual(3);
   });
 
+  it("never serves a narrower token of one principal from a child told wider scopes at start", async () => {
+    const tokens: Record<string, string[]> = { "alice-wide": ["read", "admin"], "alice-narrow": ["read"] };
+    gw = await startStdioGateway({
+      poolSize: 4,
+      verifier: {
+        kind: "api_key",
+        accepts: () => true,
+        async verify(token) {
+          const scopes = tokens[token];
+          if (!scopes) return { ok: false, reason: "invalid" };
+          return {
+            ok: true,
+            identity: {
+              principal: "key:alice",
+              kind: "api_key",
+              subject: "alice",
+              scopes,
+              displayPrefix: "k_alice",
+            },
+          };
+        },
+      },
+      // As the assertion mode does: the child is told the caller's scopes when it starts.
+      identity: async (entry) => ({
+        ok: true,
+        spawnEnv: async () => ({ MCPGATE_SCOPES: entry.admission.identity.scopes.join(" ") }),
+      }),
+    });
+    const scopesSeen = async (token: string) => {
+      const res = await rawPost(
+        gw!.url,
+        token,
+        {
+          jsonrpc: "2.0",
+          id: 1,
+          method: "tools/call",
+          params: {
+            name: "env",
+            arguments: {},
+            _meta: { "io.modelcontextprotocol/protocolVersion": "2026-07-28" },
+          },
+        },
+        {
+          "mcp-protocol-version": "2026-07-28",
+          "mcp-method": "tools/call",
+          "mcp-name": "env",
+          accept: "application/json",
+        },
+      );
+      const body = (await res.json()) as { result: { content: Array<{ text: string }> } };
+      return JSON.parse(body.result.content[0]!.text).MCPGATE_SCOPES as string;
+    };
+    expect(await scopesSeen("alice-wide")).toBe("read admin");
+    expect(await scopesSeen("alice-narrow")).toBe("read");
+    expect(await scopesSeen("alice-wide")).toBe("read admin");
+  });
+
   it("maps a client's cancellation to the id the child saw for that request (sessions rewrite ids)", async () => {
     gw = await startStdioGateway();
     const { client } = await connectClient(gw.url, KEYS.alice);

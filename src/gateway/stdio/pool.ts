@@ -1,4 +1,5 @@
 import { JSONRPC } from "../../core/challenge.js";
+import type { Identity } from "../../core/identity.js";
 import type { ForwardResult } from "../../http/front-door.js";
 import type { ForwardContext } from "../upstream.js";
 import { type Channel, type ChildRelay, whenAborted } from "./relay.js";
@@ -73,11 +74,40 @@ interface Member {
   relay: ChildRelay;
   /** The only principal this child ever serves (issue 14 item 4: a child keeps state between calls). */
   principal: string;
+  /**
+   * What it serves exactly: the principal, and with an identity hook the identity it was started
+   * with (scopes, client, tenant are in its environment): a request with other scopes gets another child.
+   */
+  key: string;
   busy: boolean;
   ready: boolean;
 }
 
 const QUEUE_PER_CHILD = 32;
+
+/** Who a pooled child serves: a principal, and the identity it was told at start, if any. */
+interface Owner {
+  principal: string;
+  key: string;
+}
+
+/**
+ * A child told its caller's identity at start (`MCPGATE_SCOPES`, the assertion's `client_id`,
+ * `tenant`, `kind`) serves only requests of that identity: the same principal with other scopes (a
+ * narrower token) gets a child of its own, never one that believes it holds the wider scopes.
+ */
+function ownerOf(identity: Identity, told: boolean): Owner {
+  const { principal } = identity;
+  if (!told) return { principal, key: principal };
+  const key = JSON.stringify([
+    principal,
+    [...identity.scopes].sort(),
+    identity.clientId ?? null,
+    identity.tenant ?? null,
+    identity.kind,
+  ]);
+  return { principal, key };
+}
 
 /**
  * 2026-07-28 requests are stateless (no session to own a process): they are served by a small
@@ -101,20 +131,24 @@ export function createStdioPool(options: StdioPoolOptions): StdioPool {
    */
   const reserved = new Map<string, number>();
   let reservedTotal = 0;
-  const reserve = (principal: string, by: 1 | -1) => {
-    const n = (reserved.get(principal) ?? 0) + by;
-    if (n > 0) reserved.set(principal, n);
-    else reserved.delete(principal);
+  const bump = (map: Map<string, number>, k: string, by: number) => {
+    const n = (map.get(k) ?? 0) + by;
+    if (n > 0) map.set(k, n);
+    else map.delete(k);
+  };
+  const reserve = (who: Owner, by: 1 | -1) => {
+    bump(reserved, who.key, by);
+    if (who.key !== who.principal) bump(reserved, who.principal, by);
     reservedTotal += by;
   };
   const occupied = () => members.size + reservedTotal;
-  const waiters: Array<{ principal: string; give: (m: Member | undefined) => void }> = [];
+  const waiters: Array<{ key: string; give: (m: Member | undefined) => void }> = [];
   let seq = 0;
   let closed = false;
   const shareOfPool = Math.max(1, Math.ceil(options.size / 2));
 
-  function spawnMember(principal: string, env?: Record<string, string>): Member | undefined {
-    const member: Member = { relay: undefined as unknown as ChildRelay, principal, busy: true, ready: false };
+  function spawnMember(who: Owner, env?: Record<string, string>): Member | undefined {
+    const member: Member = { relay: undefined as unknown as ChildRelay, ...who, busy: true, ready: false };
     try {
       member.relay = options.startChild(
         `pool-${++seq}`,
@@ -141,25 +175,25 @@ export function createStdioPool(options: StdioPoolOptions): StdioPool {
     return member;
   }
 
-  /** End an idle child of another principal, to make room in a full pool. */
-  function evictIdleOther(principal: string): boolean {
+  /** End one idle child `which` picks: room in a full pool, or for another identity of one principal. */
+  function evictIdle(which: (m: Member) => boolean): void {
     for (const m of members) {
-      if (m.principal !== principal && m.ready && !m.busy) {
+      if (m.ready && !m.busy && which(m)) {
         members.delete(m);
         void m.relay.child.terminate(options.killGraceMs);
-        return true;
+        return;
       }
     }
-    return false;
   }
 
   async function acquire(
-    principal: string,
+    who: Owner,
     spawnEnv?: () => Promise<Record<string, string>>,
   ): Promise<Member | "full" | "failed" | "principal"> {
-    let owned = reserved.get(principal) ?? 0;
+    const { principal, key } = who;
+    let owned = reserved.get(key) ?? 0;
     for (const m of members) {
-      if (m.principal !== principal) continue;
+      if (m.key !== key) continue;
       owned++;
       if (m.ready && !m.busy && m.relay.child.alive) {
         m.busy = true;
@@ -169,25 +203,28 @@ export function createStdioPool(options: StdioPoolOptions): StdioPool {
     const own = owned > 0;
     // A principal's share of the pool: at most half of it (one child of a pool of one or two), so
     // one caller's slow requests queue on its own children and leave room for everyone else's.
+    // The same principal's idle child told another identity makes room for this one.
+    if (owned < shareOfPool && !options.principalHasRoom(principal))
+      evictIdle((m) => m.principal === principal && m.key !== key);
     if (owned < shareOfPool && options.principalHasRoom(principal)) {
-      if (occupied() >= options.size) evictIdleOther(principal);
+      if (occupied() >= options.size) evictIdle((m) => m.key !== key);
       if (occupied() < options.size && options.canSpawn()) {
         // The child's identity is made only now that one is started (it may throw: the caller
         // answers); the slot is held meanwhile.
-        reserve(principal, 1);
+        reserve(who, 1);
         let env: Record<string, string> | undefined;
         try {
           env = spawnEnv ? await spawnEnv() : undefined;
         } finally {
-          reserve(principal, -1);
+          reserve(who, -1);
         }
-        if (occupied() < options.size && options.canSpawn()) return spawnMember(principal, env) ?? "failed";
+        if (occupied() < options.size && options.canSpawn()) return spawnMember(who, env) ?? "failed";
       }
     } else if (!own) {
       return "principal";
     }
     // Wait for one of the caller's own children (never another principal's) to come free.
-    const queued = waiters.reduce((n, w) => n + (w.principal === principal ? 1 : 0), 0);
+    const queued = waiters.reduce((n, w) => n + (w.key === key ? 1 : 0), 0);
     if (!own || queued >= owned * QUEUE_PER_CHILD || closed) return "full";
     const m = await new Promise<Member | undefined>((resolve) => {
       const timer = setTimeout(() => {
@@ -196,7 +233,7 @@ export function createStdioPool(options: StdioPoolOptions): StdioPool {
         resolve(undefined);
       }, options.initTimeoutMs);
       const waiter = {
-        principal,
+        key,
         give: (member: Member | undefined) => {
           clearTimeout(timer);
           resolve(member);
@@ -207,19 +244,19 @@ export function createStdioPool(options: StdioPoolOptions): StdioPool {
     return m ?? "full";
   }
 
-  /** The first waiter of `principal` (or, when `principal` is undefined, the first of any). */
-  function takeWaiter(principal?: string) {
-    const i = waiters.findIndex((w) => principal === undefined || w.principal === principal);
+  /** The first waiter for children of `key` (or, when `key` is undefined, the first of any). */
+  function takeWaiter(key?: string) {
+    const i = waiters.findIndex((w) => key === undefined || w.key === key);
     return i === -1 ? undefined : waiters.splice(i, 1)[0];
   }
 
   function release(m: Member) {
     if (!m.relay.child.alive || !members.has(m)) {
       // Its replacement is spawned on demand; wake a waiter of that principal so it can try.
-      takeWaiter(m.principal)?.give(undefined);
+      takeWaiter(m.key)?.give(undefined);
       return;
     }
-    const next = takeWaiter(m.principal);
+    const next = takeWaiter(m.key);
     if (next) next.give(m);
     else m.busy = false;
   }
@@ -236,7 +273,7 @@ export function createStdioPool(options: StdioPoolOptions): StdioPool {
     }
     let m: Awaited<ReturnType<typeof acquire>>;
     try {
-      m = await acquire(admission.identity.principal, ctx.spawnEnv);
+      m = await acquire(ownerOf(admission.identity, ctx.spawnEnv !== undefined), ctx.spawnEnv);
     } catch {
       owner.refuse({ kind: "identity_unavailable" });
       return { result: "identity_unavailable", upstreamMs: performance.now() - started };
