@@ -209,10 +209,22 @@ export function renderDenial(denial: Denial, ctx: ChallengeContext = {}): HttpRe
     case "upstream_credentials":
     case "upstream_malformed":
     case "identity_unavailable":
-    case "credential_expired":
     case "client_too_slow": {
       const e = failureOf(denial);
       return rpcError(e.status, e.code, e.message, e.status === 503 ? { "retry-after": "1" } : {});
+    }
+    case "credential_expired": {
+      // A 401 like any other for a credential no longer valid (RFC 6750 §3, DESIGN.md §2): the
+      // challenge says invalid_token and where to get a new one; the body says it happened mid-request.
+      const e = failureOf(denial);
+      return rpcError(e.status, e.code, e.message, {
+        "www-authenticate": bearerChallenge([
+          ["realm", realm],
+          ["error", "invalid_token"],
+          ["error_description", "The access token is invalid"],
+          ["resource_metadata", ctx.resourceMetadataUrl],
+        ]),
+      });
     }
     case "not_acceptable":
       return rpcError(406, JSONRPC.INVALID_REQUEST, `Not Acceptable: Client must accept ${denial.accept}`);

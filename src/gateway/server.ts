@@ -110,7 +110,7 @@ async function forwardThrough(mount: Mount, entry: Entry): Promise<ForwardResult
     Object.assign(ctx.headers, id.headers);
     Object.assign(ctx.env, id.env);
     if (id.spawnEnv) ctx.spawnEnv = id.spawnEnv;
-    if (id.expiresAt !== undefined) entry.owner.endAt(id.expiresAt);
+    if (id.expiresAt !== undefined) entry.owner.endAt(id.expiresAt, "upstream");
   }
   const next = (c: ForwardContext) => mount.upstream.forward(c);
   return mount.aroundForward ? mount.aroundForward(ctx, next) : next(ctx);

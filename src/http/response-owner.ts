@@ -49,8 +49,12 @@ export interface ResponseOwner {
   /** The status sent (0 until the head is out). */
   readonly status: number;
   readonly headersSent: boolean;
-  /** End the stream at this time (epoch seconds), e.g. when the upstream identity expires. */
-  endAt(epochSeconds: number): void;
+  /**
+   * End the stream at this time (epoch seconds). `upstream`: what ends is the identity conveyed to
+   * the upstream, not the caller's credential — an answer not yet begun is then a 502
+   * (`identity_unavailable`, the caller may retry), never a 401 that sends it to re-authenticate.
+   */
+  endAt(epochSeconds: number, what?: "credential" | "upstream"): void;
   /**
    * Watch the caller's credential while a stream is open: at its expiry, or when a gate watcher
    * (key revocation) fires, the stream ends. Done by the owner when it opens an SSE stream; the
@@ -175,13 +179,15 @@ class Owner implements ResponseOwner, RelayHost, ChannelHost {
   };
 
   // RFC 6750 §3 / issue 13: a credential that stops being acceptable ends its open stream.
-  readonly #onLifetimeEnd = () => {
+  readonly #onLifetimeEnd = () => this.#end("credential");
+
+  #end(what: "credential" | "upstream"): void {
     if (this.#aborted) return;
     this.#abort();
-    this.#o.onEvent?.("lifetime_ended");
+    if (what === "credential") this.#o.onEvent?.("lifetime_ended");
     if (this.#res.headersSent) this.endStream();
-    else this.refuse({ kind: "credential_expired" });
-  };
+    else this.refuse(what === "credential" ? { kind: "credential_expired" } : { kind: "identity_unavailable" });
+  }
 
   /** At the caller's credential expiry and the gate's watchers (key revocation), end the stream. */
   armLifetime(): void {
@@ -207,10 +213,10 @@ class Owner implements ResponseOwner, RelayHost, ChannelHost {
     this.#timers.push(setTimeout(() => this.armLifetime(), ms));
   }
 
-  endAt(epochSeconds: number): void {
+  endAt(epochSeconds: number, what: "credential" | "upstream" = "credential"): void {
     const ms = Math.max(0, epochSeconds * 1000 - Date.now());
     // setTimeout holds at most 2^31-1 ms (~24.8 days); a later end is beyond any stream.
-    if (ms < 2 ** 31 - 1) this.#timers.push(setTimeout(this.#onLifetimeEnd, ms));
+    if (ms < 2 ** 31 - 1) this.#timers.push(setTimeout(() => this.#end(what), ms));
   }
 
   /** End an open stream: cleanly for SSE, cut for anything else. */

@@ -232,6 +232,8 @@ describe("open streams end when the credential stops being valid", () => {
       // Within the lazy check (500 ms after forwarding) plus the verifier's ~1 s poll, long before 3 s.
       expect(ms).toBeLessThan(2_200);
       expect(res.status).toBe(401);
+      // A 401 like any other (DESIGN.md §2): the challenge says the token is no longer valid.
+      expect(res.headers.get("www-authenticate")).toContain('error="invalid_token"');
       expect(res.text).not.toContain("slow done");
       // A quick call by a valid key is unaffected (its answer comes before any check is armed).
       const other = await issue("json-quick");

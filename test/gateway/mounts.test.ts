@@ -1,3 +1,4 @@
+import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import type { CredentialVerifier } from "../../src/authn/verifier.js";
@@ -296,5 +297,48 @@ describe("stream lifetime", () => {
     expect(r.status).toBe(200);
     await r.text().catch(() => "");
     expect(Date.now() - started).toBeLessThan(4_000);
+  });
+
+  it("answers a request not yet answered when the upstream identity expires with a 502, not a 401", async () => {
+    // An upstream that answers in 3 s, in one JSON body.
+    const slow = createServer((req, res) => {
+      let body = "";
+      req.on("data", (c) => {
+        body += c;
+      });
+      req.on("end", () => {
+        const id = body ? JSON.parse(body).id : null;
+        setTimeout(
+          () =>
+            res
+              .writeHead(200, { "content-type": "application/json" })
+              .end(JSON.stringify({ jsonrpc: "2.0", id, result: {} })),
+          3_000,
+        );
+      });
+    });
+    await new Promise<void>((r) => slow.listen(0, "127.0.0.1", r));
+    cleanups.push(async () => {
+      slow.closeAllConnections();
+      await new Promise<void>((r) => slow.close(() => r()));
+    });
+    const base = await serve([
+      {
+        name: "default",
+        path: "/mcp",
+        gate: gateFor("/mcp"),
+        upstream: createHttpUpstream({ url: `http://127.0.0.1:${(slow.address() as AddressInfo).port}/mcp` }),
+        identity: async () => ({ ok: true, expiresAt: Math.floor(Date.now() / 1000) + 1 }),
+      },
+    ]);
+    const r = await fetch(`${base}/mcp`, {
+      method: "POST",
+      headers,
+      body: JSON.stringify({ jsonrpc: "2.0", id: 5, method: "ping" }),
+    });
+    // The caller's own credential is fine: nothing tells it to authenticate again.
+    expect(r.status).toBe(502);
+    expect(r.headers.get("www-authenticate")).toBeNull();
+    expect(await r.json()).toMatchObject({ error: { code: -31008 } });
   });
 });
