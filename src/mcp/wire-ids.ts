@@ -70,13 +70,13 @@ export class WireIds {
     for (const m of messages) {
       if (m.type === "request") {
         const clientId = m.id ?? null;
+        const idJson = JSON.stringify(clientId);
         const list = isListMethod(m.method) ? m.method! : undefined;
-        const wire =
-          this.#tag === undefined
-            ? `${this.#prefix}${++this.#seq}`
-            : `${this.#prefix}${++this.#seq}${this.#tag}${describe(clientId)}`;
-        this.#pending.set(wire, { clientId, ...(list !== undefined ? { list } : {}) });
-        this.#latest.set(JSON.stringify(clientId), wire);
+        // Kept by its short head: the description is for other instances, not this map's memory.
+        const head = `${this.#prefix}${++this.#seq}`;
+        const wire = this.#wire(head, idJson);
+        this.#pending.set(head, { clientId, ...(list !== undefined ? { list } : {}) });
+        this.#latest.set(idJson, head);
         if (this.#pending.size > this.#max) this.#evictOldest();
         wireIds.push(wire);
         out.push(withMeta({ ...m.raw, id: wire }, meta));
@@ -84,10 +84,11 @@ export class WireIds {
       }
       if (m.method === "notifications/cancelled") {
         const params = m.raw.params as Record<string, unknown> | undefined;
-        const wire = this.#latest.get(JSON.stringify(params?.requestId ?? null));
+        const idJson = JSON.stringify(params?.requestId ?? null);
+        const head = this.#latest.get(idJson);
         // A cancellation of a request we never forwarded names nothing upstream: drop it.
-        if (wire === undefined) continue;
-        out.push({ ...m.raw, params: { ...params, requestId: wire } });
+        if (head === undefined) continue;
+        out.push({ ...m.raw, params: { ...params, requestId: this.#wire(head, idJson) } });
         continue;
       }
       out.push(m.raw);
@@ -113,11 +114,12 @@ export class WireIds {
     if (!isResponse) return m;
     if (m.id === null) return visible ? filterListResponse(m, ANY_LIST, visible, era) : m;
     if (typeof m.id !== "string") return undefined;
-    let p = this.#pending.get(m.id);
+    const head = this.#headOf(m.id);
+    let p = this.#pending.get(head);
     if (p) {
-      this.#pending.delete(m.id);
-      if (this.#latest.get(JSON.stringify(p.clientId)) === m.id)
-        this.#latest.delete(JSON.stringify(p.clientId));
+      this.#pending.delete(head);
+      const idJson = JSON.stringify(p.clientId);
+      if (this.#latest.get(idJson) === head) this.#latest.delete(idJson);
     } else {
       // Issued by another instance, or delivered once already (a replay the client asked for).
       p = this.#tag === undefined ? undefined : described(m.id, this.#tag);
@@ -141,14 +143,25 @@ export class WireIds {
     return { value: out, changed: out !== value };
   }
 
+  /** The id on the wire for the request `head`: self-describing in a session (see the class). */
+  #wire(head: string, idJson: string): string {
+    return this.#tag === undefined ? head : `${head}${this.#tag}${Buffer.from(idJson).toString("base64url")}`;
+  }
+
+  /** The head a wire id of ours starts with (the whole id outside a session). */
+  #headOf(wire: string): string {
+    const at = this.#tag === undefined ? -1 : wire.indexOf(this.#tag);
+    return at === -1 ? wire : wire.slice(0, at);
+  }
+
   #evictOldest(): void {
     const oldest = this.#pending.entries().next().value;
     if (oldest === undefined) return;
-    const [wire, p] = oldest;
-    this.#pending.delete(wire);
+    const [head, p] = oldest;
+    this.#pending.delete(head);
     // Its cancellation target goes too: #latest never holds more than #pending does.
     const key = JSON.stringify(p.clientId);
-    if (this.#latest.get(key) === wire) this.#latest.delete(key);
+    if (this.#latest.get(key) === head) this.#latest.delete(key);
   }
 
   /** Client ids remembered for cancellations (for tests and bounds: never more than `size`). */
@@ -160,11 +173,6 @@ export class WireIds {
 /** A session's tag in its wire ids: 8 characters of a digest of its id (the same on every instance). */
 function sessionTag(sessionId: string): string {
   return createHash("sha256").update(sessionId).digest("base64url").slice(0, 8);
-}
-
-/** The client's id as JSON, base64url: what an answer needs to be mapped back anywhere. */
-function describe(clientId: JsonRpcId): string {
-  return Buffer.from(JSON.stringify(clientId)).toString("base64url");
 }
 
 /**

@@ -124,6 +124,26 @@ describe("a session's wire ids describe themselves: any instance maps the answer
     }
   });
 
+  it("keeps its own requests by the id's head: a description changed on the way moves no answer", () => {
+    const ids = instanceA().forSession("sess-1", 0);
+    const wire = ids.outbound([call(7)]).wireIds[0]!;
+    const [head, tag] = wire.split(".");
+    const forged = `${head}.${tag}.${Buffer.from(JSON.stringify(8)).toString("base64url")}`;
+    expect(ids.inbound({ jsonrpc: "2.0", id: forged, result: {} }, undefined, "2025")).toMatchObject({
+      id: 7,
+    });
+    // And a cancellation names the whole wire id the upstream saw.
+    const cancel = ids.outbound([call(9)]);
+    const out = ids.outbound([
+      {
+        type: "notification",
+        method: "notifications/cancelled",
+        raw: { jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: 9 } },
+      } as InspectedMessage,
+    ]);
+    expect((out.messages[0]!.params as { requestId: string }).requestId).toBe(cancel.wireIds[0]);
+  });
+
   it("delivers an answer again when the client asks for its replay on the same instance", () => {
     const ids = instanceA().forSession("sess-1", 0);
     const wire = ids.outbound([call(7)]).wireIds[0]!;
