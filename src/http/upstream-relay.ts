@@ -282,17 +282,19 @@ function mapEvent(
   ids: WireIds,
 ): string {
   if (ev.data === undefined) return ev.raw;
+  // A dropped message keeps its event id (so resumption still counts it) but carries nothing.
+  const dropped = ev.id !== undefined ? `id: ${ev.id}\n\n` : "";
   let value: unknown;
   try {
     value = JSON.parse(ev.data);
   } catch {
-    return ev.raw;
+    // Data we cannot read cannot be mapped or filtered, and a laxer parser on the client might read
+    // it as an answer (a JSON body in this state is refused too): it is not relayed.
+    return dropped;
   }
   const { value: mapped, changed } = ids.inboundValue(value, plan.visible, plan.era);
   if (!changed) return ev.raw;
-  // A dropped answer keeps its event id (so resumption still counts it) but carries no message.
-  if (mapped === undefined || (Array.isArray(mapped) && mapped.length === 0))
-    return ev.id !== undefined ? `id: ${ev.id}\n\n` : "";
+  if (mapped === undefined || (Array.isArray(mapped) && mapped.length === 0)) return dropped;
   return formatSseEvent(JSON.stringify(mapped), ev);
 }
 

@@ -268,6 +268,29 @@ describe("upstream that opens its SSE answer with a byte-order mark", () => {
   });
 });
 
+describe("upstream whose SSE event holds data that is not JSON", () => {
+  it("relays its event id only, never the data (a laxer parser could read it as an answer)", async () => {
+    const up = await startCannedUpstream((seen, res) => {
+      if (!seen.body.includes('"tools/call"')) return false;
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      // NaN is not JSON; some parsers take it. The answer itself follows, well formed.
+      res.write(
+        `id: e1\ndata: {"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"lax-answer"}]},"x":NaN}\n\n`,
+      );
+      res.end(
+        `id: e2\ndata: ${JSON.stringify({ jsonrpc: "2.0", id: JSON.parse(seen.body).id, result: { content: [] } })}\n\n`,
+      );
+      return true;
+    });
+    cleanups.push(() => up.close());
+    const gw = await gatewayFor(up.url);
+    const r = await post(gw.url, call(7));
+    expect(r.text).not.toContain("lax-answer");
+    expect(r.text).toContain("id: e1");
+    expect(sseData(r.text).map((d) => JSON.parse(d).id)).toEqual([7]);
+  });
+});
+
 describe("upstream whose SSE event never ends", () => {
   it("cuts the stream past the event bound, keeps the complete events, and stops reading the upstream", async () => {
     const MiB = 1024 * 1024;
