@@ -30,8 +30,9 @@ export interface HttpUpstreamOptions {
   maxInFlightPerCaller?: number;
   /**
    * GET streams one caller may hold open at once (each holds an upstream connection for its life).
-   * Streams have a pool of their own, so they never take the connections requests need. Default 1000
-   * (the most live sessions one caller can have by default); at most `maxSessions` streams in all.
+   * Streams have a pool of their own, so they never take the connections requests need. Default 1000;
+   * the gateway sets it to a principal's share of live sessions (`sessions.perPrincipal`). At most
+   * `maxSessions` streams in all.
    */
   maxStreamsPerCaller?: number;
 }
@@ -125,7 +126,8 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
   // Standalone GET streams hold their connection for as long as they last: in the requests' pool,
   // as many open streams as connections would leave every POST waiting for ever. They get a pool of
   // their own, bounded per caller instead.
-  const streamAgent = new Agent(pooled);
+  const maxStreams = options.maxSessions ?? 100_000;
+  const streamAgent = new Agent({ ...pooled, connections: maxStreams });
   // Requests beyond the pool's connections wait in undici's queue for one to free: an answer comes.
   const requestShare = callerShare({
     share: options.maxInFlightPerCaller ?? Math.max(2, Math.floor(connections / 4)),
@@ -133,7 +135,7 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
   });
   const streamShare = callerShare({
     share: options.maxStreamsPerCaller ?? 1000,
-    max: options.maxSessions ?? 100_000,
+    max: maxStreams,
   });
   const path = `${target.pathname}${target.search}`;
   const sessions = new SessionWireIds({

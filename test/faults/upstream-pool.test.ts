@@ -200,4 +200,37 @@ describe("an HTTP upstream's connections are shared fairly", () => {
     expect(statuses.filter((x) => x === 200)).toHaveLength(110);
     expect(statuses.filter((x) => x === 429)).toHaveLength(1);
   });
+
+  it("bounds a principal's open streams like its sessions (sessions.perPrincipal) in `mcpgate serve`", async () => {
+    // An upstream that lets one session hold any number of GET streams.
+    const up = await startCannedUpstream((seen, res) => {
+      if (seen.method !== "GET") return false;
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.write(": open\n\n");
+      return true;
+    });
+    cleanups.push(() => up.close());
+    const key = "pool-streams-key-0123456789abcdef";
+    const gw = await startTestGateway(
+      { upstream: { url: up.url }, sessions: { perPrincipal: 2 } },
+      { MCP_API_KEY: key },
+      "warn",
+    );
+    cleanups.push(() => gw.close());
+    const auth = { authorization: `Bearer ${key}` };
+    const init = await rawPost(gw.url, INIT, auth);
+    const h = {
+      ...auth,
+      "mcp-session-id": init.headers.get("mcp-session-id")!,
+      "mcp-protocol-version": "2025-06-18",
+    };
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const ac = new AbortController();
+      cleanups.push(async () => ac.abort());
+      const res = await fetch(gw.url, { headers: { ...h, accept: "text/event-stream" }, signal: ac.signal });
+      statuses.push(res.status);
+    }
+    expect(statuses).toEqual([200, 200, 429]);
+  });
 });

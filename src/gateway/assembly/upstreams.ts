@@ -20,6 +20,7 @@ import { createIdentityRuntime, type IdentityRuntime } from "../../identity/runt
 import type { UpstreamIdentity as IdentityHook } from "../../identity/upstream-identity.js";
 import type { Logger } from "../../observe/logger.js";
 import { traceUpstreamIdentity } from "../../observe/tracing-wrappers.js";
+import { defaultSessionsPerPrincipal } from "../../stores/memory-state.js";
 import { SIGNING_KEY_SECRET_ENV } from "../../stores/signing-key-seal.js";
 import { createHttpUpstream } from "../http-upstream.js";
 import type { Mount, RouteHandler } from "../server.js";
@@ -77,6 +78,8 @@ function createUpstream(u: ResolvedUpstream, config: GatewayConfig, ctx: MountCo
       maxSessions: config.sessions.max,
       sessionIdleTtlMs: durationMs(config.sessions.idleTtl),
       ...(up.maxInFlightPerCaller ? { maxInFlightPerCaller: up.maxInFlightPerCaller } : {}),
+      // A standalone GET stream per live session: a principal's streams are bounded like its sessions.
+      maxStreamsPerCaller: config.sessions.perPrincipal ?? defaultSessionsPerPrincipal(config.sessions.max),
     });
   }
   if (up.command) {
