@@ -2,6 +2,7 @@ import type { AddressInfo } from "node:net";
 import { compilePolicy } from "../../authz/policy.js";
 import { durationMs, type GatewayConfig } from "../../config.js";
 import { isoNow } from "../../core/clock.js";
+import type { StateStore } from "../../core/contracts.js";
 import type { Gate } from "../../gate/gate.js";
 import { createLogger, type Logger } from "../../observe/logger.js";
 import { SIGNING_KEY_SECRET_ENV } from "../../stores/signing-key-seal.js";
@@ -66,6 +67,8 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     await obs.close();
     throw err;
   });
+  /** The shared state store, built below (the authorization server's registration budgets use it). */
+  let sharedState: StateStore | undefined;
   // The gateway's own authorization server (DESIGN.md §9, `authServer`): its token verifier joins
   // the others (so the PRM lists its issuer), its endpoints are a route below.
   const authServer = await buildAuthServer(config, {
@@ -77,6 +80,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     trustProxy: config.guard?.trustProxy === true,
     ...(env[SIGNING_KEY_SECRET_ENV] ? { signingKeySecret: env[SIGNING_KEY_SECRET_ENV] } : {}),
     audit: (event) => obs.observer.audit({ time: isoNow(), ...event }),
+    sharedState: () => sharedState,
   }).catch(async (err) => {
     await built.close();
     await obs.close();
@@ -89,6 +93,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     await built.close();
     throw err;
   });
+  sharedState = shared.state;
   // The MCP endpoints (upstreams.ts): one mount per upstream — its gate (policy, rate limit, sessions
   // scoped to it, its resource URI as JWT audience and PRM), its relay and its identity hook — or
   // the one-upstream config as one mount at mcpPath.

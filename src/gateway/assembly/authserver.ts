@@ -2,11 +2,10 @@ import type { CredentialVerifier } from "../../authn/verifier.js";
 import type { AuthorizationServer, AuthorizationServerOptions } from "../../authserver/index.js";
 import { durationMs, type GatewayConfig, signingKeyLocation } from "../../config.js";
 import type { AuditEvent } from "../../core/audit-event.js";
-import type { Guard } from "../../core/contracts.js";
+import type { Guard, StateStore } from "../../core/contracts.js";
 import { McpGateError } from "../../core/errors.js";
 import { type OAuthRecordStore, openOAuthStore } from "../../stores/oauth-records.js";
 import { openKeyStore } from "../../stores/open-key-store.js";
-import type { RedisStateStore } from "../../stores/redis-state.js";
 import { openSigningKeyStore } from "../../stores/signing-keys.js";
 
 /** The authorization server a configuration asks for (`authServer:`), and what closes it. */
@@ -39,6 +38,11 @@ export async function buildAuthServer(
     signingKeySecret?: string;
     /** The audit trail (sign-ins, consents, registrations, tokens). */
     audit?: (event: Omit<AuditEvent, "time">) => void;
+    /**
+     * The gateway's shared state store (`state.redis`), once built: the registration budgets are its
+     * rate-limit buckets, shared by every instance (one connection, and its outage reporting).
+     */
+    sharedState?: () => Pick<StateStore, "admit"> | undefined;
   },
 ): Promise<BuiltAuthServer> {
   const a = config.authServer;
@@ -98,13 +102,18 @@ export async function buildAuthServer(
     }
     // With state.redis, the registration budgets (per address or IPv6 /64) are shared by every
     // instance: a caller spreading registrations over the instances gets one budget, not one each.
-    let registrationState: RedisStateStore | undefined;
-    if (config.state.redis) {
-      const { createRedisStateStore } = await import("../../stores/redis-state.js");
-      registrationState = createRedisStateStore({ url: config.state.redis, prefix: config.state.prefix });
-      await registrationState.init();
-      closers.push(() => registrationState!.close());
-    }
+    const shared = ctx.sharedState;
+    const registrationState: Pick<StateStore, "admit"> | undefined =
+      config.state.redis && shared
+        ? {
+            admit(input) {
+              const state = shared();
+              if (!state)
+                throw new McpGateError("ERR_STORE_UNAVAILABLE", "the shared state store is not ready");
+              return state.admit(input);
+            },
+          }
+        : undefined;
     const signingKeys = await openSigningKeyStore(signingKeyLocation(config), {
       alg: "ES256",
       ...(ctx.signingKeySecret ? { secret: ctx.signingKeySecret } : {}),
