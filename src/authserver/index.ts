@@ -62,6 +62,11 @@ export interface AuthorizationServerOptions {
    * signing keys are (stores/signing-key-seal.ts); every instance needs the same value.
    */
   signingKeySecret?: string;
+  /**
+   * Told about a failure of the gateway's own in the provider (a store outage, a secret that does
+   * not open): the client got a 500 `server_error`. The provider's own errors are not reported.
+   */
+  onError?: (err: McpGateError) => void;
   /** How often the signing-key store is asked for rotated keys. Default 30 000 ms. */
   keyRefreshMs?: number;
   /** Set when a TLS-terminating proxy sits in front (X-Forwarded-Proto is then believed). */
@@ -189,8 +194,11 @@ export async function createAuthorizationServer(
       }),
     );
     provider.proxy = options.trustProxy === true;
-    // oidc-provider reports errors it already answered; they carry no secrets, but are not ours to log.
-    provider.on("server_error", () => {});
+    // oidc-provider reports errors it already answered: ours (McpGateError: a store, a seal, with
+    // messages that never hold a secret) are told; its own are not ours to log.
+    provider.on("server_error", (_ctx: unknown, err: unknown) => {
+      if (err instanceof McpGateError) options.onError?.(err);
+    });
     if (options.audit) auditProviderEvents(provider, options.audit, options.guard);
     extendClientsOnUse(provider, store, unusedClientTtlSec);
     provider.use(limitRegistrations);

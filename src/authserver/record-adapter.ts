@@ -167,7 +167,14 @@ function clientSecrets(seal: SigningKeySeal | undefined) {
     fromStored(id: string, stored: OAuthPayload): OAuthPayload {
       const secret = stored.client_secret;
       if (typeof secret !== "string" || !isSealed(secret)) return stored;
-      return { ...stored, client_secret: (seal ?? signingKeySeal(undefined)).open(context(id), secret) };
+      return {
+        ...stored,
+        client_secret: (seal ?? signingKeySeal(undefined)).open(
+          context(id),
+          secret,
+          `the secret of client ${id}`,
+        ),
+      };
     },
   };
 }

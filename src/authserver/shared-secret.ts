@@ -34,7 +34,9 @@ function fromStored(id: string, stored: OAuthPayload, seal: SigningKeySeal): OAu
     );
   }
   try {
-    return JSON.parse(seal.open(boundTo(id), sealed)) as OAuthPayload;
+    return JSON.parse(
+      seal.open(boundTo(id), sealed, `the authorization server's "${id}" record`),
+    ) as OAuthPayload;
   } catch (err) {
     throw new McpGateError(
       "ERR_INVALID_OPTION",

@@ -19,8 +19,11 @@ export interface SigningKeySeal {
   /** True when keys are sealed on write. */
   readonly sealing: boolean;
   seal(kid: string, privateJwk: string): string;
-  /** The JWK text of a stored value (sealed or plain). Throws a clear error without the right secret. */
-  open(kid: string, stored: string): string;
+  /**
+   * The text of a stored value (sealed or plain). Throws a clear error without the right secret,
+   * naming what does not open (`label`, default "signing key <kid>").
+   */
+  open(kid: string, stored: string, label?: string): string;
 }
 
 /** Is this stored value sealed? */
@@ -51,12 +54,12 @@ export function signingKeySeal(secret: string | undefined): SigningKeySeal {
       const body = Buffer.concat([cipher.update(privateJwk, "utf8"), cipher.final(), cipher.getAuthTag()]);
       return `${PREFIX}${iv.toString("base64url")}:${body.toString("base64url")}`;
     },
-    open(kid, stored) {
+    open(kid, stored, label = `signing key ${kid}`) {
       if (!isSealed(stored)) return stored;
       if (!key) {
         throw new McpGateError(
           "ERR_INVALID_OPTION",
-          `signing key ${kid} is sealed: set ${SIGNING_KEY_SECRET_ENV} to the secret it was sealed with`,
+          `${label} is sealed: set ${SIGNING_KEY_SECRET_ENV} to the secret it was sealed with`,
         );
       }
       const [ivText, bodyText] = stored.slice(PREFIX.length).split(":");
@@ -74,7 +77,7 @@ export function signingKeySeal(secret: string | undefined): SigningKeySeal {
       } catch {
         throw new McpGateError(
           "ERR_INVALID_OPTION",
-          `signing key ${kid} does not open: ${SIGNING_KEY_SECRET_ENV} is not the secret it was sealed with`,
+          `${label} does not open: ${SIGNING_KEY_SECRET_ENV} is not the secret it was sealed with`,
         );
       }
     },

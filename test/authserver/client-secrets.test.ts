@@ -1,4 +1,6 @@
 import { afterAll, describe, expect, it } from "vitest";
+import type { McpGateError } from "../../src/core/errors.js";
+import { signingKeySeal } from "../../src/stores/signing-key-seal.js";
 import { type OAuthTestPlace, oauthTestPlace } from "./backends.js";
 import {
   Agent,
@@ -28,10 +30,15 @@ describe("registered clients' secrets at rest", () => {
     await clear.cleanup();
   });
 
+  const errors: McpGateError[] = [];
   async function start(place: OAuthTestPlace, signingKeySecret?: string) {
     const store = place.store("sqlite");
     await store.init();
-    const t = await startTestAuthServer({ store, ...(signingKeySecret ? { signingKeySecret } : {}) });
+    const t = await startTestAuthServer({
+      store,
+      ...(signingKeySecret ? { signingKeySecret } : {}),
+      onError: (err) => void errors.push(err),
+    });
     servers.push(t);
     return t;
   }
@@ -92,5 +99,26 @@ describe("registered clients' secrets at rest", () => {
     const client = await registerConfidential(t.issuer);
     expect(JSON.parse(await storedClient(clear, client.id)).client_secret).toBe(client.secret);
     expect(await tokenStatus(t, client)).toBe(200);
+  });
+
+  it("refuses a client whose secret does not open with a 500, and reports why without any secret", async () => {
+    const t = await start(sealed, SECRET);
+    const client = await registerConfidential(t.issuer);
+    // The record as another instance, with another secret, would have sealed it.
+    const other = signingKeySeal("another-sealing-secret-of-32-characters-x");
+    const store = sealed.store("sqlite");
+    await store.init();
+    const record = (await store.find("Client", client.id))!;
+    await store.upsert("Client", client.id, {
+      ...record,
+      client_secret: other.seal(`oauth-client:${client.id}`, client.secret),
+    });
+    await store.close();
+    errors.length = 0;
+    expect(await tokenStatus(t, client)).toBe(500);
+    expect(errors.map((e) => e.message)).toContainEqual(
+      expect.stringMatching(new RegExp(`the secret of client ${client.id} does not open`)),
+    );
+    for (const e of errors) expect(e.message).not.toContain(client.secret);
   });
 });

@@ -43,7 +43,9 @@ export async function startTestAuthServer(
   await keys.init();
   const { key, record } = await issueApiKey(keys, { name: "login", scopes: keyScopes });
   const verifier = createApiKeyVerifier({ store: keys, cacheTtlMs: 0 });
-  const store = createMemoryOAuthStore();
+  const over = typeof overrides === "function" ? await overrides(issuer) : overrides;
+  // The store the server really uses: the one given, else a memory one.
+  const store = over.store ?? createMemoryOAuthStore();
   const signingKeys = createMemorySigningKeyStore();
   await signingKeys.init();
   const as = await createAuthorizationServer({
@@ -53,7 +55,7 @@ export async function startTestAuthServer(
     login: { apiKey: { verifier, keys } },
     store,
     signingKeys,
-    ...(typeof overrides === "function" ? await overrides(issuer) : overrides),
+    ...over,
   });
   server.on("request", (req, res) => {
     as.handle(req, res).then(

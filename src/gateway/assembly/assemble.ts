@@ -81,6 +81,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     ...(env[SIGNING_KEY_SECRET_ENV] ? { signingKeySecret: env[SIGNING_KEY_SECRET_ENV] } : {}),
     audit: (event) => obs.observer.audit({ time: isoNow(), ...event }),
     sharedState: () => sharedState,
+    logger,
   }).catch(async (err) => {
     await built.close();
     await obs.close();

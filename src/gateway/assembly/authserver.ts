@@ -4,6 +4,7 @@ import { durationMs, type GatewayConfig, signingKeyLocation } from "../../config
 import type { AuditEvent } from "../../core/audit-event.js";
 import type { Guard, StateStore } from "../../core/contracts.js";
 import { McpGateError } from "../../core/errors.js";
+import type { Logger } from "../../observe/logger.js";
 import { type OAuthRecordStore, openOAuthStore } from "../../stores/oauth-records.js";
 import { openKeyStore } from "../../stores/open-key-store.js";
 import { openSigningKeyStore } from "../../stores/signing-keys.js";
@@ -43,6 +44,8 @@ export async function buildAuthServer(
      * rate-limit buckets, shared by every instance (one connection, and its outage reporting).
      */
     sharedState?: () => Pick<StateStore, "admit"> | undefined;
+    /** Where the authorization server's own failures are logged. */
+    logger?: Logger;
   },
 ): Promise<BuiltAuthServer> {
   const a = config.authServer;
@@ -148,6 +151,15 @@ export async function buildAuthServer(
       ...(ctx.trustProxy ? { trustProxy: true } : {}),
       ...(ctx.audit ? { audit: ctx.audit } : {}),
       ...(ctx.signingKeySecret ? { signingKeySecret: ctx.signingKeySecret } : {}),
+      ...(ctx.logger
+        ? {
+            onError: (err: McpGateError) =>
+              ctx.logger!.error(
+                { code: err.code, err: err.message },
+                "authorization server failed a request",
+              ),
+          }
+        : {}),
     });
     closers.push(() => server.close());
     return { server, close };
