@@ -80,6 +80,7 @@ const FORWARD_HEADERS = [
 
 function upstreamHeaders(
   incoming: IncomingHttpHeaders,
+  /** Lower-case names already. */
   fixed: Record<string, string>,
   extra: Record<string, string>,
   era: Era,
@@ -98,8 +99,8 @@ function upstreamHeaders(
   // for 2025-era requests: a 2026-era request must not carry a session id past the gate to a
   // dual-era upstream that would honour it.
   if (era === "2026") delete out["mcp-session-id"];
-  for (const [name, v] of Object.entries(fixed)) out[name.toLowerCase()] = v;
-  for (const [name, v] of Object.entries(extra)) out[name.toLowerCase()] = v;
+  Object.assign(out, fixed);
+  for (const name in extra) out[name.toLowerCase()] = extra[name]!;
   return out;
 }
 
@@ -114,7 +115,10 @@ function upstreamHeaders(
 export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
   const target = new URL(options.url);
   const timeoutMs = options.timeoutMs ?? 30_000;
-  const fixed = options.headers ?? {};
+  // The gateway's own headers, with lower-case names once (every request carries them).
+  const fixed = Object.fromEntries(
+    Object.entries(options.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]),
+  );
   const connections = options.connections ?? 128;
   const pooled = {
     keepAliveTimeout: 30_000,

@@ -284,9 +284,8 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
     };
     if (s.relay.inputBacklogged) return backlogged();
     if (!plan.forward.some((m) => m.type === "request")) {
+      // The bound was checked just above, with nothing in between: false means the child is gone.
       if (!s.relay.post(messages)) {
-        // Refused whole because the child stopped reading: that is not a session gone.
-        if (s.relay.child.alive && s.relay.inputBacklogged) return backlogged();
         await owner.bind(404, undefined);
         owner.refuse({ kind: "session_unknown" });
         return { result: "refused", upstreamMs: performance.now() - started };
