@@ -70,7 +70,15 @@ const upstreamFields = {
   url: z.string().url().optional(),
   command: z.array(z.string()).min(1).optional(),
   env: z.record(z.string(), z.string()).optional(),
-  envAllow: z.array(z.string()).optional(),
+  /** stdio: more of the gateway's variables passed to the child; never the gateway's own secrets. */
+  envAllow: z
+    .array(
+      z.string().refine((name) => name !== "MCP_API_KEY" && !/^MCPGATE_/i.test(name), {
+        message:
+          "names a secret of the gateway's own (MCP_API_KEY, MCPGATE_*: a signing-key secret, a key pepper): a child never gets it",
+      }),
+    )
+    .optional(),
   headers: z.record(z.string(), z.string()).default({}),
   timeout: duration.default("30s"),
   maxChildren: z.number().int().positive().optional(),

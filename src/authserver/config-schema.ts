@@ -32,6 +32,15 @@ function atLeast(value: string | number, minMs: number): boolean {
   }
 }
 
+/** A duration in ms, 0 when it does not parse (durationSchema reports that). */
+function safeMs(value: string | number): number {
+  try {
+    return parseDuration(value);
+  } catch {
+    return 0;
+  }
+}
+
 const oidcLogin = z.strictObject({
   /** The upstream IdP's issuer (OIDC Discovery runs against it). */
   issuer: z.string().url(),
@@ -100,6 +109,12 @@ export const authServerSchema = z
     scopes: z.array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/)).optional(),
     /** Clients, grants, refresh tokens: `sqlite:PATH` | `postgres://…` | `memory:`. Default: auth.apiKeys.store, else sqlite:./mcpgate.db. */
     store: z.string().optional(),
+  })
+  // A client forgotten before its refresh tokens expire strands them: the client cannot refresh.
+  .refine((a) => atLeast(a.clients.unusedClientTtl, safeMs(a.tokens.refreshTtl)), {
+    message:
+      "clients.unusedClientTtl must be at least tokens.refreshTtl (an unused client's refresh tokens would outlive it)",
+    path: ["clients", "unusedClientTtl"],
   })
   .optional();
 

@@ -29,6 +29,16 @@ export interface OwnTokenVerifierOptions {
 // JWS compact serialization (RFC 7515 §7.1).
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
+/** The verifier of the gateway's own tokens; `forResource` narrows it to one endpoint. */
+export type OwnTokenVerifier = CredentialVerifier & {
+  readonly issuers: readonly string[];
+  /**
+   * The same verifier (same caches) for one MCP endpoint: a token is accepted only if its `aud`
+   * names that endpoint's resource, so a token issued for one upstream is refused at another.
+   */
+  forResource(resource: string): CredentialVerifier & { readonly issuers: readonly string[] };
+};
+
 /**
  * The resource-server check of the access tokens the gateway itself issues (DESIGN.md §9): the
  * signature against the gateway's own keys (no network), then `iss`, `aud` ∈ resources, `exp`,
@@ -40,16 +50,6 @@ const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
  * const v = createOwnTokenVerifier({ issuer, resources: [publicUrl], jwks: () => keys, liveness });
  * const r = await v.verify(token);
  */
-/** The verifier of the gateway's own tokens; `forResource` narrows it to one endpoint. */
-export type OwnTokenVerifier = CredentialVerifier & {
-  readonly issuers: readonly string[];
-  /**
-   * The same verifier (same caches) for one MCP endpoint: a token is accepted only if its `aud`
-   * names that endpoint's resource, so a token issued for one upstream is refused at another.
-   */
-  forResource(resource: string): CredentialVerifier & { readonly issuers: readonly string[] };
-};
-
 export function createOwnTokenVerifier(options: OwnTokenVerifierOptions): OwnTokenVerifier {
   const now = options.now ?? Date.now;
   const ttl = options.livenessTtlMs ?? 1000;

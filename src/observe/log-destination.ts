@@ -5,9 +5,10 @@ import { isatty } from "node:tty";
  * Where the gateway's JSON log lines go (stdout by default): batched, asynchronous, bounded.
  *
  * Lines are collected and written together once `minBytes` wait, or at the latest `intervalMs`
- * after the first one. To a pipe or socket the writes are asynchronous and a write in progress is
- * never joined by another, so a slow reader of stdout (a full pipe) is waited for without blocking
- * requests; to a file, a terminal or /dev/null they are synchronous (cheaper). At most `maxBytes` wait: past that, lines
+ * after the first one. To a pipe, a socket or a terminal the writes are asynchronous and a write in
+ * progress is never joined by another, so a slow reader of stdout (a full pipe, a paused screen) is
+ * waited for without blocking requests; to a file or /dev/null they are synchronous (cheaper). At
+ * most `maxBytes` wait: past that, lines
  * are dropped and counted, and the next write says how many. At process exit (and on `flushSync`)
  * what waits is written synchronously.
  *

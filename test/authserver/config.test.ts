@@ -41,11 +41,20 @@ describe("authServer configuration", () => {
   });
 
   it("refuses an unused-client lifetime shorter than an hour, or not a duration", () => {
-    const withTtl = (unusedClientTtl: unknown) =>
-      validateConfig({ upstream, authServer: { login: { apiKey: {} }, clients: { unusedClientTtl } } }, {});
+    const withTtl = (unusedClientTtl: unknown, refreshTtl = "1h") =>
+      validateConfig(
+        {
+          upstream,
+          authServer: { login: { apiKey: {} }, clients: { unusedClientTtl }, tokens: { refreshTtl } },
+        },
+        {},
+      );
     expect(() => withTtl("59m")).toThrow(/authServer.clients.unusedClientTtl.*at least 1h/s);
     expect(() => withTtl("soon")).toThrow(/authServer.clients.unusedClientTtl/);
     expect(withTtl("1h").authServer?.clients.unusedClientTtl).toBe("1h");
+    // Shorter than the refresh tokens' life: an idle client's refresh tokens would be stranded.
+    expect(() => withTtl("7d", "30d")).toThrow(/unusedClientTtl must be at least tokens.refreshTtl/);
+    expect(withTtl("30d", "30d").authServer?.clients.unusedClientTtl).toBe("30d");
   });
 
   it("takes the IdP secret from the environment", () => {

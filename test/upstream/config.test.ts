@@ -96,6 +96,14 @@ describe("upstreams: and identity: (DESIGN.md §9)", () => {
       expect(invalid({ upstreams: [{ name: "x", path: "/x" }] })).toMatch(/exactly one/);
     });
 
+    it("envAllow naming a secret of the gateway's own", () => {
+      for (const name of ["MCPGATE_SIGNING_KEY_SECRET", "MCPGATE_KEY_PEPPER", "MCP_API_KEY"])
+        expect(invalid({ upstreams: [{ ...files, envAllow: ["HOME", name] }] })).toMatch(
+          /upstreams\.0\.envAllow\.1.*a child never gets it/,
+        );
+      expect(validateConfig({ upstreams: [{ ...files, envAllow: ["GITHUB_TOKEN"] }] }, null)).toBeTruthy();
+    });
+
     it("maxInFlightPerCaller on a stdio upstream (it has no connection pool to share)", () => {
       expect(invalid({ upstreams: [{ ...files, maxInFlightPerCaller: 4 }] })).toMatch(
         /upstreams\.0\.maxInFlightPerCaller.*maxChildrenPerPrincipal/,
