@@ -1,6 +1,7 @@
-import pg from "pg";
+import type pg from "pg";
 import type { AuditEvent } from "../core/audit-event.js";
 import { McpGateError } from "../core/errors.js";
+import { openPostgresPool, postgresSchema } from "./pg-common.js";
 
 /**
  * The audit trail's PostgreSQL table, used when PostgreSQL holds the API keys: one row per event in
@@ -27,7 +28,6 @@ export interface PostgresAuditSink {
   close(): Promise<void>;
 }
 
-const SCHEMA_RE = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 const COLUMNS = [
   "time",
   "type",
@@ -58,11 +58,7 @@ function unavailable(err: unknown): McpGateError {
  * const trail = createAuditTrail({ sinks: [sink] });
  */
 export function createPostgresAuditSink(options: PostgresAuditSinkOptions): PostgresAuditSink {
-  const schema = options?.schema ?? "mcpgate";
-  if (!SCHEMA_RE.test(schema))
-    throw new TypeError("createPostgresAuditSink: schema must match [A-Za-z_][A-Za-z0-9_]*");
-  if (!options.pool && typeof options.connectionString !== "string")
-    throw new TypeError("createPostgresAuditSink: connectionString or pool is required");
+  const schema = postgresSchema(options, "postgres audit table");
   const s = `"${schema}"`;
   const table = `${s}.audit_events`;
   const ownsPool = !options.pool;
@@ -78,12 +74,7 @@ export function createPostgresAuditSink(options: PostgresAuditSinkOptions): Post
     name: "postgres",
     async init() {
       if (!pool) {
-        pool = new pg.Pool({
-          connectionString: options.connectionString,
-          max: options.max ?? 2,
-          connectionTimeoutMillis: 5000,
-        });
-        pool.on("error", () => {});
+        pool = openPostgresPool(options.connectionString!, options.max ?? 2);
       }
       let client: pg.PoolClient | undefined;
       try {

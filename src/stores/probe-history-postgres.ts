@@ -1,5 +1,6 @@
-import pg from "pg";
+import type pg from "pg";
 import { McpGateError } from "../core/errors.js";
+import { openPostgresPool, postgresSchema } from "./pg-common.js";
 import {
   type EventRow,
   type HistoryStore,
@@ -10,8 +11,6 @@ import {
   rowToRecord,
 } from "./probe-history.js";
 
-const SCHEMA_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
-
 /**
  * Probe history in PostgreSQL, for several monitors sharing one history or a managed database.
  * Tables `monitor_results` and `monitor_events` in `schema` (default `mcpgate`).
@@ -21,12 +20,10 @@ const SCHEMA_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
  * await history.init();
  */
 export function createPostgresHistory(options: { connectionString: string; schema?: string }): HistoryStore {
-  const schema = options.schema ?? "mcpgate";
-  if (!SCHEMA_RE.test(schema))
-    throw new TypeError("createPostgresHistory: schema must match [A-Za-z_][A-Za-z0-9_]*");
+  const schema = postgresSchema(options, "postgres probe history");
   const s = `"${schema}"`;
-  const pool = new pg.Pool({ connectionString: options.connectionString, max: 4 });
-  pool.on("error", () => {}); // idle-client errors surface on the next query instead of crashing the process
+  // Bounded connection wait: an unreachable database fails the query rather than hanging it.
+  const pool = openPostgresPool(options.connectionString, 4);
   const query = async <R extends pg.QueryResultRow>(sql: string, values: unknown[] = []): Promise<R[]> => {
     try {
       return (await pool.query<R>(sql, values)).rows;

@@ -1,6 +1,6 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
 import { McpGateError } from "../core/errors.js";
 import {
   type EventRow,
@@ -11,6 +11,7 @@ import {
   rowToEvent,
   rowToRecord,
 } from "./probe-history.js";
+import { openSqlite } from "./sqlite-common.js";
 
 /**
  * Probe history in a SQLite file of its own (not the key store's): the monitor writes often and
@@ -41,10 +42,8 @@ export function createSqliteHistory(options: { path: string }): HistoryStore {
       if (db) return;
       guard(() => {
         if (options.path !== ":memory:") mkdirSync(dirname(options.path), { recursive: true });
-        const d = new Database(options.path);
-        d.pragma("journal_mode = WAL");
-        d.pragma("busy_timeout = 5000");
-        d.exec(`CREATE TABLE IF NOT EXISTS monitor_results (
+        db = openSqlite(options.path, 5000, (d) =>
+          d.exec(`CREATE TABLE IF NOT EXISTS monitor_results (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             target TEXT NOT NULL, at INTEGER NOT NULL, status TEXT NOT NULL, http_status INTEGER NOT NULL,
             latency_ms REAL NOT NULL, tools INTEGER, schema_hash TEXT, challenge TEXT NOT NULL,
@@ -53,8 +52,8 @@ export function createSqliteHistory(options: { path: string }): HistoryStore {
           CREATE TABLE IF NOT EXISTS monitor_events (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             target TEXT NOT NULL, at INTEGER NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL, detail TEXT NOT NULL);
-          CREATE INDEX IF NOT EXISTS monitor_events_target_at ON monitor_events (target, at);`);
-        db = d;
+          CREATE INDEX IF NOT EXISTS monitor_events_target_at ON monitor_events (target, at);`),
+        );
       });
     },
     async record(r) {
