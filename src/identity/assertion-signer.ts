@@ -9,6 +9,9 @@ import type { Identity } from "../core/identity.js";
 import type { SigningKeySet, SigningKeyStore } from "../stores/signing-keys.js";
 import { createTtlCache, singleFlight } from "./ttl-cache.js";
 
+/** Longest a key set read from the store keeps signing while every refresh fails. */
+const MAX_STALE_KEYS_MS = 10 * 60_000;
+
 /** The longest assertion lifetime (DESIGN.md §9: `identity.ttl` at most 1h). */
 export const MAX_ASSERTION_TTL_MS = 3_600_000;
 
@@ -81,7 +84,8 @@ export function createAssertionSigner(options: AssertionSignerOptions): Assertio
   const once = singleFlight<string>();
   const stats: AssertionSignerStats = { signed: 0, cached: 0 };
   const importedKeys = new Map<string, Promise<SigningKeyHandle>>();
-  let keySet: { set: SigningKeySet; until: number } | undefined;
+  /** The key set in use: until when it is reused, and when it was last read from the store. */
+  let keySet: { set: SigningKeySet; until: number; readAt: number } | undefined;
   let keyLoad: Promise<SigningKeySet> | undefined;
 
   async function currentKeys(): Promise<SigningKeySet> {
@@ -90,14 +94,15 @@ export function createAssertionSigner(options: AssertionSignerOptions): Assertio
       .current()
       .then(
         (set) => {
-          keySet = { set, until: now() + keyRefreshMs };
+          keySet = { set, until: now() + keyRefreshMs, readAt: now() };
           return set;
         },
         (err) => {
           // A key store that fails a refresh (a failover, a busy SQLite file) does not stop signing:
-          // the last key set read keeps serving until a refresh succeeds. Without one, it is an error.
-          if (!keySet) throw err;
-          keySet = { set: keySet.set, until: now() + keyRefreshMs };
+          // the last key set read keeps serving, for at most MAX_STALE_KEYS_MS — past that a
+          // rotation made elsewhere may have retired its key, and signing fails closed.
+          if (!keySet || now() - keySet.readAt > MAX_STALE_KEYS_MS) throw err;
+          keySet = { ...keySet, until: now() + keyRefreshMs };
           return keySet.set;
         },
       )

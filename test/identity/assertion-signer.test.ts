@@ -161,7 +161,7 @@ describe("identity assertions (DESIGN.md §9)", () => {
     await verify(signer, after, t);
   });
 
-  it("keeps signing with the last key set read when a refresh fails, and fails only with none", async () => {
+  it("keeps signing with the last key set read when a refresh fails, for ten minutes, and fails with none", async () => {
     let t = Date.now();
     const keys = createMemorySigningKeyStore({ now: () => t });
     await keys.init();
@@ -172,6 +172,12 @@ describe("identity assertions (DESIGN.md §9)", () => {
     const later = await signer.sign({ identity: alice, audience: AUD, sessionId: "after-outage" });
     expect(decodeProtectedHeader(later).kid).toBe(decodeProtectedHeader(first).kid);
     await verify(signer, later, t);
+    // Not for ever: ten minutes after the last good read, a rotation elsewhere may have retired
+    // that key — signing fails closed.
+    t += 10 * 60_000;
+    await expect(
+      signer.sign({ identity: alice, audience: AUD, sessionId: "long-outage" }),
+    ).rejects.toMatchObject({ code: "ERR_STORE_UNAVAILABLE" });
     const cold = createAssertionSigner({ keys, issuer: ISS, now: () => t });
     await expect(cold.sign({ identity: alice, audience: AUD })).rejects.toMatchObject({
       code: "ERR_STORE_UNAVAILABLE",
