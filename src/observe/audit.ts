@@ -21,7 +21,8 @@ export interface AuditTrailOptions {
   sinks: AuditSink[];
   /**
    * `auth_success` is recorded at most once per (actor, source IP) in this interval, so the trail
-   * shows who came from where without one line per request. 0 records every success. Default 60 000.
+   * shows who came from where without one line per request; `oauth_token_refused` at most once per
+   * (source, reason, client). 0 records every one. Default 60 000.
    */
   successIntervalMs?: number;
   /** Events waiting beyond this are dropped, oldest first (a stuck sink cannot grow memory). Default 10 000. */
@@ -107,9 +108,21 @@ export function createAuditTrail(options: AuditTrailOptions): AuditTrail {
   let dropped = 0;
   let closed = false;
 
+  /**
+   * Events anyone can cause at request rate are sampled: one line per (actor, source) per interval
+   * for accepted credentials, and per (source, reason, client) for refusals at the authorization
+   * server's token endpoint, which an anonymous caller can send without limit.
+   */
+  function sampleKey(e: AuditEvent): string | undefined {
+    if (e.type === "auth_success") return `s|${e.actor ?? ""}|${e.ip ?? ""}`;
+    if (e.type === "oauth_token_refused")
+      return `t|${e.ip ?? ""}|${e.reason ?? ""}|${e.detail?.client ?? ""}`;
+    return undefined;
+  }
+
   function sampledOut(e: AuditEvent): boolean {
-    if (e.type !== "auth_success" || successIntervalMs === 0) return false;
-    const key = `${e.actor ?? ""}|${e.ip ?? ""}`;
+    const key = successIntervalMs === 0 ? undefined : sampleKey(e);
+    if (key === undefined) return false;
     const t = now();
     const prev = lastSuccess.get(key);
     if (prev !== undefined && t - prev < successIntervalMs) return true;

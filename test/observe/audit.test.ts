@@ -65,6 +65,37 @@ describe("audit trail to a JSON-lines file", () => {
     ]);
   });
 
+  it("keeps one oauth_token_refused per source, reason and client per interval (anyone can send them)", () => {
+    let t = 0;
+    const seen: string[] = [];
+    const trail = createAuditTrail({
+      sinks: [],
+      now: () => t,
+      onEvent: (e) => seen.push(`${e.ip}:${e.reason}`),
+    });
+    const refused = (ip: string, reason: string, client = "c1") =>
+      trail.record({
+        type: "oauth_token_refused",
+        time: time(),
+        ip,
+        reason,
+        detail: { client, grant: "refresh_token" },
+      });
+    for (let i = 0; i < 1000; i++) refused("203.0.113.9", "invalid_grant");
+    refused("203.0.113.9", "invalid_client");
+    refused("203.0.113.9", "invalid_grant", "c2");
+    refused("203.0.113.10", "invalid_grant");
+    t += 60_000;
+    refused("203.0.113.9", "invalid_grant");
+    expect(seen).toEqual([
+      "203.0.113.9:invalid_grant",
+      "203.0.113.9:invalid_client",
+      "203.0.113.9:invalid_grant",
+      "203.0.113.10:invalid_grant",
+      "203.0.113.9:invalid_grant",
+    ]);
+  });
+
   it("scrubs anything shaped like a key or a token from event text, keeping the key's public prefix", () => {
     expect(scrubText("bad mcpg_7Hq2xK9a_abcdefghijklmnopqrstuvwxyz012345 here")).toBe(
       "bad mcpg_7Hq2xK9a_[redacted] here",
