@@ -94,7 +94,6 @@ async function forwardThrough(mount: Mount, entry: Entry): Promise<ForwardResult
     owner: entry.owner,
     headers: {},
     meta: {},
-    env: {},
   };
   if (mount.identity) {
     let id: UpstreamIdentity;
@@ -108,8 +107,10 @@ async function forwardThrough(mount: Mount, entry: Entry): Promise<ForwardResult
       return { result: "identity_unavailable" };
     }
     Object.assign(ctx.headers, id.headers);
-    Object.assign(ctx.env, id.env);
-    if (id.spawnEnv) ctx.spawnEnv = id.spawnEnv;
+    // A stdio child's identity environment, fixed or made when the child starts: one way for both.
+    const fixed = id.env;
+    const made = id.spawnEnv;
+    if (fixed || made) ctx.spawnEnv = async () => ({ ...fixed, ...(made ? await made() : {}) });
     if (id.expiresAt !== undefined) entry.owner.endAt(id.expiresAt, "upstream");
   }
   const next = (c: ForwardContext) => mount.upstream.forward(c);

@@ -26,8 +26,6 @@ export interface ForwardContext extends Entry {
   readonly headers: Record<string, string>;
   /** Extra `params._meta` entries for every forwarded request (stdio: `traceparent`). */
   readonly meta: Record<string, string>;
-  /** Extra environment for a stdio child started for this request's session (identity hook). */
-  readonly env: Record<string, string>;
   /**
    * The identity environment of a stdio child, made only when one is started (a session's, or a
    * pooled 2026-era one): requests that start no child sign nothing. Throws when it cannot be made.

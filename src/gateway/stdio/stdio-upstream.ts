@@ -162,21 +162,26 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
       return { result: "refused", upstreamMs: elapsed() };
     }
     const principal = admission.identity.principal;
+    // The caller's share of children is taken (its own sessions): it waits, nobody else does.
+    // Checked before the child's identity is signed (a refused initialize costs no signature), and
+    // again after (others may have started meanwhile).
+    const atShare = () => {
+      if (closing || childrenOf(principal) < perPrincipal) return false;
+      owner.refuse({ kind: "session_limit", scope: "principal", retryAfterSec: nextFreeSec(principal) });
+      return true;
+    };
+    if (atShare()) return { result: "refused", upstreamMs: elapsed() };
     // The child's identity (its own assertion), made before any room is taken for it.
-    let env = ctx.env;
+    let env: Record<string, string> | undefined;
     if (ctx.spawnEnv) {
       try {
-        env = { ...env, ...(await ctx.spawnEnv()) };
+        env = await ctx.spawnEnv();
       } catch {
         owner.refuse({ kind: "identity_unavailable" });
         return { result: "identity_unavailable", upstreamMs: elapsed() };
       }
     }
-    if (!closing && childrenOf(principal) >= perPrincipal) {
-      // The caller's share of children is taken (its own sessions): it waits, nobody else does.
-      owner.refuse({ kind: "session_limit", scope: "principal", retryAfterSec: nextFreeSec(principal) });
-      return { result: "refused", upstreamMs: elapsed() };
-    }
+    if (atShare()) return { result: "refused", upstreamMs: elapsed() };
     if (closing || !children.makeRoom()) {
       owner.refuse({ kind: "capacity", message: "no stdio upstream slot free" });
       return { result: "refused", upstreamMs: elapsed() };
