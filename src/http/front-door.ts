@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { HttpResponseSpec } from "../core/challenge.js";
+import { isoNow } from "../core/clock.js";
 import type { RequestSummary } from "../core/contracts.js";
 import { displayOf, redactSessionId } from "../core/identity.js";
 import type { Admission, Gate, ResponsePlan } from "../gate/gate.js";
@@ -215,7 +216,7 @@ async function serveMcpRequest(
       if (event === "upstream_credentials" || ended) {
         gate.options.observer?.audit?.({
           type: ended ? "stream_ended" : "upstream_credentials",
-          time: new Date().toISOString(),
+          time: isoNow(),
           actor: summary.principal,
           requestId,
           ip: admission.ip,

@@ -590,6 +590,24 @@ describe("stdio upstream: 2026-era stateless requests", () => {
     expect(await scopesSeen("alice-wide")).toBe("read admin");
   });
 
+  it("answers 502 (-31008) and starts no child when the child's identity cannot be made, for sessions and the pool", async () => {
+    gw = await startStdioGateway({
+      identity: async () => ({
+        ok: true,
+        spawnEnv: async () => {
+          throw new Error("key store down");
+        },
+      }),
+    });
+    const session = await rawPost(gw.url, KEYS.alice, INIT);
+    expect(session.status).toBe(502);
+    expect(await session.json()).toMatchObject({ error: { code: -31008 } });
+    const pooled = await sleep2026(gw, 1, KEYS.alice, 10);
+    expect(pooled.status).toBe(502);
+    expect(await pooled.json()).toMatchObject({ error: { code: -31008 } });
+    expect(gw.upstream.childPids()).toEqual([]);
+  });
+
   it("maps a client's cancellation to the id the child saw for that request (sessions rewrite ids)", async () => {
     gw = await startStdioGateway();
     const { client } = await connectClient(gw.url, KEYS.alice);
