@@ -1,5 +1,6 @@
 import type { ServerResponse } from "node:http";
 import type { Denial } from "../core/outcome.js";
+import { formatSseEvent } from "../mcp/sse.js";
 
 /**
  * The two ways a stdio child's messages answer an HTTP request: an SSE stream (event by event,
@@ -45,7 +46,7 @@ export class SseChannel implements Channel {
   }
   send(text: string): boolean {
     if (this.#res.writableEnded || this.#res.destroyed) return true;
-    return this.#res.write(`event: message\ndata: ${text}\n\n`);
+    return this.#res.write(formatSseEvent(text, MESSAGE));
   }
   drained(): Promise<void> {
     return this.#owner.drained();
@@ -54,6 +55,9 @@ export class SseChannel implements Channel {
     if (!this.#res.writableEnded) this.#res.end();
   }
 }
+
+/** Every event the gateway writes is a `message` (what the SDK's transports write). */
+const MESSAGE = { event: "message" } as const;
 
 /** A JSON answer: messages are collected and written as one object (or an array) at the end. */
 export class JsonChannel implements Channel {
