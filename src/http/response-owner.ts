@@ -186,7 +186,8 @@ class Owner implements ResponseOwner, RelayHost, ChannelHost {
     this.#abort();
     if (what === "credential") this.#o.onEvent?.("lifetime_ended");
     if (this.#res.headersSent) this.endStream();
-    else this.refuse(what === "credential" ? { kind: "credential_expired" } : { kind: "identity_unavailable" });
+    else
+      this.refuse(what === "credential" ? { kind: "credential_expired" } : { kind: "identity_unavailable" });
   }
 
   /** At the caller's credential expiry and the gate's watchers (key revocation), end the stream. */
