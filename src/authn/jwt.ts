@@ -1,10 +1,10 @@
 import {
   type CryptoKey,
   decodeJwt,
-  decodeProtectedHeader,
   type JWTPayload,
   type JWTVerifyGetKey,
   type JWTVerifyOptions,
+  type JWTVerifyResult,
   jwtVerify,
 } from "jose";
 import { isMcpGateError, McpGateError } from "../core/errors.js";
@@ -270,13 +270,18 @@ function createIssuerState(
   return state;
 }
 
+/**
+ * jwtVerify with the issuer's keys. The whole result is returned: its `protectedHeader` (decoded
+ * and verified with the signature) names the `kid` the cache binding needs, so the header is not
+ * decoded a second time.
+ */
 async function verifyWithKeys(
   token: string,
   getKey: JWTVerifyGetKey,
   options: JWTVerifyOptions,
-): Promise<JWTPayload> {
+): Promise<JWTVerifyResult> {
   try {
-    return (await jwtVerify(token, getKey, options)).payload;
+    return await jwtVerify(token, getKey, options);
   } catch (err) {
     // Several keys fit a token without `kid` (jose v6 leaves the choice to us): try each in turn.
     const iterable = err as Partial<AsyncIterable<CryptoKey>> & { code?: string };
@@ -284,7 +289,7 @@ async function verifyWithKeys(
     let last: unknown = err;
     for await (const key of iterable as AsyncIterable<CryptoKey>) {
       try {
-        return (await jwtVerify(token, key, options)).payload;
+        return await jwtVerify(token, key, options);
       } catch (e) {
         last = e;
         if ((e as { code?: string }).code !== "ERR_JWS_SIGNATURE_VERIFICATION_FAILED") break;
@@ -354,12 +359,13 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
     }
     // No JWKS but introspection: the AS answers for its JWTs too. Its outage throws ERR_INTROSPECTION (→ 503).
     if (!getKey) return state.introspect ? state.introspect.verify(token) : { ok: false, reason: "no_key" };
-    let payload: JWTPayload;
+    let verified: JWTVerifyResult;
     try {
-      payload = await verifyWithKeys(token, getKey, state.verifyOptions);
+      verified = await verifyWithKeys(token, getKey, state.verifyOptions);
     } catch (err) {
       return { ok: false, reason: reasonForJoseError(err) };
     }
+    const { payload, protectedHeader } = verified;
     if (typeof payload.sub !== "string" || payload.sub === "" || typeof payload.exp !== "number") {
       return { ok: false, reason: "invalid" };
     }
@@ -377,7 +383,7 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
       expiresAt: payload.exp,
     });
     if (state.source) {
-      const kid = decodeProtectedHeader(token).kid;
+      const kid = protectedHeader.kid;
       bindings.set(identity, state.source.binding(typeof kid === "string" ? kid : undefined));
     }
     return { ok: true, identity };
