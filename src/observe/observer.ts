@@ -59,6 +59,19 @@ function errorCode(err: unknown): string {
 }
 
 /**
+ * An audit event as a log line: `trace_id` at the top level, where every line written inside a
+ * request has it (docs/observability.md, docs/tracing.md), and not a second time inside `audit`.
+ * The event itself keeps it for the sinks (the file, the table's `trace_id` column).
+ *
+ * @example auditLogLine({ type: "denied", time, trace_id: "4bf9…" }) // { trace_id: "4bf9…", audit: { type: "denied", time } }
+ */
+function auditLogLine(event: AuditEvent): { audit: Omit<AuditEvent, "trace_id">; trace_id?: string } {
+  const { trace_id, ...audit } = event;
+  // Set only when known: an undefined field would override the mixin's `trace_id` when merged.
+  return trace_id === undefined ? { audit } : { trace_id, audit };
+}
+
+/**
  * Build the observer.
  *
  * @example
@@ -80,9 +93,10 @@ export function createObserver(options: ObserverOptions = {}): Observer {
     onEvent(event) {
       metrics?.auditEvent(event.type);
       if (!logger) return;
-      if (WARN_EVENTS.has(event.type)) logger.warn({ audit: event }, "audit");
-      else if (event.type === "auth_success") logger.debug({ audit: event }, "audit");
-      else logger.info({ audit: event }, "audit");
+      const line = auditLogLine(event);
+      if (WARN_EVENTS.has(event.type)) logger.warn(line, "audit");
+      else if (event.type === "auth_success") logger.debug(line, "audit");
+      else logger.info(line, "audit");
     },
     onError(sink, err) {
       metrics?.auditError(sink);

@@ -10,8 +10,11 @@ import {
   TracerProvider,
 } from "@opentelemetry/sdk-trace";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { AuditEvent } from "../../src/core/audit-event.js";
 import { createAssertionSigner } from "../../src/identity/assertion-signer.js";
 import { createUpstreamIdentity } from "../../src/identity/upstream-identity.js";
+import { createLogger } from "../../src/observe/logger.js";
+import { createObserver } from "../../src/observe/observer.js";
 import { activeTraceId, startRequestSpan, traceLogFields } from "../../src/observe/tracing.js";
 import { traceAuthHttpCalls } from "../../src/observe/tracing-http.js";
 import { startUpstreamSpan, withTraceMeta } from "../../src/observe/tracing-upstream.js";
@@ -22,6 +25,7 @@ import {
   traceVerifier,
 } from "../../src/observe/tracing-wrappers.js";
 import { openSigningKeyStore } from "../../src/stores/signing-keys.js";
+import { captureStream } from "../helpers/gateway.js";
 
 /**
  * The library's tracing (src/observe/tracing*.ts) against the official SDK with its in-memory
@@ -413,5 +417,41 @@ describe("the upstream call", () => {
       method: "notifications/initialized",
       params: { _meta: { traceparent: "00-a" } },
     });
+  });
+});
+
+describe("logs and audit events lead to their trace", () => {
+  it("writes an audit log line with trace_id once, at the top level as on the request line, and keeps it for the sinks", async () => {
+    const lines: string[] = [];
+    const stored: AuditEvent[] = [];
+    const observer = createObserver({
+      logger: createLogger({ level: "info", destination: captureStream(lines) }),
+      auditSinks: [
+        { name: "memory", write: async (events) => void stored.push(...events), close: async () => {} },
+      ],
+    });
+    const t = startRequestSpan({ method: "POST", path: "/mcp", headers: {} });
+    t.run(() => observer.audit({ type: "denied", time: new Date().toISOString(), actor: "mcpg_Ab3dEf9h" }));
+    t.end({ status: 403, decision: "tool_denied" });
+    await observer.flush();
+
+    const line = lines.find((l) => JSON.parse(l).msg === "audit")!;
+    expect(line.match(/"trace_id"/g)).toHaveLength(1);
+    const entry = JSON.parse(line);
+    expect(entry.trace_id).toBe(t.traceId);
+    expect(entry.audit).toEqual({ type: "denied", time: expect.any(String), actor: "mcpg_Ab3dEf9h" });
+    // The file and the table's `trace_id` column still get it.
+    expect(stored).toEqual([expect.objectContaining({ type: "denied", trace_id: t.traceId })]);
+  });
+
+  it("puts an event's own trace_id at the top level of its line outside a traced request", () => {
+    const lines: string[] = [];
+    const observer = createObserver({
+      logger: createLogger({ level: "info", destination: captureStream(lines) }),
+    });
+    observer.audit({ type: "denied", time: new Date().toISOString(), trace_id: REMOTE_TRACE });
+    const entry = JSON.parse(lines[0]!);
+    expect(entry.trace_id).toBe(REMOTE_TRACE);
+    expect(entry.audit).not.toHaveProperty("trace_id");
   });
 });
