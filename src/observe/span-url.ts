@@ -2,8 +2,9 @@
  * What a span may say about a URL it called (`url.full`, OpenTelemetry HTTP semantic conventions,
  * which ask instrumentations to scrub what they can tell is sensitive): scheme, host and path — no
  * userinfo, no query, no fragment — and every run of a path that looks like a credential replaced
- * by `REDACTED`. Some hosted MCP servers put the caller's key in the URL path
- * (`https://mcp.example.com/k/3f9a…/mcp`); such an upstream URL must not reach a trace whole.
+ * by `REDACTED`, and so is every label of the host that looks like one. Some hosted MCP servers put
+ * the caller's key in the URL path (`https://mcp.example.com/k/3f9a…/mcp`), some in a subdomain
+ * (`https://sk-live-3f9a….tenant.example.com/mcp`); such an upstream URL must not reach a trace whole.
  */
 
 /**
@@ -25,7 +26,37 @@ function scrubPath(path: string): string {
 }
 
 /**
+ * The parts of a host label that read as words or numbers: letters (under 24), digits (under 16,
+ * as in `ip-10-0-1-23`), or short mixed tokens (`ec2`, `us1`, `k8s`). A host label is letters,
+ * digits and hyphens only (RFC 1123 §2.1), so a hyphen is where its words part:
+ * `authentication-service-production` reads as words, `sk-live-3f9a…` does not.
+ */
+const READABLE_PART = /^(?:[a-z]{0,23}|\d{1,15}|[a-z0-9]{1,4})$/i;
+
+/**
+ * The path's rule applied to one DNS label: a label of 16+ characters with a digit, or 24+ without,
+ * is a credential unless every hyphen-separated part of it reads as a word or a number.
+ * IDNA A-labels (`xn--…`, RFC 5890 §2.3.2.1) are encoded names, not keys.
+ */
+function scrubLabel(label: string): string {
+  if (label.length < 16 || (label.length < 24 && !/\d/.test(label))) return label;
+  if (/^xn--/i.test(label)) return label;
+  return label.split("-").every((part) => READABLE_PART.test(part)) ? label : "REDACTED";
+}
+
+/**
+ * A host name with each credential-like label replaced by `REDACTED`, for `url.full` and
+ * `server.address` (`sk-live-abcdef0123456789abcdef.tenant.example.com` would carry the key into
+ * every trace). IP literals are returned as they are.
+ */
+function scrubHost(hostname: string): string {
+  if (hostname.startsWith("[") || /^[\d.]+$/.test(hostname)) return hostname;
+  return hostname.split(".").map(scrubLabel).join(".");
+}
+
+/**
  * `url.full`, `server.address` and `server.port` for a span; undefined when `raw` is not a URL.
+ * Credential-like runs of the path and credential-like labels of the host read `REDACTED`.
  *
  * @example spanUrl("https://u:p@mcp.example.com/k/3f9a1c2e5b7d9f11/mcp?x=1")
  * // { full: "https://mcp.example.com/k/REDACTED/mcp", host: "mcp.example.com" }
@@ -38,9 +69,10 @@ export function spanUrl(raw: string): { full: string; host: string; port?: numbe
     return undefined;
   }
   const port = u.port ? Number(u.port) : undefined;
+  const host = scrubHost(u.hostname);
   return {
-    full: `${u.protocol}//${u.host}${scrubPath(u.pathname)}`,
-    host: u.hostname,
+    full: `${u.protocol}//${host}${u.port ? `:${u.port}` : ""}${scrubPath(u.pathname)}`,
+    host,
     ...(port ? { port } : {}),
   };
 }

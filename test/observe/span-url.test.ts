@@ -26,6 +26,44 @@ describe("spanUrl", () => {
     expect(spanUrl(raw)?.full).toBe(raw);
   });
 
+  it.each([
+    ["https://sk-live-abcdef0123456789abcdef.tenant.example.com/mcp", "REDACTED.tenant.example.com"],
+    [`https://${KEY}.mcp.example.com/mcp`, "REDACTED.mcp.example.com"],
+    ["https://3f9a1c2e-5b7d-4f11-aa42-1234567890ab.mcp.example.com/mcp", "REDACTED.mcp.example.com"],
+    ["https://tenant.abcdefghijklmnopqrstuvwxyz.example.com/mcp", "tenant.REDACTED.example.com"],
+    ["https://sk-live-abcdef0123456789abcdef.example.com:8443/k/mcp", "REDACTED.example.com"],
+  ])("scrubs a key in the host name of %s, in url.full and server.address", (raw, host) => {
+    const url = spanUrl(raw);
+    expect(url?.host).toBe(host);
+    expect(url?.full.startsWith(`https://${host}`)).toBe(true);
+    expect(url?.full).not.toMatch(/0123456789|3f9a1c2e|abcdefghijklmnop/);
+  });
+
+  it("keeps the port after a scrubbed host", () => {
+    expect(spanUrl("https://sk-live-abcdef0123456789abcdef.example.com:8443/mcp")).toEqual({
+      full: "https://REDACTED.example.com:8443/mcp",
+      host: "REDACTED.example.com",
+      port: 8443,
+    });
+  });
+
+  it.each([
+    ["https://mcp.example.com/mcp", "mcp.example.com"],
+    ["http://127.0.0.1:3001/mcp", "127.0.0.1"],
+    ["http://[::1]:3001/mcp", "[::1]"],
+    ["http://my-service-01.internal/mcp", "my-service-01.internal"],
+    [
+      "https://authentication-service-production.example.com/mcp",
+      "authentication-service-production.example.com",
+    ],
+    ["http://ip-172-31-22-145.ec2.internal/mcp", "ip-172-31-22-145.ec2.internal"],
+    ["http://ec2-54-123-45-67.compute-1.amazonaws.com/mcp", "ec2-54-123-45-67.compute-1.amazonaws.com"],
+    ["https://xn--eckwd4c7cu47r2wfqw7a0ecl32k.jp/mcp", "xn--eckwd4c7cu47r2wfqw7a0ecl32k.jp"],
+  ])("keeps the ordinary host name of %s", (raw, host) => {
+    expect(spanUrl(raw)?.host).toBe(host);
+    expect(spanUrl(raw)?.full).toBe(raw);
+  });
+
   it("gives the host and port apart, and nothing for what is not a URL", () => {
     expect(spanUrl("http://127.0.0.1:3001/mcp")).toEqual({
       full: "http://127.0.0.1:3001/mcp",

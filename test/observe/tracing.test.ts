@@ -383,6 +383,26 @@ describe("the upstream call", () => {
     expect(allSpanStrings()).not.toContain("4f9a1c2e5b7d9f11");
   });
 
+  it("says neither in url.full nor in server.address a key that stands in the upstream's host name", () => {
+    const t = startRequestSpan({ method: "POST", path: "/mcp", headers: {} });
+    t.run(() => {
+      const up = startUpstreamSpan({
+        upstream: "notes",
+        transport: "http",
+        url: "https://sk-live-abcdef0123456789abcdef.tenant.example.com:8443/mcp",
+      });
+      up.end({ status: 200 });
+    });
+    t.end({ status: 200, decision: "allow" });
+    const client = spans().find((s) => s.kind === SpanKind.CLIENT);
+    expect(client?.attributes).toMatchObject({
+      "url.full": "https://REDACTED.tenant.example.com:8443/mcp",
+      "server.address": "REDACTED.tenant.example.com",
+      "server.port": 8443,
+    });
+    expect(allSpanStrings()).not.toContain("0123456789abcdef");
+  });
+
   it("gives a stdio upstream the trace context in params._meta, replacing the client's", () => {
     const t = startRequestSpan({ method: "POST", path: "/mcp", headers: {} });
     const message = {
