@@ -112,36 +112,49 @@ async function resolveAll(host: string): Promise<string[]> {
   return (await lookup(host, { all: true, verbatim: true })).map((a) => a.address);
 }
 
-/**
- * A fixed-window counter per source address, bounded in memory: registrations (RFC 7591) cost a
- * database row each, so one address may register only `limit` clients per window.
- *
- * @example const rl = createWindowLimiter({ limit: 10, windowMs: 60_000 }); rl.take("10.0.0.1") // true
- */
-export function createWindowLimiter(options: {
+/** One budget of {@link createWindowLimiter}: a key and the units it allows per window. */
+export interface WindowBudget {
+  key: string;
   limit: number;
-  windowMs: number;
-  maxSources?: number;
-  now?: () => number;
-}): { take(source: string): boolean } {
+}
+
+/**
+ * Fixed-window counters, bounded in memory: registrations (RFC 7591) cost a database row each, so a
+ * source may register only so many clients per window. `take` takes one unit from every budget it
+ * is given, or from none: a caller refused by one budget spends nothing of the others.
+ *
+ * @example
+ * const rl = createWindowLimiter({ windowMs: 60_000 });
+ * rl.take([{ key: "10.0.0.1", limit: 10 }]); // true
+ */
+export function createWindowLimiter(options: { windowMs: number; maxSources?: number; now?: () => number }): {
+  take(budgets: readonly WindowBudget[]): boolean;
+} {
   const now = options.now ?? Date.now;
   const maxSources = options.maxSources ?? 10_000;
   const windows = new Map<string, { start: number; count: number }>();
+  const open = (t: number, key: string) => {
+    const w = windows.get(key);
+    return w && t - w.start < options.windowMs ? w : undefined;
+  };
+  const untracked = (budgets: readonly WindowBudget[]) => budgets.filter((b) => !windows.has(b.key)).length;
   return {
-    take(source) {
+    take(budgets) {
       const t = now();
-      let w = windows.get(source);
-      if (!w || t - w.start >= options.windowMs) {
-        if (!w && windows.size >= maxSources) {
-          for (const [k, v] of windows) if (t - v.start >= options.windowMs) windows.delete(k);
-          // Still full: every tracked source is inside its window. Refuse newcomers rather than grow.
-          if (windows.size >= maxSources) return false;
-        }
-        w = { start: t, count: 0 };
-        windows.set(source, w);
+      if (budgets.some((b) => (open(t, b.key)?.count ?? 0) >= b.limit)) return false;
+      if (windows.size + untracked(budgets) > maxSources) {
+        for (const [k, v] of windows) if (t - v.start >= options.windowMs) windows.delete(k);
+        // Still full: every tracked source is inside its window. Refuse newcomers rather than grow.
+        if (windows.size + untracked(budgets) > maxSources) return false;
       }
-      if (w.count >= options.limit) return false;
-      w.count++;
+      for (const b of budgets) {
+        let w = open(t, b.key);
+        if (!w) {
+          w = { start: t, count: 0 };
+          windows.set(b.key, w);
+        }
+        w.count++;
+      }
       return true;
     },
   };
@@ -153,20 +166,50 @@ export function createWindowLimiter(options: {
  */
 export const registrationSourceKey = guardKeyOf;
 
+/**
+ * The /48 an IPv6 caller's registrations are also counted under, or `undefined` for an IPv4 (or
+ * IPv4-mapped) caller, who has only its address's budget. A /48 is what one end site, or one hosting
+ * customer, is routinely given (RFC 3177 §3; RFC 6177 allows /48 to /56): 65 536 /64s, so a budget
+ * per /64 alone would give whoever holds one 65 536 budgets.
+ *
+ * @example registrationSiteKey("2001:db8:1:2::a") // "2001:db8:1::/48"
+ */
+export function registrationSiteKey(source: string): string | undefined {
+  const slash64 = registrationSourceKey(source);
+  const prefix = slash64.endsWith("/64") ? slash64.slice(0, -"/64".length) : "";
+  // guardKeyOf writes a /64 in canonical form (RFC 5952 §4.2): its four zero groups last, as "::".
+  if (isIP(prefix) !== 6 || !prefix.endsWith("::")) return undefined;
+  const groups = prefix
+    .slice(0, -2)
+    .split(":")
+    .filter((g) => g !== "");
+  while (groups.length < 3) groups.push("0");
+  return `${new URL(`http://[${groups.slice(0, 3).join(":")}::]/`).hostname.slice(1, -1)}/48`;
+}
+
+/** How many times the per-source limit an IPv6 /48 gets when `ipv6Slash48Limit` is not set. */
+export const DEFAULT_IPV6_SLASH48_FACTOR = 4;
+
 /** Answer of {@link RegistrationLimiter.take}. */
 export type RegistrationAllowance = { ok: true } | { ok: false; retryAfterSec: number };
 
 /** Registrations (RFC 7591) allowed per source: each one costs a stored client. */
 export interface RegistrationLimiter {
-  /** Take one registration from the budget of the caller's address (keyed by {@link registrationSourceKey}). */
+  /**
+   * Take one registration from the budget of the caller's address (keyed by
+   * {@link registrationSourceKey}) and, for IPv6, of its /48 ({@link registrationSiteKey}): both or
+   * neither.
+   */
   take(source: string): Promise<RegistrationAllowance>;
 }
 
 /**
- * The per-source registration limit: `limit` per `windowMs`, per IPv4 address or IPv6 /64. With
- * `state` (the gateway's Redis state store with `state.redis`) the budgets are the store's GCRA
- * buckets, shared by every instance; without it, a fixed window in this process. A store outage
- * throws `ERR_STORE_UNAVAILABLE` (the caller refuses the registration: fail closed).
+ * The registration limit: `limit` per `windowMs` per IPv4 address or IPv6 /64, and
+ * `ipv6Slash48Limit` (default {@link DEFAULT_IPV6_SLASH48_FACTOR} × `limit`) per IPv6 /48, checked
+ * together. With `state` (the gateway's Redis state store with `state.redis`) the budgets are the
+ * store's GCRA buckets, shared by every instance and updated in one atomic step; without it, fixed
+ * windows in this process. A store outage throws `ERR_STORE_UNAVAILABLE` (the caller refuses the
+ * registration: fail closed).
  *
  * @example
  * const limiter = createRegistrationLimiter({ limit: 10, windowMs: 60_000 });
@@ -175,29 +218,40 @@ export interface RegistrationLimiter {
 export function createRegistrationLimiter(options: {
   limit: number;
   windowMs: number;
+  /** Registrations per IPv6 /48 per window. Default {@link DEFAULT_IPV6_SLASH48_FACTOR} × `limit`. */
+  ipv6Slash48Limit?: number;
   state?: Pick<StateStore, "admit">;
   now?: () => number;
 }): RegistrationLimiter {
   const { limit, windowMs, state } = options;
+  const siteLimit = options.ipv6Slash48Limit ?? DEFAULT_IPV6_SLASH48_FACTOR * limit;
+  if (!Number.isInteger(siteLimit) || siteLimit < 1)
+    throw new TypeError("registrationRateLimit.ipv6Slash48Limit must be a positive integer");
   const now = options.now ?? Date.now;
+  const budgetsOf = (source: string): WindowBudget[] => {
+    const site = registrationSiteKey(source);
+    const own = { key: registrationSourceKey(source), limit };
+    return site ? [own, { key: site, limit: siteLimit }] : [own];
+  };
   if (!state) {
-    const windows = createWindowLimiter({ limit, windowMs, now });
+    const windows = createWindowLimiter({ windowMs, now });
     const retryAfterSec = Math.max(1, Math.ceil(windowMs / 1000));
     return {
       async take(source) {
-        return windows.take(registrationSourceKey(source)) ? { ok: true } : { ok: false, retryAfterSec };
+        return windows.take(budgetsOf(source)) ? { ok: true } : { ok: false, retryAfterSec };
       },
     };
   }
   return {
     async take(source) {
-      const bucket = {
-        key: `rl:register:${registrationSourceKey(source)}`,
-        limit,
+      // One admit for both buckets: the store takes from all of them or from none (StateStore.admit).
+      const buckets = budgetsOf(source).map((b) => ({
+        key: `rl:register:${b.key}`,
+        limit: b.limit,
         windowMs,
         policy: "register",
-      };
-      const { rate } = await state.admit({ buckets: [bucket], nowMs: now() });
+      }));
+      const { rate } = await state.admit({ buckets, nowMs: now() });
       if (!rate || rate.ok) return { ok: true };
       return { ok: false, retryAfterSec: Math.max(1, Math.ceil(rate.retryAfterMs / 1000)) };
     },

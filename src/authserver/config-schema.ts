@@ -79,9 +79,20 @@ export const authServerSchema = z
         allowLoopbackMetadataDocuments: z.boolean().default(false),
         /** Most dynamically registered clients kept; registration beyond is refused. */
         maxRegistered: z.number().int().positive().default(10_000),
-        /** Registrations accepted per source address per window. */
+        /**
+         * Registrations accepted per source (an IPv4 address, an IPv6 /64) per window, and per IPv6
+         * /48 (`ipv6Slash48Limit`, default 4 × `limit`: one holder of a /48 has 65 536 /64s).
+         */
         registrationRateLimit: z
-          .strictObject({ limit: z.number().int().positive(), window: durationSchema })
+          .strictObject({
+            limit: z.number().int().positive(),
+            window: durationSchema,
+            ipv6Slash48Limit: z.number().int().positive().optional(),
+          })
+          .refine((r) => r.ipv6Slash48Limit === undefined || r.ipv6Slash48Limit >= r.limit, {
+            message: "must be at least registrationRateLimit.limit (a /48 holds many /64s)",
+            path: ["ipv6Slash48Limit"],
+          })
           .default({ limit: 10, window: "1m" }),
         /**
          * How long a registered client is kept while no code or token is issued to it (then it must

@@ -38,10 +38,16 @@ export interface AuthorizationServerOptions {
     allowLoopbackMetadataDocuments?: boolean;
     maxRegistered?: number;
     /**
-     * Registrations per source (an IPv4 address, an IPv6 /64) per window. `state`: where the budgets
-     * are kept (the gateway's Redis state store, shared by every instance); default this process.
+     * Registrations per source (an IPv4 address, an IPv6 /64) per window, and per IPv6 /48
+     * (`ipv6Slash48Limit`, default 4 × `limit`). `state`: where the budgets are kept (the gateway's
+     * Redis state store, shared by every instance); default this process.
      */
-    registrationRateLimit?: { limit: number; windowMs: number; state?: Pick<StateStore, "admit"> };
+    registrationRateLimit?: {
+      limit: number;
+      windowMs: number;
+      ipv6Slash48Limit?: number;
+      state?: Pick<StateStore, "admit">;
+    };
     /** Seconds a registered client is kept without a code or token issued to it. Default 30 days. */
     unusedClientTtlSec?: number;
   };

@@ -57,6 +57,25 @@ describe("authServer configuration", () => {
     expect(withTtl("30d", "30d").authServer?.clients.unusedClientTtl).toBe("30d");
   });
 
+  it("takes an IPv6 /48 registration limit, at least the per-source one, and passes none by default", () => {
+    const withLimit = (registrationRateLimit: unknown) =>
+      validateConfig(
+        { upstream, authServer: { login: { apiKey: {} }, clients: { registrationRateLimit } } },
+        {},
+      );
+    expect(
+      withLimit({ limit: 10, window: "1m", ipv6Slash48Limit: 25 }).authServer?.clients.registrationRateLimit,
+    ).toEqual({ limit: 10, window: "1m", ipv6Slash48Limit: 25 });
+    expect(withLimit({ limit: 10, window: "1m" }).authServer?.clients.registrationRateLimit).toEqual({
+      limit: 10,
+      window: "1m",
+    });
+    expect(() => withLimit({ limit: 10, window: "1m", ipv6Slash48Limit: 9 })).toThrow(
+      /authServer.clients.registrationRateLimit.ipv6Slash48Limit.*at least registrationRateLimit.limit/s,
+    );
+    expect(() => withLimit({ limit: 10, window: "1m", ipv6Slash48Limit: 0 })).toThrow(/ipv6Slash48Limit/);
+  });
+
   it("takes the IdP secret from the environment", () => {
     const c = validateConfig(
       {

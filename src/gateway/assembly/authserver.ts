@@ -103,8 +103,9 @@ export async function buildAuthServer(
       await shortLived.init();
       closers.push(() => shortLived!.close());
     }
-    // With state.redis, the registration budgets (per address or IPv6 /64) are shared by every
-    // instance: a caller spreading registrations over the instances gets one budget, not one each.
+    // With state.redis, the registration budgets (per address or IPv6 /64, and per IPv6 /48) are
+    // shared by every instance: a caller spreading registrations over the instances gets one budget,
+    // not one each.
     const shared = ctx.sharedState;
     const registrationState: Pick<StateStore, "admit"> | undefined =
       config.state.redis && shared
@@ -137,6 +138,9 @@ export async function buildAuthServer(
         registrationRateLimit: {
           limit: a.clients.registrationRateLimit.limit,
           windowMs: durationMs(a.clients.registrationRateLimit.window),
+          ...(a.clients.registrationRateLimit.ipv6Slash48Limit !== undefined
+            ? { ipv6Slash48Limit: a.clients.registrationRateLimit.ipv6Slash48Limit }
+            : {}),
           ...(registrationState ? { state: registrationState } : {}),
         },
         unusedClientTtlSec: Math.floor(durationMs(a.clients.unusedClientTtl) / 1000),
