@@ -86,6 +86,8 @@ const upstreamFields = {
   maxChildrenPerPrincipal: z.number().int().positive().optional(),
   /** HTTP: a principal's share of this upstream's 128 connections (docs/configuration.md); default a quarter. */
   maxInFlightPerCaller: z.number().int().positive().optional(),
+  /** HTTP: longest silence of a POST's SSE answer before the gateway gives it up (default 5m; 0s: none). */
+  streamIdleTimeout: duration.optional(),
   /** stdio: children kept for 2026-era stateless requests (docs/stdio.md). */
   poolSize: z.number().int().positive().optional(),
   /** stdio: time between SIGTERM and SIGKILL when a child is ended. */
@@ -312,6 +314,11 @@ function checkUpstreams(config: ConfigShape, ctx: z.RefinementCtx): void {
       issue(
         [...at, "maxInFlightPerCaller"],
         "maxInFlightPerCaller applies to HTTP upstreams (url); a stdio upstream's share per caller is maxChildrenPerPrincipal",
+      );
+    if (u.command && u.streamIdleTimeout !== undefined)
+      issue(
+        [...at, "streamIdleTimeout"],
+        "streamIdleTimeout applies to HTTP upstreams (url): a stdio child's answers hold no connection",
       );
     const id = { ...top, ...(("identity" in u && u.identity) || {}) };
     const mode = id.mode ?? "none";

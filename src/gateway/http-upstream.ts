@@ -2,10 +2,10 @@ import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { IncomingHttpHeaders } from "node:http";
 import { Agent, errors as undiciErrors } from "undici";
-import type { ForwardResult } from "../http/front-door.js";
+import type { Entry, ForwardResult } from "../http/front-door.js";
 import type { Era } from "../mcp/era.js";
 import { SessionWireIds } from "../mcp/wire-ids.js";
-import type { ForwardContext, Upstream } from "./upstream.js";
+import type { ForwardContext, Reservation, Upstream } from "./upstream.js";
 
 export interface HttpUpstreamOptions {
   url: string;
@@ -35,7 +35,16 @@ export interface HttpUpstreamOptions {
    * `maxSessions` streams in all.
    */
   maxStreamsPerCaller?: number;
+  /**
+   * Longest silence of a POST's SSE answer (nothing from the upstream while the client keeps up):
+   * past it the gateway answers the requests still unanswered with 504-class JSON-RPC errors and
+   * ends the stream, freeing the connection and the caller's share. Default 5 min; 0: none.
+   */
+  streamIdleMs?: number;
 }
+
+/** See `HttpUpstreamOptions.streamIdleMs`. */
+export const DEFAULT_STREAM_IDLE_MS = 5 * 60_000;
 
 /**
  * How many of something each caller holds. `max`: most in all ("full" past it). `share`: what a
@@ -141,6 +150,8 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
     share: options.maxStreamsPerCaller ?? 1000,
     max: maxStreams,
   });
+  // setTimeout holds at most 2^31-1 ms (~24.8 days).
+  const streamIdleMs = Math.min(options.streamIdleMs ?? DEFAULT_STREAM_IDLE_MS, 2 ** 31 - 1);
   const path = `${target.pathname}${target.search}`;
   const sessions = new SessionWireIds({
     prefix: `mcpgate-${randomBytes(4).toString("hex")}-`,
@@ -148,23 +159,45 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
     idleTtlMs: options.sessionIdleTtlMs ?? 30 * 60_000,
   });
 
-  async function forward(ctx: ForwardContext): Promise<ForwardResult> {
-    const stream = ctx.admission.method === "GET";
+  /** The caller's share of a connection (a stream's, or a request's), or why not. */
+  function reserve(entry: Entry): Reservation {
+    const stream = entry.admission.method === "GET";
     const share = stream ? streamShare : requestShare;
-    const caller = ctx.admission.identity.principal;
+    const caller = entry.admission.identity.principal;
     const taken = share.take(caller);
     if (taken !== "ok") {
-      ctx.owner.refuse(
-        taken === "full"
-          ? { kind: "capacity", message: "too many open streams" }
-          : { kind: "in_flight_limit", what: stream ? "streams" : "requests", retryAfterSec: 1 },
-      );
+      return {
+        ok: false,
+        denial:
+          taken === "full"
+            ? { kind: "capacity", message: "too many open streams" }
+            : { kind: "in_flight_limit", what: stream ? "streams" : "requests", retryAfterSec: 1 },
+      };
+    }
+    let held = true;
+    return {
+      ok: true,
+      release() {
+        if (!held) return;
+        held = false;
+        share.release(caller);
+      },
+    };
+  }
+
+  async function forward(ctx: ForwardContext): Promise<ForwardResult> {
+    const dispatcher = ctx.admission.method === "GET" ? streamAgent : agent;
+    // Taken already by the mount (before its identity hook), or here.
+    if (ctx.reserved) return forwardNow(ctx, dispatcher);
+    const held = reserve(ctx);
+    if (!held.ok) {
+      ctx.owner.refuse(held.denial);
       return { result: "refused" };
     }
     try {
-      return await forwardNow(ctx, stream ? streamAgent : agent);
+      return await forwardNow(ctx, dispatcher);
     } finally {
-      share.release(caller);
+      held.release();
     }
   }
 
@@ -175,6 +208,7 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
     const sessionId = admission.era === "2025" ? admission.sessionId : undefined;
     const ids = sessionId === undefined ? sessions.forRequest() : sessions.forSession(sessionId, Date.now());
     let body: string | undefined;
+    let requests: readonly string[] | undefined;
     if (method === "POST") {
       const out = ids.outbound(plan.forward, ctx.meta);
       if (out.messages.length === 0) {
@@ -183,6 +217,7 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
         return { result: "ok" };
       }
       body = JSON.stringify(admission.batch ? out.messages : out.messages[0]);
+      requests = out.wireIds;
     }
     // undici takes an EventEmitter as its abort signal (cheaper than an AbortSignal on Node 20):
     // the client leaving, or its credential ending, aborts the upstream request and its body.
@@ -222,7 +257,7 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
     const result = await owner.relay(
       { status: upstream.statusCode, headers: upstream.headers, body: upstream.body },
       ids,
-      { idleTimeoutMs: timeoutMs },
+      { idleTimeoutMs: timeoutMs, streamIdleMs, ...(requests ? { requests } : {}) },
     );
     // A session the upstream minted but the gate would not bind (the caller's share or the store
     // was full: issue 14 item 3; or the store was down) never reaches the client: end it upstream
@@ -247,6 +282,7 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
   }
 
   return {
+    reserve,
     forward,
     async close() {
       // In-flight streams were ended by the server already; never wait on a long-lived SSE stream.

@@ -82,10 +82,24 @@ function mountsOf(options: GatewayServerOptions): Mount[] {
 }
 
 /**
- * Forward an admitted request through a mount: the identity hook, then the upstream (wrapped by
- * `aroundForward`). The response owner answers any failure.
+ * Forward an admitted request through a mount: the caller's share of the upstream, the identity
+ * hook, then the upstream (wrapped by `aroundForward`). The response owner answers any failure.
  */
 async function forwardThrough(mount: Mount, entry: Entry): Promise<ForwardResult> {
+  // The caller's share of the upstream first: a caller at its share costs no identity work.
+  const held = mount.upstream.reserve?.(entry);
+  if (held && !held.ok) {
+    entry.owner.refuse(held.denial);
+    return { result: "refused" };
+  }
+  try {
+    return await identifyAndForward(mount, entry, held !== undefined);
+  } finally {
+    held?.release();
+  }
+}
+
+async function identifyAndForward(mount: Mount, entry: Entry, reserved: boolean): Promise<ForwardResult> {
   const ctx: ForwardContext = {
     req: entry.req,
     res: entry.res,
@@ -94,6 +108,7 @@ async function forwardThrough(mount: Mount, entry: Entry): Promise<ForwardResult
     owner: entry.owner,
     headers: {},
     meta: {},
+    reserved,
   };
   if (mount.identity) {
     let id: UpstreamIdentity;

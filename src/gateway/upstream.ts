@@ -1,3 +1,4 @@
+import type { Denial } from "../core/outcome.js";
 import type { Entry, ForwardResult } from "../http/front-door.js";
 
 /**
@@ -6,6 +7,13 @@ import type { Entry, ForwardResult } from "../http/front-door.js";
  * writes nothing itself: the entry's response owner answers the client.
  */
 export interface Upstream {
+  /**
+   * Take what the request will hold of this upstream (a caller's share of its connections) before
+   * anything is spent on it — the identity hook may call a token endpoint: a hold to release when
+   * the forward settles, or the refusal to answer. Optional; `forward` takes it itself when the
+   * context is not `reserved`.
+   */
+  reserve?(entry: Entry): Reservation;
   /** Relay one admitted request; the answer goes through `ctx.owner`. Never throws after writing. */
   forward(ctx: ForwardContext): Promise<ForwardResult>;
   /**
@@ -31,7 +39,12 @@ export interface ForwardContext extends Entry {
    * pooled 2026-era one): requests that start no child sign nothing. Throws when it cannot be made.
    */
   spawnEnv?: () => Promise<Record<string, string>>;
+  /** The upstream's `reserve` was taken for this request (by the mount, before its identity hook). */
+  readonly reserved?: boolean;
 }
+
+/** See `Upstream.reserve`. */
+export type Reservation = { ok: true; release(): void } | { ok: false; denial: Denial };
 
 /** The upstream identity hook's answer (see `Mount.identity`). */
 export type UpstreamIdentity =

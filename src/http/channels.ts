@@ -46,7 +46,7 @@ export class SseChannel implements Channel {
   }
   send(text: string): boolean {
     if (this.#res.writableEnded || this.#res.destroyed) return true;
-    return this.#res.write(formatSseEvent(text, MESSAGE));
+    return this.#res.write(formatSseEvent(text, MESSAGE_EVENT));
   }
   drained(): Promise<void> {
     return this.#owner.drained();
@@ -57,7 +57,7 @@ export class SseChannel implements Channel {
 }
 
 /** Every event the gateway writes is a `message` (what the SDK's transports write). */
-const MESSAGE = { event: "message" } as const;
+export const MESSAGE_EVENT = { event: "message" } as const;
 
 /** A JSON answer: messages are collected and written as one object (or an array) at the end. */
 export class JsonChannel implements Channel {

@@ -6,10 +6,16 @@ import type { Admission, Gate, ResponsePlan } from "../gate/gate.js";
 import type { WireIds } from "../mcp/wire-ids.js";
 import { type Channel, type ChannelHost, JsonChannel, SSE_HEAD, SseChannel } from "./channels.js";
 import { mergeLocalAnswers } from "./local-answers.js";
-import { type RelayHost, type RelayResult, relayUpstream, type UpstreamAnswer } from "./upstream-relay.js";
+import {
+  type RelayHost,
+  type RelayOptions,
+  type RelayResult,
+  relayUpstream,
+  type UpstreamAnswer,
+} from "./upstream-relay.js";
 
 export type { Channel } from "./channels.js";
-export type { RelayResult, UpstreamAnswer } from "./upstream-relay.js";
+export type { RelayOptions, RelayResult, UpstreamAnswer } from "./upstream-relay.js";
 
 /**
  * The one owner of a response after admission (issue 13): the only code that writes the head and
@@ -75,7 +81,7 @@ export interface ResponseOwner {
    */
   bind(status: number, sessionId: string | undefined): Promise<boolean>;
   /** Relay an HTTP upstream's answer (status, headers, body), mapped by `ids`. */
-  relay(upstream: UpstreamAnswer, ids: WireIds, options: { idleTimeoutMs: number }): Promise<RelayResult>;
+  relay(upstream: UpstreamAnswer, ids: WireIds, options: RelayOptions): Promise<RelayResult>;
   /** Open the channel that answers a POST to a stdio child (SSE when the client accepts it). */
   channel(headers: Record<string, string>): Channel;
   /** Open the standalone SSE stream (GET). */
@@ -282,7 +288,7 @@ class Owner implements ResponseOwner, RelayHost, ChannelHost {
     }
   }
 
-  relay(up: UpstreamAnswer, ids: WireIds, options: { idleTimeoutMs: number }): Promise<RelayResult> {
+  relay(up: UpstreamAnswer, ids: WireIds, options: RelayOptions): Promise<RelayResult> {
     return relayUpstream(this, up, ids, options);
   }
 

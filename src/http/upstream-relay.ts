@@ -1,11 +1,12 @@
 import type { ServerResponse } from "node:http";
 import type { Readable } from "node:stream";
 import { StringDecoder } from "node:string_decoder";
+import { type FailureDenial, renderRpcError } from "../core/challenge.js";
 import type { Denial } from "../core/outcome.js";
 import type { Admission, ResponsePlan } from "../gate/gate.js";
 import { formatSseEvent, SseParser } from "../mcp/sse.js";
 import type { WireIds } from "../mcp/wire-ids.js";
-import { SSE_HEAD } from "./channels.js";
+import { MESSAGE_EVENT, SSE_HEAD } from "./channels.js";
 
 /**
  * Relaying an HTTP upstream's answer, for the response owner (http/response-owner.ts): statuses
@@ -28,6 +29,19 @@ const RELAYED_HEADERS = new Set([
 
 /** How the answer ended, for logs and metrics. */
 export type RelayResult = "ok" | "aborted" | "timeout" | "error" | "refused";
+
+/** Bounds of one relay. */
+export interface RelayOptions {
+  /** Longest wait between two chunks of a JSON body (then 504, or a cut). */
+  idleTimeoutMs: number;
+  /**
+   * Longest silence of a POST's SSE answer (no byte from the upstream while the client keeps up)
+   * before the gateway gives it up; 0: none. A standalone GET stream is quiet by nature: unbounded.
+   */
+  streamIdleMs?: number;
+  /** Wire ids of the requests this POST forwarded: answered by the gateway when their stream is given up. */
+  requests?: readonly string[];
+}
 
 /** An HTTP upstream's answer, as undici hands it over. */
 export interface UpstreamAnswer {
@@ -64,7 +78,7 @@ export async function relayUpstream(
   h: RelayHost,
   up: UpstreamAnswer,
   ids: WireIds,
-  options: { idleTimeoutMs: number },
+  options: RelayOptions,
 ): Promise<RelayResult> {
   const { status, body } = up;
   const { plan } = h;
@@ -96,7 +110,8 @@ export async function relayUpstream(
   const method = h.admission.method;
   const expectsAnswers = method === "GET" || plan.forward.some((m) => m.type === "request");
   try {
-    if (contentType.startsWith("text/event-stream")) return await relaySse(h, status, headers, body, ids);
+    if (contentType.startsWith("text/event-stream"))
+      return await relaySse(h, status, headers, body, ids, options);
     if (contentType.startsWith("application/json")) {
       return await relayJson(h, status, headers, body, ids, options.idleTimeoutMs);
     }
@@ -188,6 +203,7 @@ function relaySse(
   headers: Record<string, string | string[]>,
   body: Readable,
   ids: WireIds,
+  options: RelayOptions,
 ): Promise<RelayResult> {
   const res = h.res;
   // The client may have left, or the upstream reset, while the head was being bound: their events
@@ -201,9 +217,17 @@ function relaySse(
   h.armLifetime();
   // A standalone GET stream may stay silent for long: send its head at once. A POST's first event
   // normally follows at once; its head then goes out in the same write, after 50 ms on its own.
-  let headTimer: NodeJS.Timeout | undefined;
-  if (h.admission.method === "GET") res.flushHeaders();
-  else headTimer = setTimeout(flushHeaders, 50, res);
+  // From then on a POST's answer must keep coming (`streamIdleMs`): an upstream that goes quiet
+  // would hold a connection of the pool, and the caller's share of it, for as long as its client
+  // waits. Quick answers (most) end before the first tick and never start the idle timer.
+  const standalone = h.admission.method === "GET";
+  const idleMs = standalone ? 0 : (options.streamIdleMs ?? 0);
+  let headOut = standalone;
+  let tick: NodeJS.Timeout | undefined;
+  let idle: NodeJS.Timeout | undefined;
+  if (standalone) res.flushHeaders();
+  // An event id makes the stream resumable (the client may GET it again with Last-Event-ID).
+  let resumable = false;
   const parser = new SseParser();
   // A multi-byte character split across chunks stays whole (string_decoder: native, cheaper per
   // chunk than TextDecoder's streaming mode).
@@ -219,17 +243,44 @@ function relaySse(
     const settle = (finish: () => void) => {
       if (settled) return;
       settled = true;
-      clearTimeout(headTimer);
+      clearTimeout(tick);
+      clearTimeout(idle);
       body.off("data", onData);
       body.off("end", onEnd);
       body.off("error", onError);
       res.off("close", onClose);
       finish();
     };
+    // The gateway gives the answer up: its unanswered requests get an error each (their client would
+    // otherwise wait to its own timeout), after what was already mapped; the stream then ends.
+    const giveUp = (denial: FailureDenial, result: RelayResult) =>
+      settle(() => {
+        body.destroy();
+        let out = pending;
+        for (const id of ids.abandon(options.requests ?? []))
+          out += formatSseEvent(renderRpcError(id, denial), MESSAGE_EVENT);
+        if (!res.destroyed) res.end(out === "" ? undefined : out);
+        resolve(result);
+      });
+    const onTick = () => {
+      if (!headOut) {
+        headOut = true;
+        res.flushHeaders();
+      }
+      if (idleMs > 0 && !settled) idle = setTimeout(onIdle, idleMs);
+    };
+    const onIdle = () => {
+      // Paused for a client that does not read: the silence is ours (the slow-client bound applies).
+      if (body.isPaused()) {
+        idle?.refresh();
+        return;
+      }
+      giveUp({ kind: "upstream_timeout" }, "timeout");
+    };
     const flush = () => {
       scheduled = false;
       if (settled || res.destroyed || pending === "") return;
-      clearTimeout(headTimer);
+      headOut = true;
       const out = pending;
       pending = "";
       if (res.write(out)) return;
@@ -239,12 +290,16 @@ function relaySse(
       });
     };
     const onData = (chunk: Buffer) => {
+      idle?.refresh();
       try {
-        for (const ev of parser.push(decoder.write(chunk))) pending += mapEvent(h.plan, ev, ids);
-      } catch (err) {
-        // An event past MAX_SSE_EVENT_BYTES: the stream is cut (relayUpstream ends the response).
-        body.destroy();
-        settle(() => reject(err));
+        for (const ev of parser.push(decoder.write(chunk))) {
+          if (ev.id !== undefined) resumable = true;
+          pending += mapEvent(h.plan, ev, ids);
+        }
+      } catch {
+        // An event past MAX_SSE_EVENT_BYTES: the stream is cut, and what it would have answered
+        // is lost for good (a replay would carry the same event).
+        giveUp({ kind: "upstream_malformed" }, "error");
         return;
       }
       // More than a small answer waits: write it now (and stop reading if the client is behind),
@@ -263,12 +318,18 @@ function relaySse(
         if (!res.destroyed) res.end(pending === "" ? undefined : pending);
         resolve("ok");
       });
-    const onError = (err: unknown) => settle(() => reject(err));
+    // The upstream's connection failed mid-answer. A resumable stream is only ended: its client may
+    // resume it and get the answers. Otherwise they are lost: the gateway answers them.
+    const onError = (err: unknown) => {
+      if (resumable || h.aborted) settle(() => reject(err));
+      else giveUp({ kind: "upstream_unavailable" }, "error");
+    };
     const onClose = () =>
       settle(() => {
         body.destroy();
         resolve(h.aborted ? "aborted" : "error");
       });
+    if (!standalone) tick = setTimeout(onTick, 50);
     body.on("data", onData);
     body.once("end", onEnd);
     body.once("error", onError);
@@ -300,10 +361,6 @@ function mapEvent(
 
 /** Most characters of mapped events held for the end of the event loop's turn. */
 const HOLD_MAX = 64 * 1024;
-
-function flushHeaders(res: ServerResponse): void {
-  res.flushHeaders();
-}
 
 function relayedHeaders(
   up: Record<string, string | string[] | undefined>,

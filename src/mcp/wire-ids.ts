@@ -129,6 +129,28 @@ export class WireIds {
     return p.list && visible ? filterListResponse(back, p.list, visible, era) : back;
   }
 
+  /**
+   * Give up on the requests sent as `wireIds` that are still unanswered (the stream that would
+   * carry their answers ended for good): their client ids, for the gateway's own error answers.
+   * They are forgotten here: an answer arriving later is read as a replay would be (the client
+   * drops a second answer to one id).
+   *
+   * @example for (const id of ids.abandon(sent)) write(renderRpcError(id, { kind: "upstream_timeout" }));
+   */
+  abandon(wireIds: readonly string[]): JsonRpcId[] {
+    const out: JsonRpcId[] = [];
+    for (const wire of wireIds) {
+      const head = this.#headOf(wire);
+      const p = this.#pending.get(head);
+      if (!p) continue;
+      this.#pending.delete(head);
+      const idJson = JSON.stringify(p.clientId);
+      if (this.#latest.get(idJson) === head) this.#latest.delete(idJson);
+      out.push(p.clientId);
+    }
+    return out;
+  }
+
   /** Map every message of a JSON body or SSE event (an object or a batch array). */
   inboundValue(
     value: unknown,

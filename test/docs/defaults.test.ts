@@ -10,6 +10,7 @@ import {
 import { DEFAULT_KEY_CACHE_TTL_MS } from "../../src/authn/stored-key.js";
 import { DEFAULT_PEPPER_ENV } from "../../src/cli/keys.js";
 import { configSchema, durationMs } from "../../src/config.js";
+import { DEFAULT_STREAM_IDLE_MS } from "../../src/gateway/http-upstream.js";
 
 /**
  * Issue 14 item 10: every default docs/configuration.md states as a literal equals the code's
@@ -38,6 +39,7 @@ const CODE_DEFAULTS: Record<string, unknown> = {
   "auth.apiKeys.cacheTtl": DEFAULT_KEY_CACHE_TTL_MS,
   "auth.staticKey.scopes": [],
   "auth.apiKeys.pepperEnv": DEFAULT_PEPPER_ENV,
+  "upstream.streamIdleTimeout": DEFAULT_STREAM_IDLE_MS,
 };
 
 /** Documented defaults that are a rule, not a literal of the code (checked by their own tests). */

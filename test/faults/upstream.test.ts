@@ -161,13 +161,16 @@ describe("upstream killed in the middle of an SSE stream", () => {
     ]);
     expect(streamed.status).toBe(200);
     expect(streamed.ms).toBeLessThan(3000);
-    // The complete progress event arrives; the torn result is not a complete event.
-    expect(sseData(streamed.text).map((d) => JSON.parse(d).method)).toEqual(["notifications/progress"]);
+    // The complete progress event arrives; the torn result is not a complete event. The stream had
+    // no event ids (no resumption): its unanswered request is answered by the gateway.
+    const events = sseData(streamed.text).map((d) => JSON.parse(d));
+    expect(events.map((e) => e.method ?? e.error?.code)).toEqual(["notifications/progress", -31004]);
+    expect(events[1]).toMatchObject({ jsonrpc: "2.0", id: 7 });
     for (const o of others) expect(o).toMatchObject({ status: 200 });
     // Afterwards, the same gateway and upstream keep working, for streams too.
     expect((await post(gw.url, ping(3))).status).toBe(200);
     const again = await post(gw.url, call(8));
-    expect(sseData(again.text)).toHaveLength(1);
+    expect(sseData(again.text).map((d) => JSON.parse(d).id ?? null)).toEqual([null, 8]);
     expect(gw.server.inFlight()).toBe(0);
   });
 
@@ -323,7 +326,10 @@ describe("upstream whose SSE event never ends", () => {
     expect(r.status).toBe(200);
     // Cut well before the upstream's 32 MiB: the event bound is 8 MiB (MAX_SSE_EVENT_BYTES).
     expect(r.ms).toBeLessThan(5000);
-    expect(sseData(r.text).map((d) => JSON.parse(d).method)).toEqual(["notifications/progress"]);
+    // The complete event, then the gateway's answer to the request whose answer was cut.
+    const events = sseData(r.text).map((d) => JSON.parse(d));
+    expect(events.map((e) => e.method ?? e.error?.code)).toEqual(["notifications/progress", -31007]);
+    expect(events[1]).toMatchObject({ jsonrpc: "2.0", id: 7 });
     expect(r.text).not.toContain("xxxx");
     await expect.poll(() => upstreamClosed, { timeout: 2000 }).toBe(true);
     expect(sent).toBeLessThan(16 * MiB);

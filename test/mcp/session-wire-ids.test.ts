@@ -189,3 +189,26 @@ describe("a session's wire ids describe themselves: any instance maps the answer
       expect(b.inbound({ jsonrpc: "2.0", id, result: tools }, hideAdmin, "2025"), id).toBeUndefined();
   });
 });
+
+describe("WireIds.abandon: requests whose answer stream was given up", () => {
+  it("returns the client ids still unanswered, once, and forgets them (with their cancellation targets)", () => {
+    const ids = new WireIds("p-");
+    const out = ids.outbound([call(1), call(2), call(3)]);
+    const [w1, w2, w3] = out.wireIds as [string, string, string];
+    expect(ids.inbound({ jsonrpc: "2.0", id: w2, result: {} }, undefined, "2025")).toMatchObject({ id: 2 });
+    expect(ids.abandon([w1, w2, w3, "p-unknown"])).toEqual([1, 3]);
+    expect(ids.size).toBe(0);
+    expect(ids.cancellable).toBe(0);
+    expect(ids.abandon([w1, w3])).toEqual([]);
+    // A late answer outside a session cannot be attributed any more: dropped.
+    expect(ids.inbound({ jsonrpc: "2.0", id: w1, result: {} }, undefined, "2025")).toBeUndefined();
+  });
+
+  it("finds a session's self-describing ids by their head", () => {
+    const ids = new WireIds("p-", 4096, "session-1");
+    const [wire] = ids.outbound([call(9)]).wireIds as [string];
+    expect(wire).toMatch(/^p-1\./);
+    expect(ids.abandon([wire])).toEqual([9]);
+    expect(ids.size).toBe(0);
+  });
+});

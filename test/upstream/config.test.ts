@@ -114,6 +114,16 @@ describe("upstreams: and identity: (DESIGN.md §9)", () => {
       expect(validateConfig({ upstream: { url: notes.url, maxInFlightPerCaller: 4 } }, null)).toBeTruthy();
     });
 
+    it("streamIdleTimeout on a stdio upstream (its answers hold no connection), or one that is not a duration", () => {
+      expect(invalid({ upstreams: [{ ...files, streamIdleTimeout: "1m" }] })).toMatch(
+        /upstreams\.0\.streamIdleTimeout.*HTTP upstreams/,
+      );
+      expect(invalid({ upstream: { url: notes.url, streamIdleTimeout: "soon" } })).toMatch(
+        /upstream\.streamIdleTimeout.*invalid duration/,
+      );
+      expect(validateConfig({ upstream: { url: notes.url, streamIdleTimeout: "0s" } }, null)).toBeTruthy();
+    });
+
     it("an identity header that upstream.headers already sets (any case)", () => {
       expect(
         invalid({

@@ -78,6 +78,7 @@ function createUpstream(u: ResolvedUpstream, config: GatewayConfig, ctx: MountCo
       maxSessions: config.sessions.max,
       sessionIdleTtlMs: durationMs(config.sessions.idleTtl),
       ...(up.maxInFlightPerCaller ? { maxInFlightPerCaller: up.maxInFlightPerCaller } : {}),
+      ...(up.streamIdleTimeout !== undefined ? { streamIdleMs: durationMs(up.streamIdleTimeout) } : {}),
       // A standalone GET stream per live session: a principal's streams are bounded like its sessions.
       maxStreamsPerCaller: config.sessions.perPrincipal ?? defaultSessionsPerPrincipal(config.sessions.max),
     });
