@@ -72,6 +72,13 @@ async function start(options: {
   cleanups.push(() => gw.close());
   const url = `http://127.0.0.1:${port}/mcp`;
 
+  const slowCall = (id: number) => ({
+    jsonrpc: "2.0",
+    id,
+    method: "tools/call",
+    params: { name: "slow", arguments: {} },
+  });
+
   async function session(who: keyof typeof KEYS) {
     const auth = { authorization: `Bearer ${KEYS[who]}` };
     const init = await rawPost(url, INIT, auth);
@@ -92,15 +99,25 @@ async function start(options: {
         return res.status;
       },
       ping: () => rawPost(url, { jsonrpc: "2.0", id: 1, method: "ping" }, h),
-      slow: (id: number) =>
-        rawPost(
-          url,
-          { jsonrpc: "2.0", id, method: "tools/call", params: { name: "slow", arguments: {} } },
-          h,
-        ),
+      slow: (id: number) => rawPost(url, slowCall(id), h),
+      /** A slow call the client can give up on mid-flight (its socket closes). */
+      abortableSlow(id: number): () => void {
+        const ac = new AbortController();
+        fetch(url, {
+          method: "POST",
+          headers: {
+            ...h,
+            "content-type": "application/json",
+            accept: "application/json, text/event-stream",
+          },
+          body: JSON.stringify(slowCall(id)),
+          signal: ac.signal,
+        }).catch(() => {});
+        return () => ac.abort();
+      },
     };
   }
-  return { session };
+  return { session, up, gw };
 }
 
 const timed = async <T>(p: Promise<T>) => {
@@ -162,6 +179,36 @@ describe("an HTTP upstream's connections are shared fairly", () => {
     expect(refused.json()).toMatchObject({ error: { code: -31002 } });
     // Once answered, the share is free again.
     expect((await alice.slow(6)).status).toBe(200);
+  });
+
+  it("gives back the share of calls their clients abort mid-flight: the caller is served again, and so is a burst", async () => {
+    // Four connections, a share of two: alone, Alice may have two calls in flight.
+    const { session, up, gw } = await start({ connections: 4, maxInFlightPerCaller: 2 });
+    const alice = await session("alice");
+    const bob = await session("bob");
+    const slowSeen = () => up.seen.filter((s) => s.body.includes('"slow"')).length;
+    // Three times her whole share of slow calls, each given up once the upstream is working on it.
+    // A share not given back would refuse the next round (429) before it reached the upstream.
+    for (let round = 0; round < 3; round++) {
+      const seen = slowSeen();
+      const aborts = [1, 2].map((id) => alice.abortableSlow(10 * round + id));
+      await expect.poll(slowSeen, { timeout: 1_000 }).toBe(seen + 2);
+      for (const abort of aborts) abort();
+      await expect.poll(() => gw.inFlight(), { timeout: 1_000 }).toBe(0);
+    }
+    // The aborted calls' upstream answers are still 2 s away: had they kept their connections or
+    // her share, this burst would wait for them or be refused. Every call is served, Bob's at once.
+    const [a1, a2, b1, b2] = await Promise.all([
+      alice.slow(100),
+      alice.slow(101),
+      timed(bob.ping()),
+      timed(bob.ping()),
+    ]);
+    expect([a1.status, a2.status]).toEqual([200, 200]);
+    for (const b of [b1, b2]) {
+      expect(b.value.status).toBe(200);
+      expect(b.ms).toBeLessThan(1_000);
+    }
   });
 
   it("takes its share from the config (upstream.maxInFlightPerCaller) in `mcpgate serve`", async () => {
