@@ -2,7 +2,7 @@ import type { ServerResponse } from "node:http";
 import type { Readable } from "node:stream";
 import { StringDecoder } from "node:string_decoder";
 import { type FailureDenial, renderRpcError } from "../core/challenge.js";
-import type { Denial } from "../core/outcome.js";
+import type { Denial, JsonRpcId } from "../core/outcome.js";
 import type { Admission, ResponsePlan } from "../gate/gate.js";
 import { formatSseEvent, SseParser } from "../mcp/sse.js";
 import type { WireIds } from "../mcp/wire-ids.js";
@@ -257,8 +257,7 @@ function relaySse(
       settle(() => {
         body.destroy();
         let out = pending;
-        for (const id of ids.abandon(options.requests ?? []))
-          out += formatSseEvent(renderRpcError(id, denial), MESSAGE_EVENT);
+        for (const id of ids.abandon(options.requests ?? [])) out += unanswered(id, denial);
         if (!res.destroyed) res.end(out === "" ? undefined : out);
         resolve(result);
       });
@@ -315,6 +314,9 @@ function relaySse(
     const onEnd = () =>
       settle(() => {
         parser.flush();
+        // An upstream may end a resumable stream before its answers (the client resumes it). One
+        // without event ids that ends unanswered leaves its client nothing to wait for: say so.
+        if (!resumable) for (const id of ids.abandon(options.requests ?? [])) pending += unanswered(id);
         if (!res.destroyed) res.end(pending === "" ? undefined : pending);
         resolve("ok");
       });
@@ -335,6 +337,11 @@ function relaySse(
     body.once("error", onError);
     res.once("close", onClose);
   });
+}
+
+/** The gateway's answer, as an SSE event, to a request whose upstream answer will never come. */
+function unanswered(id: JsonRpcId, denial: FailureDenial = { kind: "upstream_malformed" }): string {
+  return formatSseEvent(renderRpcError(id, denial), MESSAGE_EVENT);
 }
 
 function mapEvent(

@@ -338,3 +338,37 @@ describe("upstream whose SSE event never ends", () => {
     expect(gw.server.inFlight()).toBe(0);
   });
 });
+
+describe("upstream that ends its SSE answer without the answer", () => {
+  /** The "stream" tool sends one progress event (with an event id when `ids`) and ends the stream. */
+  async function startEndingUpstream(ids: boolean): Promise<CannedUpstream> {
+    const up = await startCannedUpstream((seen, res) => {
+      if (!seen.body.includes('"tools/call"')) return false;
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      const progress = JSON.stringify({
+        jsonrpc: "2.0",
+        method: "notifications/progress",
+        params: { progress: 1 },
+      });
+      res.end(`${ids ? "id: e1\n" : ""}event: message\ndata: ${progress}\n\n`);
+      return true;
+    });
+    cleanups.push(() => up.close());
+    return up;
+  }
+
+  it("answers the request itself when the stream cannot be resumed (no event ids): -31007", async () => {
+    const gw = await gatewayFor((await startEndingUpstream(false)).url);
+    const r = await post(gw.url, call(5));
+    const events = sseData(r.text).map((d) => JSON.parse(d));
+    expect(events.map((e) => e.method ?? e.error?.code)).toEqual(["notifications/progress", -31007]);
+    expect(events[1]).toMatchObject({ jsonrpc: "2.0", id: 5 });
+  });
+
+  it("leaves a resumable stream's request to its client (it may resume with Last-Event-ID)", async () => {
+    const gw = await gatewayFor((await startEndingUpstream(true)).url);
+    const r = await post(gw.url, call(5));
+    expect(sseData(r.text).map((d) => JSON.parse(d).method)).toEqual(["notifications/progress"]);
+    expect(r.text).toContain("id: e1");
+  });
+});
