@@ -101,3 +101,43 @@ describe("a gateway whose tracing cannot start", () => {
     expect(logs.join("\n")).not.toContain(SECRET);
   });
 });
+
+describe("a gateway whose shared state cannot be reached at start", () => {
+  it("rejects, and closes what it built before: the metrics listener, the audit file, the key store", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "mcpgate-state-fail-"));
+    try {
+      const port = await findFreePort("127.0.0.1");
+      const metricsPort = await findFreePort("127.0.0.1");
+      // A port nothing listens on: Redis is unreachable.
+      const redisPort = await findFreePort("127.0.0.1");
+      const handlesBefore = await gatewayHandles();
+      const config = validateConfig(
+        {
+          listen: { host: "127.0.0.1", port },
+          upstream: { url: "http://127.0.0.1:9/mcp" },
+          auth: { apiKeys: { store: `sqlite:${join(dir, "keys.db")}` } },
+          logging: { level: "info", audit: join(dir, "audit.jsonl") },
+          metrics: { listen: `127.0.0.1:${metricsPort}` },
+          state: { redis: `redis://127.0.0.1:${redisPort}` },
+        },
+        {},
+      );
+      const logs: string[] = [];
+      const logger = createLogger({ level: "info", destination: captureStream(logs) });
+      const started = await startGateway({ config, env: {}, logger }).then(
+        async (gw) => {
+          await gw.close();
+          return "started";
+        },
+        () => "refused",
+      );
+      expect(started).toBe("refused");
+      expect(await portOpen(metricsPort)).toBe(false);
+      expect(await portOpen(port)).toBe(false);
+      expect(openFilesUnder(dir)).toEqual([]);
+      expect(await gatewayHandles()).toEqual(handlesBefore);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -53,76 +53,74 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
   const port = config.listen.port === 0 ? await findFreePort(host) : config.listen.port;
   const urlHost = host.includes(":") ? `[${host}]` : host;
   const publicUrl = config.publicUrl ?? `http://${urlHost}:${port}${config.mcpPath}`;
+  // Nothing may stay open when the gateway cannot start (library callers keep running): each part
+  // built is closed, last built first, if a later step fails.
+  const opened: Array<() => Promise<unknown>> = [];
+  const step = async <T extends { close(): Promise<unknown> }>(building: () => Promise<T>): Promise<T> => {
+    let part: T;
+    try {
+      part = await building();
+    } catch (err) {
+      for (const close of opened.reverse()) await close().catch(() => {});
+      throw err;
+    }
+    opened.push(() => part.close());
+    return part;
+  };
   // Audit, metrics, alerts and the credential-guessing guard (docs/observability.md).
   let gateRef: Gate | undefined;
-  const obs = await buildObservability(config, {
-    logger,
-    sessionCount: () => gateRef?.options.state?.sessionCount?.(),
-  });
-  const built = await buildVerifiers(config, {
-    publicUrl,
-    env,
-    onJwksFetch: (outcome) => obs.observer.jwksFetch(outcome),
-  }).catch(async (err) => {
-    await obs.close();
-    throw err;
-  });
+  const obs = await step(() =>
+    buildObservability(config, { logger, sessionCount: () => gateRef?.options.state?.sessionCount?.() }),
+  );
+  const built = await step(() =>
+    buildVerifiers(config, { publicUrl, env, onJwksFetch: (outcome) => obs.observer.jwksFetch(outcome) }),
+  );
   /** The shared state store, built below (the authorization server's registration budgets use it). */
   let sharedState: StateStore | undefined;
   // The gateway's own authorization server (DESIGN.md §9, `authServer`): its token verifier joins
   // the others (so the PRM lists its issuer), its endpoints are a route below.
-  const authServer = await buildAuthServer(config, {
-    publicUrl,
-    resources: mountResources(config, publicUrl),
-    scopes: config.policy ? compilePolicy(config.policy).scopesSupported() : [],
-    verifiers: built.verifiers,
-    ...(obs.guard ? { guard: obs.guard } : {}),
-    trustProxy: config.guard?.trustProxy === true,
-    ...(env[SIGNING_KEY_SECRET_ENV] ? { signingKeySecret: env[SIGNING_KEY_SECRET_ENV] } : {}),
-    audit: (event) => obs.observer.audit({ time: isoNow(), ...event }),
-    sharedState: () => sharedState,
-    logger,
-  }).catch(async (err) => {
-    await built.close();
-    await obs.close();
-    throw err;
-  });
+  const authServer = await step(() =>
+    buildAuthServer(config, {
+      publicUrl,
+      resources: mountResources(config, publicUrl),
+      scopes: config.policy ? compilePolicy(config.policy).scopesSupported() : [],
+      verifiers: built.verifiers,
+      ...(obs.guard ? { guard: obs.guard } : {}),
+      trustProxy: config.guard?.trustProxy === true,
+      ...(env[SIGNING_KEY_SECRET_ENV] ? { signingKeySecret: env[SIGNING_KEY_SECRET_ENV] } : {}),
+      audit: (event) => obs.observer.audit({ time: isoNow(), ...event }),
+      sharedState: () => sharedState,
+      logger,
+    }),
+  );
   if (authServer.server) built.verifiers.unshift(authServer.server.verifier);
   // Session bindings and rate-limit buckets: memory, or Redis when `state.redis` is set.
-  const shared = await buildState(config, { verifiers: built.verifiers, logger }).catch(async (err) => {
-    await authServer.close();
-    await built.close();
-    throw err;
-  });
+  const shared = await step(() => buildState(config, { verifiers: built.verifiers, logger }));
   sharedState = shared.state;
   // The MCP endpoints (upstreams.ts): one mount per upstream — its gate (policy, rate limit, sessions
   // scoped to it, its resource URI as JWT audience and PRM), its relay and its identity hook — or
   // the one-upstream config as one mount at mcpPath.
-  const built2 = await buildMounts(config, {
-    publicUrl,
-    env,
-    logger,
-    verifiers: built.verifiers,
-    ...(built.jwt ? { jwtVerifier: built.jwt } : {}),
-    ...(authServer.server ? { ownTokenVerifier: authServer.server.verifier } : {}),
-    onJwksFetch: (outcome) => obs.observer.jwksFetch(outcome),
-    gateOptions: {
-      maxBodyBytes: config.limits.maxBody,
-      realm: config.auth.realm,
-      guard: obs.guard,
-      observer: obs.observer,
-      sessionIdleTtlMs: durationMs(config.sessions.idleTtl),
-      state: shared.state,
-      watchers: shared.watchers,
-      ...(config.origins ? { origins: [...config.origins] } : {}),
-    },
-  }).catch(async (err) => {
-    await shared.close();
-    await authServer.close();
-    await built.close();
-    await obs.close();
-    throw err;
-  });
+  const built2 = await step(() =>
+    buildMounts(config, {
+      publicUrl,
+      env,
+      logger,
+      verifiers: built.verifiers,
+      ...(built.jwt ? { jwtVerifier: built.jwt } : {}),
+      ...(authServer.server ? { ownTokenVerifier: authServer.server.verifier } : {}),
+      onJwksFetch: (outcome) => obs.observer.jwksFetch(outcome),
+      gateOptions: {
+        maxBodyBytes: config.limits.maxBody,
+        realm: config.auth.realm,
+        guard: obs.guard,
+        observer: obs.observer,
+        sessionIdleTtlMs: durationMs(config.sessions.idleTtl),
+        state: shared.state,
+        watchers: shared.watchers,
+        ...(config.origins ? { origins: [...config.origins] } : {}),
+      },
+    }),
+  );
   const mounts: Mount[] = built2.mounts;
   const gate = mounts[0]!.gate;
   const upstream = mounts[0]!.upstream;
@@ -146,30 +144,19 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     requestTimeoutMs: durationMs(config.limits.requestTimeout),
     shutdownGraceMs: durationMs(config.limits.shutdownGrace),
   });
-  // Nothing may stay open when the gateway cannot start (library callers keep running).
-  const abandon = async () => {
-    await Promise.all(mounts.map((m) => m.upstream.close().catch(() => {})));
-    await built2.close().catch(() => {});
-    await obs.close().catch(() => {});
-    await shared.close().catch(() => {});
-    await authServer.close().catch(() => {});
-    await built.close().catch(() => {});
-  };
+  // The upstreams (a stdio upstream's spare child is running already).
+  opened.push(() => Promise.all(mounts.map((m) => m.upstream.close())));
   // Tracing (docs/tracing.md): the SDK only when `tracing:` or an OTEL_* variable asks for it. It is
   // registered before the port opens, so the first request a client sends is traced too; shut down
   // (flushed, bounded) by close().
-  const tracing = await startTracing(resolveTracing(config.tracing, env), logger).catch(async (err) => {
-    await abandon();
-    throw err;
+  const tracing = await step(async () => {
+    const t = await startTracing(resolveTracing(config.tracing, env), logger);
+    return { close: () => t.shutdown() };
   });
-  let address: AddressInfo;
-  try {
-    address = await server.listen(port, host);
-  } catch (err) {
-    await tracing.shutdown().catch(() => {});
-    await abandon();
-    throw err;
-  }
+  const { address } = await step(async () => ({
+    address: await server.listen(port, host),
+    close: () => server.close(),
+  }));
   return {
     url: `http://${urlHost}:${address.port}${config.mcpPath}`,
     publicUrl,
@@ -181,7 +168,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     observability: obs,
     async close() {
       await server.close();
-      await tracing.shutdown();
+      await tracing.close();
       await obs.close();
       await shared.close();
       await authServer.close();
