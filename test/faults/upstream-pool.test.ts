@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
 import { createGate } from "../../src/gate/gate.js";
 import { createHttpUpstream } from "../../src/gateway/http-upstream.js";
-import { createGatewayServer } from "../../src/gateway/server.js";
+import { createGatewayServer, type Mount } from "../../src/gateway/server.js";
 import { createLogger } from "../../src/observe/logger.js";
 import { KEYS, twoCallers as verifier } from "../helpers/callers.js";
 import { startCannedUpstream } from "../helpers/canned-upstream.js";
@@ -21,11 +21,16 @@ afterEach(async () => {
 });
 
 /** An upstream that mints sessions, keeps GET streams open for ever, and answers `slow` calls after 2 s. */
-async function start(options: {
+async function start({
+  identity,
+  ...options
+}: {
   connections: number;
   maxInFlightPerCaller?: number;
   maxStreamsPerCaller?: number;
   maxSessions?: number;
+  /** The mount's upstream identity hook. */
+  identity?: Mount["identity"];
 }) {
   const up = await startCannedUpstream((seen, res) => {
     if (seen.method === "GET") {
@@ -62,10 +67,16 @@ async function start(options: {
   });
   cleanups.push(() => up.close());
   const gw = createGatewayServer({
-    gate: createGate({ verifiers: [verifier], publicUrl: "http://127.0.0.1/mcp" }),
-    upstream: createHttpUpstream({ url: up.url, timeoutMs: 5_000, ...options }),
+    mounts: [
+      {
+        name: "default",
+        path: "/mcp",
+        gate: createGate({ verifiers: [verifier], publicUrl: "http://127.0.0.1/mcp" }),
+        upstream: createHttpUpstream({ url: up.url, timeoutMs: 5_000, ...options }),
+        ...(identity ? { identity } : {}),
+      },
+    ],
     logger: createLogger({ level: "silent" }),
-    mcpPath: "/mcp",
     shutdownGraceMs: 100,
   });
   const { port } = await gw.listen(0, "127.0.0.1");
@@ -179,6 +190,27 @@ describe("an HTTP upstream's connections are shared fairly", () => {
     expect(refused.json()).toMatchObject({ error: { code: -31002 } });
     // Once answered, the share is free again.
     expect((await alice.slow(6)).status).toBe(200);
+  });
+
+  it("takes the share before the identity hook: a refused call costs no identity (token exchange, assertion)", async () => {
+    let hookRuns = 0;
+    const { session } = await start({
+      connections: 8,
+      maxInFlightPerCaller: 2,
+      identity: async () => {
+        hookRuns++;
+        return { ok: true, headers: { "x-caller-assertion": "signed" } };
+      },
+    });
+    const alice = await session("alice");
+    hookRuns = 0;
+    const calls = await Promise.all([1, 2, 3, 4, 5, 6, 7, 8, 9].map((id) => alice.slow(id)));
+    expect(calls.map((r) => r.status).sort()).toEqual([200, 200, 200, 200, 200, 200, 429, 429, 429]);
+    // Only the six forwarded calls were identified; the three refused ones cost nothing.
+    expect(hookRuns).toBe(6);
+    // Every hold was given back: the next call is forwarded, and identified, again.
+    expect((await alice.slow(10)).status).toBe(200);
+    expect(hookRuns).toBe(7);
   });
 
   it("gives back the share of calls their clients abort mid-flight: the caller is served again, and so is a burst", async () => {
