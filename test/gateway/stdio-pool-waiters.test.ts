@@ -5,8 +5,9 @@ import { KEYS, rawPost, startStdioGateway, type TestGateway, waitFor } from "./s
  * 2026-07-28 requests to a stdio upstream are served by a pool of children, each owned by one
  * principal (src/gateway/stdio/pool.ts). A request finding all of its principal's children busy
  * waits for one, but at most 32 per child it owns wait (QUEUE_PER_CHILD): one more is answered
- * 503 -31009 at once, with Retry-After, rather than queued without bound. Another principal's
- * requests never wait behind that queue.
+ * 429 -31002 at once (the caller's own share, as past its share of an HTTP upstream's
+ * connections), with Retry-After, rather than queued without bound. Another principal's requests
+ * never wait behind that queue.
  */
 
 const META = { "io.modelcontextprotocol/protocolVersion": "2026-07-28" };
@@ -33,7 +34,7 @@ const sleep = (g: TestGateway, key: string, id: number, ms: number) =>
   );
 
 describe("the stdio pool bounds one principal's waiting requests", () => {
-  it("answers 503 -31009 past 32 waiters per child, while another principal is served at once", async () => {
+  it("answers 429 -31002 past 32 waiters per child, while another principal is served at once", async () => {
     // A pool of two: each principal may own one child (half the pool).
     gw = await startStdioGateway({ poolSize: 2 });
     const g = gw;
@@ -48,13 +49,13 @@ describe("the stdio pool bounds one principal's waiting requests", () => {
     const t0 = performance.now();
     const first = await Promise.race(waiting.map((p, i) => p.then((res) => ({ res, i }))));
     expect(performance.now() - t0).toBeLessThan(1_500);
-    expect(first.res.status).toBe(503);
+    expect(first.res.status).toBe(429);
     expect(first.res.headers.get("retry-after")).toBe("1");
-    // A transport-level refusal: no id (spec T-1125), the gateway's "service unavailable" code.
+    // A transport-level refusal: no id (spec T-1125), the caller's share code.
     expect(await first.res.json()).toEqual({
       jsonrpc: "2.0",
       id: null,
-      error: { code: -31009, message: "Service Unavailable: no stdio upstream slot free" },
+      error: { code: -31002, message: "Too Many Requests: too many requests in flight for this caller" },
     });
     expect(first.i).toBe(QUEUE_PER_CHILD);
 
@@ -69,7 +70,7 @@ describe("the stdio pool bounds one principal's waiting requests", () => {
     // Alice's 32 waiters are all served once her child frees; exactly one was refused.
     const statuses = (await Promise.all([busy, ...waiting])).map((r) => r.status);
     expect(statuses.filter((s) => s === 200)).toHaveLength(1 + QUEUE_PER_CHILD);
-    expect(statuses.filter((s) => s === 503)).toHaveLength(1);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(1);
     // The queue is free again: her next request is served.
     expect((await sleep(g, KEYS.alice, 99, 1)).status).toBe(200);
   });

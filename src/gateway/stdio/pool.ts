@@ -189,7 +189,7 @@ export function createStdioPool(options: StdioPoolOptions): StdioPool {
   async function acquire(
     who: Owner,
     spawnEnv?: () => Promise<Record<string, string>>,
-  ): Promise<Member | "full" | "failed" | "principal"> {
+  ): Promise<Member | "full" | "failed" | "principal" | "queue"> {
     const { principal, key } = who;
     let owned = reserved.get(key) ?? 0;
     for (const m of members) {
@@ -225,7 +225,9 @@ export function createStdioPool(options: StdioPoolOptions): StdioPool {
     }
     // Wait for one of the caller's own children (never another principal's) to come free.
     const queued = waiters.reduce((n, w) => n + (w.key === key ? 1 : 0), 0);
-    if (!own || queued >= owned * QUEUE_PER_CHILD || closed) return "full";
+    if (!own || closed) return "full";
+    // The caller's own requests fill its queue: its share, not the gateway's capacity (429).
+    if (queued >= owned * QUEUE_PER_CHILD) return "queue";
     const m = await new Promise<Member | undefined>((resolve) => {
       const timer = setTimeout(() => {
         const i = waiters.indexOf(waiter);
@@ -278,7 +280,7 @@ export function createStdioPool(options: StdioPoolOptions): StdioPool {
       owner.refuse({ kind: "identity_unavailable" });
       return { result: "identity_unavailable", upstreamMs: performance.now() - started };
     }
-    if (m === "full" || m === "failed" || m === "principal") {
+    if (m === "full" || m === "failed" || m === "principal" || m === "queue") {
       const upstreamMs = performance.now() - started;
       if (m === "failed") {
         owner.refuse({ kind: "upstream_unavailable" });
@@ -287,6 +289,10 @@ export function createStdioPool(options: StdioPoolOptions): StdioPool {
       if (m === "principal") {
         // The caller holds its share of children (upstream.maxChildrenPerPrincipal).
         owner.refuse({ kind: "session_limit", scope: "principal", retryAfterSec: 1 });
+        return { result: "refused", upstreamMs };
+      }
+      if (m === "queue") {
+        owner.refuse({ kind: "in_flight_limit", what: "requests", retryAfterSec: 1 });
         return { result: "refused", upstreamMs };
       }
       owner.refuse({ kind: "capacity", message: "no stdio upstream slot free" });
