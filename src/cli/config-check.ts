@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { loadConfigFile } from "../config.js";
+import { resolveTracing } from "../gateway/tracing-config.js";
 
 export function registerConfigCommand(program: Command): void {
   const config = program.command("config").description("Configuration tools");
@@ -9,6 +10,9 @@ export function registerConfigCommand(program: Command): void {
     .option("--json", "print the resolved configuration as JSON")
     .action((file: string, flags: { json?: boolean }) => {
       const resolved = loadConfigFile(file, process.env);
+      // The tracing settings as `serve` would resolve them, OTEL_* variables included.
+      for (const w of resolveTracing(resolved.tracing, process.env)?.warnings ?? [])
+        process.stderr.write(`warning: tracing: ${w}\n`);
       if (flags.json) process.stdout.write(`${JSON.stringify(resolved, redactSecrets, 2)}\n`);
       else process.stdout.write(`${file}: ok\n`);
     });

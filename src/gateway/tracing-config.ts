@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { McpGateError } from "../core/errors.js";
 
 /**
  * The `tracing:` section of the gateway configuration and its resolution against the standard
@@ -83,6 +84,9 @@ function tracesUrl(base: string): string {
  * one of `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_SERVICE_NAME`,
  * `OTEL_TRACES_SAMPLER` is present (and, without a section, when `OTEL_TRACES_EXPORTER=none`).
  *
+ * Throws `ERR_CONFIG_INVALID` (naming the settings, never the URL) when the traces endpoint is not
+ * an http(s) URL.
+ *
  * @example const settings = resolveTracing(config.tracing, process.env);
  */
 export function resolveTracing(config: TracingConfig, env: NodeJS.ProcessEnv): TracingSettings | undefined {
@@ -97,6 +101,15 @@ export function resolveTracing(config: TracingConfig, env: NodeJS.ProcessEnv): T
     ? tracesUrl(config.endpoint)
     : (variable(env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") ??
       tracesUrl(variable(env, "OTEL_EXPORTER_OTLP_ENDPOINT") ?? DEFAULT_BASE));
+  // Refused here, before anything is loaded (and by `config check`): the exporter's own error
+  // quotes the URL whole, userinfo and query included — where a collector's credential may sit.
+  if (!isHttpUrl(url)) {
+    throw new McpGateError(
+      "ERR_CONFIG_INVALID",
+      "tracing: the OTLP traces endpoint is not an http(s) URL " +
+        "(check tracing.endpoint, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT and OTEL_EXPORTER_OTLP_ENDPOINT)",
+    );
+  }
 
   let sampler: SamplerName = config?.sampler ?? "parentbased_always_on";
   if (!config?.sampler) {
@@ -134,4 +147,13 @@ export function resolveTracing(config: TracingConfig, env: NodeJS.ProcessEnv): T
     scheduleDelayMs,
     warnings,
   };
+}
+
+/** Whether `raw` is an http(s) URL (the OTLP/HTTP exporter's endpoint must be one). */
+function isHttpUrl(raw: string): boolean {
+  try {
+    return /^https?:$/.test(new URL(raw).protocol);
+  } catch {
+    return false;
+  }
 }

@@ -1,5 +1,4 @@
 import { context, DiagLogLevel, diag, propagation, trace } from "@opentelemetry/api";
-import { McpGateError } from "../core/errors.js";
 import type { Logger } from "../observe/logger.js";
 import { traceAuthHttpCalls } from "../observe/tracing-http.js";
 import type { SamplerName, TracingSettings } from "./tracing-config.js";
@@ -48,15 +47,6 @@ async function buildSampler(name: SamplerName, ratio: number) {
   return name.startsWith("parentbased_") ? new sdk.ParentBasedSampler({ root }) : root;
 }
 
-/** Whether `raw` is an http(s) URL (the OTLP/HTTP exporter's endpoint must be one). */
-function isHttpUrl(raw: string): boolean {
-  try {
-    return /^https?:$/.test(new URL(raw).protocol);
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Settle within `ms`, whatever `p` does; a rejection is reported to `onError`, and so is running
  * out of time (spans still buffered are then lost: the operator should know).
@@ -81,8 +71,8 @@ function bounded(p: Promise<unknown>, ms: number, onError: (err: unknown) => voi
 /**
  * Start the SDK for these settings (undefined: tracing off, nothing loaded). A process that already
  * has a global tracer provider (a second gateway in one process) keeps it: this gateway's spans go
- * there, and its shutdown leaves it alone. Throws `ERR_CONFIG_INVALID` (naming the settings, never
- * the URL) when the traces endpoint is not an http(s) URL.
+ * there, and its shutdown leaves it alone. The settings come from `resolveTracing`, which has
+ * refused an endpoint that is not an http(s) URL.
  *
  * @example const tracing = await startTracing(resolveTracing(config.tracing, env), logger);
  */
@@ -91,15 +81,6 @@ export async function startTracing(
   logger?: Logger,
 ): Promise<GatewayTracing> {
   if (!settings) return OFF;
-  // Checked before anything is loaded or registered. The exporter's own error quotes the URL whole,
-  // userinfo and query included (where a collector's credential may sit), into the operator's log.
-  if (!isHttpUrl(settings.url)) {
-    throw new McpGateError(
-      "ERR_CONFIG_INVALID",
-      "tracing: the OTLP traces endpoint is not an http(s) URL " +
-        "(check tracing.endpoint, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT and OTEL_EXPORTER_OTLP_ENDPOINT)",
-    );
-  }
   for (const w of settings.warnings) logger?.warn(`tracing: ${w}`);
   const [
     sdk,

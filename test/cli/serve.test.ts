@@ -47,6 +47,26 @@ describe("mcpgate config check", () => {
     expect(r.status).toBe(0);
     expect(r.stdout).not.toContain("very-secret-upstream-token");
   });
+
+  it("checks the OTEL_* endpoint variables as serve resolves them, never printing the URL (exit 2)", () => {
+    const f = join(dir, "ok-otel.yaml");
+    writeFileSync(f, "upstream:\n  url: http://127.0.0.1:3000/mcp\n");
+    const secret = "collector-s3cret-0123456789";
+    const r = run(["config", "check", f], {
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `http://u:${secret}@[::1/v1/traces`,
+    });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+    expect(r.stderr).not.toContain(secret);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    // A variable serve would ignore is said too, as a warning.
+    const warned = run(["config", "check", f], {
+      OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:4318",
+      OTEL_TRACES_SAMPLER: "sometimes",
+    });
+    expect(warned.status).toBe(0);
+    expect(warned.stderr).toContain("warning: tracing: OTEL_TRACES_SAMPLER=sometimes is not supported");
+  });
 });
 
 describe("mcpgate serve", () => {
