@@ -5,6 +5,7 @@ import { parseDuration } from "./core/duration.js";
 import { interpolateEnv } from "./core/env-interpolation.js";
 import { McpGateError } from "./core/errors.js";
 import { tracingSchema } from "./gateway/tracing-config.js";
+import { DEFAULT_ANSWER_BUFFER, DEFAULT_ANSWER_BUFFER_PER_CALLER } from "./http/answer-budget.js";
 
 /**
  * The configuration file (DESIGN.md §7): YAML or JSON by extension, `${VAR}` from the environment,
@@ -247,9 +248,15 @@ const configObject = z.strictObject({
       headersTimeout: duration.default("10s"),
       requestTimeout: duration.default("60s"),
       shutdownGrace: duration.default("10s"),
+      /** Characters of upstream answers held for clients that have not taken them yet, all callers. */
+      answerBuffer: z.number().int().positive().default(DEFAULT_ANSWER_BUFFER),
+      /** The same, per caller (principal). */
+      answerBufferPerCaller: z.number().int().positive().default(DEFAULT_ANSWER_BUFFER_PER_CALLER),
     })
     .default({
       maxBody: 4 * 1024 * 1024,
+      answerBuffer: DEFAULT_ANSWER_BUFFER,
+      answerBufferPerCaller: DEFAULT_ANSWER_BUFFER_PER_CALLER,
       headersTimeout: "10s",
       requestTimeout: "60s",
       shutdownGrace: "10s",

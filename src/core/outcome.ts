@@ -42,10 +42,11 @@ export type Denial =
    */
   | { kind: "session_limit"; scope: "principal" | "global"; retryAfterSec: number }
   /**
-   * The caller holds its share of an HTTP upstream's connections (requests, or streams, in flight):
-   * 429, so one caller's slow calls or open streams never leave others waiting for a connection.
+   * The caller holds its share of an HTTP upstream's connections (requests, or streams, in flight),
+   * or of the memory for answers not yet taken by their clients (unread answers): 429, so one
+   * caller's slow calls, open streams or unread answers never leave others without.
    */
-  | { kind: "in_flight_limit"; what: "requests" | "streams"; retryAfterSec: number }
+  | { kind: "in_flight_limit"; what: "requests" | "streams" | "unread answers"; retryAfterSec: number }
   | { kind: "store_unavailable" }
   | { kind: "capacity"; message: string }
   | { kind: "upstream_unavailable" }

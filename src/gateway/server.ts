@@ -37,7 +37,7 @@ export interface Mount {
     next: (ctx: ForwardContext) => Promise<ForwardResult>,
   ) => Promise<ForwardResult>;
   /** Response owner options (bounds, events) for this mount. */
-  owner?: Pick<ResponseOwnerOptions, "maxResponseBytes" | "slowClientMs" | "onEvent">;
+  owner?: Pick<ResponseOwnerOptions, "maxResponseBytes" | "slowClientMs" | "onEvent" | "answerBudget">;
 }
 
 /** A non-MCP route (JWKS, the authorization server…): true when it answered the request. */

@@ -23,6 +23,10 @@ export interface ChannelHost {
   drained(): Promise<void>;
   refuse(denial: Denial): void;
   readonly maxResponseBytes: number;
+  /** The answer budget (see `ResponseOwnerOptions.answerBudget`): hold, give back, and end. */
+  hold(n: number): "ok" | "caller" | "full";
+  release(n: number): void;
+  written(): void;
 }
 
 /** The head of every SSE response the gateway writes. */
@@ -46,13 +50,27 @@ export class SseChannel implements Channel {
   }
   send(text: string): boolean {
     if (this.#res.writableEnded || this.#res.destroyed) return true;
-    return this.#res.write(formatSseEvent(text, MESSAGE_EVENT));
+    const n = text.length;
+    // Held until the client's socket takes it: a caller whose unread answers fill its share (or
+    // the gateway's) loses this stream, as a client too slow to read does.
+    const held = this.#owner.hold(n);
+    if (held !== "ok") {
+      this.#owner.refuse(
+        held === "caller"
+          ? { kind: "client_too_slow" }
+          : { kind: "capacity", message: "too many unread answers" },
+      );
+      return true;
+    }
+    return this.#res.write(formatSseEvent(text, MESSAGE_EVENT), () => this.#owner.release(n));
   }
   drained(): Promise<void> {
     return this.#owner.drained();
   }
   close(): void {
-    if (!this.#res.writableEnded) this.#res.end();
+    if (this.#res.writableEnded) return;
+    this.#res.end();
+    this.#owner.written();
   }
 }
 
@@ -85,6 +103,16 @@ export class JsonChannel implements Channel {
       this.#owner.refuse({ kind: "upstream_malformed" });
       return true;
     }
+    const held = this.#owner.hold(text.length);
+    if (held !== "ok") {
+      this.#done = true;
+      this.#owner.refuse(
+        held === "caller"
+          ? { kind: "in_flight_limit", what: "unread answers", retryAfterSec: 1 }
+          : { kind: "capacity", message: "too many unread answers" },
+      );
+      return true;
+    }
     this.#texts.push(text);
     return true;
   }
@@ -97,5 +125,6 @@ export class JsonChannel implements Channel {
     if (this.#res.destroyed || this.#res.headersSent) return;
     const body = this.#texts.length === 1 ? this.#texts[0]! : `[${this.#texts.join(",")}]`;
     this.#res.writeHead(200, { "content-type": "application/json", ...this.#headers }).end(body);
+    this.#owner.written();
   }
 }

@@ -44,7 +44,7 @@ export interface McpRoute {
   /** Answer an admitted request whose plan says `forward`. Must never throw after writing. */
   forward(entry: Entry): Promise<ForwardResult>;
   /** Options for the response owner (bounds, lifetime events). */
-  owner?: Pick<ResponseOwnerOptions, "maxResponseBytes" | "slowClientMs" | "onEvent">;
+  owner?: Pick<ResponseOwnerOptions, "maxResponseBytes" | "slowClientMs" | "onEvent" | "answerBudget">;
 }
 
 const awaitingContinue = new WeakSet<IncomingMessage>();

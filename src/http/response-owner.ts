@@ -4,6 +4,7 @@ import { SessionLimitError } from "../core/errors.js";
 import type { Denial, JsonRpcId } from "../core/outcome.js";
 import type { Admission, Gate, ResponsePlan } from "../gate/gate.js";
 import type { WireIds } from "../mcp/wire-ids.js";
+import type { AnswerBudget } from "./answer-budget.js";
 import { type Channel, type ChannelHost, JsonChannel, SSE_HEAD, SseChannel } from "./channels.js";
 import { mergeLocalAnswers } from "./local-answers.js";
 import {
@@ -41,6 +42,12 @@ export interface ResponseOwnerOptions {
   slowClientMs?: number;
   /** Told about upstream credential refusals and bind failures (audit, logs). */
   onEvent?(event: "upstream_credentials" | "bind_failed" | "client_too_slow" | "lifetime_ended"): void;
+  /**
+   * Memory for answers the client has not taken yet, per caller and in all (http/answer-budget.ts):
+   * what an upstream answer holds here, from its first byte read to its last taken by the client's
+   * socket. None: unbounded (each answer is still bounded by `maxResponseBytes`).
+   */
+  answerBudget?: AnswerBudget;
 }
 
 export interface ResponseOwner {
@@ -127,6 +134,8 @@ class Owner implements ResponseOwner, RelayHost, ChannelHost {
   #timers: NodeJS.Timeout[] = [];
   #watched: AbortSignal[] = [];
   #ended: AbortController | undefined;
+  /** Characters of answer this response holds of the answer budget. */
+  #held = 0;
 
   constructor(o: ResponseOwnerOptions) {
     this.#o = o;
@@ -179,6 +188,7 @@ class Owner implements ResponseOwner, RelayHost, ChannelHost {
 
   readonly #onClose = () => {
     if (!this.#res.writableFinished) this.#abort();
+    this.release(this.#held);
     for (const t of this.#timers) clearTimeout(t);
     for (const w of this.#watched) w.removeEventListener("abort", this.#onLifetimeEnd);
     this.#ended?.abort();
@@ -321,6 +331,42 @@ class Owner implements ResponseOwner, RelayHost, ChannelHost {
 
   event(event: "upstream_credentials"): void {
     this.#o.onEvent?.(event);
+  }
+
+  hold(n: number): "ok" | "caller" | "full" {
+    const budget = this.#o.answerBudget;
+    if (!budget || n <= 0 || this.#res.destroyed) return "ok";
+    const taken = budget.take(this.admission.identity.principal, n);
+    if (taken === "ok") this.#held += n;
+    return taken;
+  }
+
+  release(n: number): void {
+    const back = Math.min(n, this.#held);
+    if (back <= 0) return;
+    this.#held -= back;
+    this.#o.answerBudget?.release(this.admission.identity.principal, back);
+  }
+
+  readonly #releaseAll = () => this.release(this.#held);
+
+  written(): void {
+    const res = this.#res;
+    if (res.writableFinished || res.destroyed) {
+      this.#releaseAll();
+      return;
+    }
+    if (this.#held > 0) res.once("finish", this.#releaseAll);
+    // Left in the socket's buffer: the client must take it within the slow-client bound, as a
+    // stream's reader must (a JSON answer nobody reads would otherwise be held for ever).
+    if (res.writableNeedDrain || (res.socket?.writableLength ?? 0) > 0) {
+      const timer = setTimeout(() => {
+        this.#o.onEvent?.("client_too_slow");
+        res.destroy();
+      }, this.#o.slowClientMs ?? 60_000);
+      this.#timers.push(timer);
+      res.once("finish", () => clearTimeout(timer));
+    }
   }
 
   get maxResponseBytes(): number {

@@ -64,6 +64,15 @@ export interface RelayHost {
   drained(): Promise<void>;
   /** The response is an SSE stream from now on (ended cleanly rather than cut). */
   markSse(): void;
+  /** Hold `n` more characters of answer (see `ResponseOwnerOptions.answerBudget`); why not when spent. */
+  hold(n: number): "ok" | "caller" | "full";
+  /** `n` held characters were taken by the client's socket. */
+  release(n: number): void;
+  /**
+   * The whole answer is written: what it holds is given back once the client's socket has taken
+   * it, and a client that does not take it within the slow-client bound loses its connection.
+   */
+  written(): void;
   armLifetime(): void;
   endStream(): void;
   event(event: "upstream_credentials"): void;
@@ -141,6 +150,10 @@ export async function relayUpstream(
       h.endStream();
       return "aborted";
     }
+    if (err instanceof BudgetSpent && !h.res.headersSent) {
+      h.refuse(budgetDenial(err.scope));
+      return "refused";
+    }
     const timeout = (err as Error)?.message === "upstream body stalled";
     if (!h.res.headersSent)
       h.refuse(timeout ? { kind: "upstream_timeout" } : { kind: "upstream_unavailable" });
@@ -169,7 +182,7 @@ async function relayJson(
   idleTimeoutMs: number,
 ): Promise<RelayResult> {
   const { plan } = h;
-  const text = await readBounded(body, h.maxResponseBytes, idleTimeoutMs);
+  const text = await readBounded(body, h, idleTimeoutMs);
   if (text.trim() === "") {
     if (plan.localResponses.length > 0) return sendJson(h.res, 200, headers, [...plan.localResponses]);
     h.res.writeHead(status, headers).end();
@@ -194,7 +207,9 @@ async function relayJson(
     h.refuse({ kind: "upstream_malformed" });
     return "refused";
   }
-  return sendJson(h.res, status === 202 ? 200 : status, headers, out);
+  sendJson(h.res, status === 202 ? 200 : status, headers, out);
+  h.written();
+  return "ok";
 }
 
 function relaySse(
@@ -228,6 +243,9 @@ function relaySse(
   if (standalone) res.flushHeaders();
   // An event id makes the stream resumable (the client may GET it again with Last-Event-ID).
   let resumable = false;
+  // Characters of the answer received, and given back to the answer budget as written.
+  let received = 0;
+  let released = 0;
   const parser = new SseParser();
   // A multi-byte character split across chunks stays whole (string_decoder: native, cheaper per
   // chunk than TextDecoder's streaming mode).
@@ -259,6 +277,7 @@ function relaySse(
         let out = pending;
         for (const id of ids.abandon(options.requests ?? [])) out += unanswered(id, denial);
         if (!res.destroyed) res.end(out === "" ? undefined : out);
+        h.written();
         resolve(result);
       });
     const onTick = () => {
@@ -282,7 +301,10 @@ function relaySse(
       headOut = true;
       const out = pending;
       pending = "";
-      if (res.write(out)) return;
+      // What this write carries of the answer is given back once the client's socket takes it.
+      const carried = received - parser.buffered - released;
+      released += carried;
+      if (res.write(out, carried > 0 ? () => h.release(carried) : undefined)) return;
       body.pause();
       void h.drained().then(() => {
         if (!settled && !res.destroyed) body.resume();
@@ -290,8 +312,22 @@ function relaySse(
     };
     const onData = (chunk: Buffer) => {
       idle?.refresh();
+      const text = decoder.write(chunk);
+      // Held from here until the client's socket takes it (the answer budget): a caller whose
+      // unread answers fill its share loses this stream, as a client too slow to read does.
+      const held = h.hold(text.length);
+      if (held !== "ok") {
+        giveUp(
+          held === "caller"
+            ? { kind: "client_too_slow" }
+            : { kind: "capacity", message: "too many unread answers" },
+          "refused",
+        );
+        return;
+      }
+      received += text.length;
       try {
-        for (const ev of parser.push(decoder.write(chunk))) {
+        for (const ev of parser.push(text)) {
           if (ev.id !== undefined) resumable = true;
           pending += mapEvent(h.plan, ev, ids);
         }
@@ -318,6 +354,7 @@ function relaySse(
         // without event ids that ends unanswered leaves its client nothing to wait for: say so.
         if (!resumable) for (const id of ids.abandon(options.requests ?? [])) pending += unanswered(id);
         if (!res.destroyed) res.end(pending === "" ? undefined : pending);
+        h.written();
         resolve("ok");
       });
     // The upstream's connection failed mid-answer. A resumable stream is only ended: its client may
@@ -381,7 +418,22 @@ function relayedHeaders(
   return out;
 }
 
-async function readBounded(body: Readable, limit: number, idleMs: number): Promise<string> {
+/** The answer budget is spent: the caller's share (its unread answers), or the gateway's total. */
+class BudgetSpent extends Error {
+  constructor(readonly scope: "caller" | "full") {
+    super("answer budget spent");
+  }
+}
+
+/** The denial for a spent answer budget, before the answer's head is out. */
+function budgetDenial(scope: "caller" | "full"): Denial {
+  return scope === "caller"
+    ? { kind: "in_flight_limit", what: "unread answers", retryAfterSec: 1 }
+    : { kind: "capacity", message: "too many unread answers" };
+}
+
+async function readBounded(body: Readable, h: RelayHost, idleMs: number): Promise<string> {
+  const limit = h.maxResponseBytes;
   const chunks: Buffer[] = [];
   let size = 0;
   let idle: NodeJS.Timeout | undefined;
@@ -396,6 +448,8 @@ async function readBounded(body: Readable, limit: number, idleMs: number): Promi
       touch();
       size += chunk.length;
       if (size > limit) throw new RangeError("upstream response too large");
+      const held = h.hold(chunk.length);
+      if (held !== "ok") throw new BudgetSpent(held);
       chunks.push(chunk);
     }
   } finally {

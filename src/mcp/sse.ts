@@ -20,6 +20,13 @@ export class SseParser {
   #pendingCr = false;
   #started = false;
 
+  /** Characters received and held for an event not complete yet. */
+  get buffered(): number {
+    let n = this.#buffer.length;
+    for (const l of this.#lines) n += l.length;
+    return n;
+  }
+
   /** Feed a chunk; returns the events completed by it. Throws RangeError past MAX_SSE_EVENT_BYTES. */
   push(chunk: string): SseEvent[] {
     let text = chunk;

@@ -6,7 +6,7 @@ import { createGatewayServer, type Mount } from "../../src/gateway/server.js";
 import { createLogger } from "../../src/observe/logger.js";
 import { KEYS, twoCallers as verifier } from "../helpers/callers.js";
 import { startCannedUpstream } from "../helpers/canned-upstream.js";
-import { INIT, rawPost } from "../helpers/client.js";
+import { INIT, rawPost, rawSession } from "../helpers/client.js";
 import { startTestGateway } from "../helpers/gateway.js";
 
 /**
@@ -91,14 +91,7 @@ async function start({
   });
 
   async function session(who: keyof typeof KEYS) {
-    const auth = { authorization: `Bearer ${KEYS[who]}` };
-    const init = await rawPost(url, INIT, auth);
-    expect(init.status).toBe(200);
-    const h = {
-      ...auth,
-      "mcp-session-id": init.headers.get("mcp-session-id")!,
-      "mcp-protocol-version": "2025-06-18",
-    };
+    const h = await rawSession(url, `Bearer ${KEYS[who]}`);
     return {
       h,
       /** Open the session's GET stream; resolves with its status once the head arrives. */

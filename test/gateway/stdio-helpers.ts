@@ -48,6 +48,8 @@ export async function startStdioGateway(
     authorizer?: Authorizer;
     identity?: Mount["identity"];
     verifier?: CredentialVerifier;
+    /** Response owner options of the mount (bounds, the answer budget). */
+    owner?: Mount["owner"];
   } = {},
 ): Promise<TestGateway> {
   const logLines: string[] = [];
@@ -55,7 +57,7 @@ export async function startStdioGateway(
     level: "debug",
     destination: { write: (line: string) => void logLines.push(line) },
   });
-  const { authorizer, identity, verifier: given, ...rest } = options;
+  const { authorizer, identity, verifier: given, owner, ...rest } = options;
   const upstream = createStdioUpstream({
     command: TINY_SERVER,
     logger,
@@ -69,7 +71,16 @@ export async function startStdioGateway(
     ...(authorizer ? { authorizer } : {}),
   });
   const server = createGatewayServer({
-    mounts: [{ name: "default", path: "/mcp", gate, upstream, ...(identity ? { identity } : {}) }],
+    mounts: [
+      {
+        name: "default",
+        path: "/mcp",
+        gate,
+        upstream,
+        ...(identity ? { identity } : {}),
+        ...(owner ? { owner } : {}),
+      },
+    ],
     logger,
     shutdownGraceMs: 300,
   });

@@ -40,6 +40,25 @@ export const INIT = {
   params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "1" } },
 };
 
+/**
+ * Open a 2025-era session with a raw `initialize` (and `notifications/initialized`): the headers
+ * every later request of the session carries. Throws unless the initialize is answered 200.
+ *
+ * @example const h = await rawSession(url, "Bearer k"); await rawPost(url, ping, h);
+ */
+export async function rawSession(url: string, authorization: string): Promise<Record<string, string>> {
+  const auth = { authorization };
+  const init = await rawPost(url, INIT, auth);
+  if (init.status !== 200) throw new Error(`initialize: ${init.status} ${init.text.slice(0, 200)}`);
+  const h = {
+    ...auth,
+    "mcp-session-id": init.headers.get("mcp-session-id")!,
+    "mcp-protocol-version": "2025-06-18",
+  };
+  await rawPost(url, { jsonrpc: "2.0", method: "notifications/initialized" }, h);
+  return h;
+}
+
 /** Parse the JSON-RPC messages out of an SSE or JSON response body. */
 export function messagesOf(text: string): Array<Record<string, unknown>> {
   const t = text.trim();

@@ -15,6 +15,7 @@ import type { AuditEvent } from "../../core/audit-event.js";
 import type { GateObserver, RateLimitPlanner } from "../../core/contracts.js";
 import { McpGateError } from "../../core/errors.js";
 import { createGate, type Gate, type GateOptions } from "../../gate/gate.js";
+import { createAnswerBudget } from "../../http/answer-budget.js";
 import type { Entry } from "../../http/front-door.js";
 import { createIdentityRuntime, type IdentityRuntime } from "../../identity/runtime.js";
 import type { UpstreamIdentity as IdentityHook } from "../../identity/upstream-identity.js";
@@ -256,6 +257,11 @@ export async function buildMounts(config: GatewayConfig, ctx: MountContext): Pro
   });
   const issuers = configuredIssuers(config);
   const idleTtlMs = durationMs(config.sessions.idleTtl);
+  // Memory for answers clients have not taken yet: one budget for every mount (one process's memory).
+  const answerBudget = createAnswerBudget({
+    perCaller: config.limits.answerBufferPerCaller,
+    total: config.limits.answerBuffer,
+  });
   const mounts: Mount[] = [];
   try {
     for (const u of resolved) {
@@ -308,6 +314,7 @@ export async function buildMounts(config: GatewayConfig, ctx: MountContext): Pro
         gate,
         upstream,
         aroundForward,
+        owner: { answerBudget },
         ...(hook ? { identity: hook } : {}),
       });
     }
