@@ -11,15 +11,13 @@
  *   npx tsx bench/gateway.ts [--rounds 4] [--round-ms 3000] [--concurrency 10] [--mode stateful|stateless|both] [--before REV|none]
  */
 
-import { type ChildProcess, execSync, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { readFileSync, rmSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { findFreePort } from "../src/gateway/free-port.js";
-import { buildTree, load, openSession, startGatewayProcess, summarize } from "./lib.js";
+import { buildTree, extractTree, load, openSession, startGatewayProcess, summarize } from "./lib.js";
 
 const { values } = parseArgs({
   options: {
@@ -58,15 +56,6 @@ async function start(
 
 type Target = "direct" | "gateway" | "bare" | "before";
 
-/** The tree of another commit, for its gateway (same node_modules). */
-function extractTree(rev: string): string {
-  const dir = mkdtempSync(join(tmpdir(), "mcpgate-bench-before-"));
-  const root = new URL("..", import.meta.url).pathname;
-  execSync(`git archive ${rev} | tar -x -C ${dir}`, { cwd: root, shell: "/bin/bash" });
-  symlinkSync(join(root, "node_modules"), join(dir, "node_modules"));
-  buildTree(dir);
-  return dir;
-}
 // Both gateways run compiled (dist/cli/main.js), as the `mcpgate` command does.
 buildTree();
 const beforeRoot = values.before === "none" ? undefined : extractTree(values.before!);

@@ -1,4 +1,6 @@
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, execSync, spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Pool } from "undici";
 
@@ -135,4 +137,18 @@ export async function startGatewayProcess(
     await new Promise((r) => setTimeout(r, 100));
   }
   return { url, proc };
+}
+
+/**
+ * The tree of another commit, for its gateway: extracted with `git archive` into a temporary
+ * directory (nothing in the repository changes), with this tree's node_modules, and built. Remove
+ * it with `rmSync(dir, { recursive: true })` when done.
+ */
+export function extractTree(rev: string): string {
+  const dir = mkdtempSync(join(tmpdir(), "mcpgate-bench-before-"));
+  const root = new URL("..", import.meta.url).pathname;
+  execSync(`git archive ${rev} | tar -x -C ${dir}`, { cwd: root, shell: "/bin/bash" });
+  symlinkSync(join(root, "node_modules"), join(dir, "node_modules"));
+  buildTree(dir);
+  return dir;
 }

@@ -5,7 +5,7 @@
  * module compilation excluded). Not part of `npm run bench`.
  * `--target bare` profiles the bare pass-through proxy (bench/bare-proxy.ts) instead, the baseline
  * the gateway's extra CPU is compared with.
- *   npx tsx bench/profile-gateway.ts [--mode stateful|stateless] [--seconds 6] [--concurrency 10] [--target gateway|bare]
+ *   npx tsx bench/profile-gateway.ts [--mode stateful|stateless] [--seconds 6] [--concurrency 10] [--target gateway|bare] [--before REV]
  */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { findFreePort } from "../src/gateway/free-port.js";
-import { buildTree, load, openSession, startGatewayProcess } from "./lib.js";
+import { buildTree, extractTree, load, openSession, startGatewayProcess } from "./lib.js";
 
 const { values } = parseArgs({
   options: {
@@ -23,6 +23,7 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "6" },
     concurrency: { type: "string", default: "10" },
     target: { type: "string", default: "gateway" },
+    before: { type: "string" },
     lines: { type: "boolean", default: false },
   },
 });
@@ -42,11 +43,19 @@ const [line] = (await once(createInterface({ input: up.stdout! }), "line")) as [
 const upstreamUrl = (JSON.parse(line) as { url: string }).url;
 const port = await findFreePort("127.0.0.1");
 const nodeArgs = ["--cpu-prof", `--cpu-prof-dir=${dir}`];
-if (values.target !== "bare") buildTree();
+// `--before REV`: the gateway of another commit (to compare profiles of two trees).
+const root = values.before ? extractTree(values.before) : undefined;
+if (values.target !== "bare" && !root) buildTree();
 const { url, proc: gw } =
   values.target === "bare"
     ? await startBare(upstreamUrl)
-    : await startGatewayProcess(upstreamUrl, { key: KEY, port, logLevel: "info", nodeArgs });
+    : await startGatewayProcess(upstreamUrl, {
+        key: KEY,
+        port,
+        logLevel: "info",
+        nodeArgs,
+        ...(root ? { root } : {}),
+      });
 
 async function startBare(upstream: string) {
   const proc = spawn(

@@ -6,15 +6,12 @@
  * only, bounded (~15 s). `--before REV` runs the gateway of another commit instead (to compare).
  *   npx tsx bench/unread-answers.ts [--size 4] [--count 90] [--before REV]
  */
-import { execSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import { type AddressInfo, connect, type Socket } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { findFreePort } from "../src/gateway/free-port.js";
-import { buildTree, startGatewayProcess } from "./lib.js";
+import { buildTree, extractTree, startGatewayProcess } from "./lib.js";
 
 const { values } = parseArgs({
   options: {
@@ -58,14 +55,8 @@ const up = createServer((req, res) => {
 await new Promise<void>((r) => up.listen(0, "127.0.0.1", r));
 const upstreamUrl = `http://127.0.0.1:${(up.address() as AddressInfo).port}/mcp`;
 
-let root: string | undefined;
-if (values.before) {
-  root = mkdtempSync(join(tmpdir(), "mcpgate-bench-before-"));
-  const here = new URL("..", import.meta.url).pathname;
-  execSync(`git archive ${values.before} | tar -x -C ${root}`, { cwd: here, shell: "/bin/bash" });
-  symlinkSync(join(here, "node_modules"), join(root, "node_modules"));
-}
-buildTree(root);
+const root = values.before ? extractTree(values.before) : undefined;
+if (!root) buildTree();
 const port = await findFreePort("127.0.0.1");
 const gw = await startGatewayProcess(upstreamUrl, {
   key: KEY,

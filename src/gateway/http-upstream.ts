@@ -2,10 +2,11 @@ import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { IncomingHttpHeaders } from "node:http";
 import { Agent, errors as undiciErrors } from "undici";
+import type { Denial } from "../core/outcome.js";
 import type { Entry, ForwardResult } from "../http/front-door.js";
 import type { Era } from "../mcp/era.js";
 import { SessionWireIds } from "../mcp/wire-ids.js";
-import type { ForwardContext, Reservation, Upstream } from "./upstream.js";
+import type { ForwardContext, Upstream } from "./upstream.js";
 
 export interface HttpUpstreamOptions {
   url: string;
@@ -159,45 +160,34 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
     idleTtlMs: options.sessionIdleTtlMs ?? 30 * 60_000,
   });
 
-  /** The caller's share of a connection (a stream's, or a request's), or why not. */
-  function reserve(entry: Entry): Reservation {
+  /** Take the caller's share of a connection (a stream's, or a request's): undefined, or why not. */
+  function reserve(entry: Entry): Denial | undefined {
     const stream = entry.admission.method === "GET";
-    const share = stream ? streamShare : requestShare;
-    const caller = entry.admission.identity.principal;
-    const taken = share.take(caller);
-    if (taken !== "ok") {
-      return {
-        ok: false,
-        denial:
-          taken === "full"
-            ? { kind: "capacity", message: "too many open streams" }
-            : { kind: "in_flight_limit", what: stream ? "streams" : "requests", retryAfterSec: 1 },
-      };
-    }
-    let held = true;
-    return {
-      ok: true,
-      release() {
-        if (!held) return;
-        held = false;
-        share.release(caller);
-      },
-    };
+    const taken = (stream ? streamShare : requestShare).take(entry.admission.identity.principal);
+    if (taken === "ok") return undefined;
+    return taken === "full"
+      ? { kind: "capacity", message: "too many open streams" }
+      : { kind: "in_flight_limit", what: stream ? "streams" : "requests", retryAfterSec: 1 };
+  }
+
+  function unreserve(entry: Entry): void {
+    const share = entry.admission.method === "GET" ? streamShare : requestShare;
+    share.release(entry.admission.identity.principal);
   }
 
   async function forward(ctx: ForwardContext): Promise<ForwardResult> {
     const dispatcher = ctx.admission.method === "GET" ? streamAgent : agent;
     // Taken already by the mount (before its identity hook), or here.
     if (ctx.reserved) return forwardNow(ctx, dispatcher);
-    const held = reserve(ctx);
-    if (!held.ok) {
-      ctx.owner.refuse(held.denial);
+    const denied = reserve(ctx);
+    if (denied) {
+      ctx.owner.refuse(denied);
       return { result: "refused" };
     }
     try {
       return await forwardNow(ctx, dispatcher);
     } finally {
-      held.release();
+      unreserve(ctx);
     }
   }
 
@@ -283,6 +273,7 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
 
   return {
     reserve,
+    unreserve,
     forward,
     async close() {
       // In-flight streams were ended by the server already; never wait on a long-lived SSE stream.

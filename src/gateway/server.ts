@@ -86,51 +86,52 @@ function mountsOf(options: GatewayServerOptions): Mount[] {
  * hook, then the upstream (wrapped by `aroundForward`). The response owner answers any failure.
  */
 async function forwardThrough(mount: Mount, entry: Entry): Promise<ForwardResult> {
+  const { upstream } = mount;
   // The caller's share of the upstream first: a caller at its share costs no identity work.
-  const held = mount.upstream.reserve?.(entry);
-  if (held && !held.ok) {
-    entry.owner.refuse(held.denial);
+  const denied = upstream.reserve?.(entry);
+  if (denied) {
+    entry.owner.refuse(denied);
     return { result: "refused" };
   }
+  const reserved = upstream.reserve !== undefined;
   try {
-    return await identifyAndForward(mount, entry, held !== undefined);
+    const ctx: ForwardContext = {
+      req: entry.req,
+      res: entry.res,
+      admission: entry.admission,
+      plan: entry.plan,
+      owner: entry.owner,
+      headers: {},
+      meta: {},
+      reserved,
+    };
+    if (mount.identity) {
+      let id: UpstreamIdentity;
+      try {
+        id = await mount.identity(entry);
+      } catch {
+        id = { ok: false, reason: "identity hook failed" };
+      }
+      if (!id.ok) {
+        entry.owner.refuse({ kind: "identity_unavailable" });
+        return { result: "identity_unavailable" };
+      }
+      Object.assign(ctx.headers, id.headers);
+      // A stdio child's identity environment, fixed or made when the child starts: one way for both.
+      const fixed = id.env;
+      const made = id.spawnEnv;
+      if (fixed || made) ctx.spawnEnv = async () => ({ ...fixed, ...(made ? await made() : {}) });
+      if (id.expiresAt !== undefined) entry.owner.endAt(id.expiresAt, "upstream");
+    }
+    return await (mount.aroundForward
+      ? mount.aroundForward(ctx, forwardTo(upstream))
+      : upstream.forward(ctx));
   } finally {
-    held?.release();
+    if (reserved) upstream.unreserve?.(entry);
   }
 }
 
-async function identifyAndForward(mount: Mount, entry: Entry, reserved: boolean): Promise<ForwardResult> {
-  const ctx: ForwardContext = {
-    req: entry.req,
-    res: entry.res,
-    admission: entry.admission,
-    plan: entry.plan,
-    owner: entry.owner,
-    headers: {},
-    meta: {},
-    reserved,
-  };
-  if (mount.identity) {
-    let id: UpstreamIdentity;
-    try {
-      id = await mount.identity(entry);
-    } catch {
-      id = { ok: false, reason: "identity hook failed" };
-    }
-    if (!id.ok) {
-      entry.owner.refuse({ kind: "identity_unavailable" });
-      return { result: "identity_unavailable" };
-    }
-    Object.assign(ctx.headers, id.headers);
-    // A stdio child's identity environment, fixed or made when the child starts: one way for both.
-    const fixed = id.env;
-    const made = id.spawnEnv;
-    if (fixed || made) ctx.spawnEnv = async () => ({ ...fixed, ...(made ? await made() : {}) });
-    if (id.expiresAt !== undefined) entry.owner.endAt(id.expiresAt, "upstream");
-  }
-  const next = (c: ForwardContext) => mount.upstream.forward(c);
-  return mount.aroundForward ? mount.aroundForward(ctx, next) : next(ctx);
-}
+const forwardTo = (upstream: Upstream) => (ctx: ForwardContext) => upstream.forward(ctx);
 
 /**
  * The gateway's HTTP front: healthz, PRM, extra routes, and its MCP endpoints (one front door,

@@ -9,11 +9,13 @@ import type { Entry, ForwardResult } from "../http/front-door.js";
 export interface Upstream {
   /**
    * Take what the request will hold of this upstream (a caller's share of its connections) before
-   * anything is spent on it — the identity hook may call a token endpoint: a hold to release when
-   * the forward settles, or the refusal to answer. Optional; `forward` takes it itself when the
-   * context is not `reserved`.
+   * anything is spent on it — the identity hook may call a token endpoint: undefined when taken
+   * (give it back with `unreserve` once the forward settles), else the refusal to answer.
+   * Optional; `forward` takes it itself when the context is not `reserved`.
    */
-  reserve?(entry: Entry): Reservation;
+  reserve?(entry: Entry): Denial | undefined;
+  /** Give back what `reserve` took for `entry`. */
+  unreserve?(entry: Entry): void;
   /** Relay one admitted request; the answer goes through `ctx.owner`. Never throws after writing. */
   forward(ctx: ForwardContext): Promise<ForwardResult>;
   /**
@@ -42,9 +44,6 @@ export interface ForwardContext extends Entry {
   /** The upstream's `reserve` was taken for this request (by the mount, before its identity hook). */
   readonly reserved?: boolean;
 }
-
-/** See `Upstream.reserve`. */
-export type Reservation = { ok: true; release(): void } | { ok: false; denial: Denial };
 
 /** The upstream identity hook's answer (see `Mount.identity`). */
 export type UpstreamIdentity =

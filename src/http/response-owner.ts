@@ -188,6 +188,7 @@ class Owner implements ResponseOwner, RelayHost, ChannelHost {
 
   readonly #onClose = () => {
     if (!this.#res.writableFinished) this.#abort();
+    unflushed.delete(this);
     this.release(this.#held);
     for (const t of this.#timers) clearTimeout(t);
     for (const w of this.#watched) w.removeEventListener("abort", this.#onLifetimeEnd);
@@ -348,25 +349,19 @@ class Owner implements ResponseOwner, RelayHost, ChannelHost {
     this.#o.answerBudget?.release(this.admission.identity.principal, back);
   }
 
-  readonly #releaseAll = () => this.release(this.#held);
-
   written(): void {
     const res = this.#res;
-    if (res.writableFinished || res.destroyed) {
-      this.#releaseAll();
-      return;
-    }
-    if (this.#held > 0) res.once("finish", this.#releaseAll);
-    // Left in the socket's buffer: the client must take it within the slow-client bound, as a
-    // stream's reader must (a JSON answer nobody reads would otherwise be held for ever).
-    if (res.writableNeedDrain || (res.socket?.writableLength ?? 0) > 0) {
-      const timer = setTimeout(() => {
-        this.#o.onEvent?.("client_too_slow");
-        res.destroy();
-      }, this.#o.slowClientMs ?? 60_000);
-      this.#timers.push(timer);
-      res.once("finish", () => clearTimeout(timer));
-    }
+    // What it holds is given back at 'close' (which follows 'finish': the client's socket took it).
+    // Until then the client must take it within the slow-client bound, as a stream's reader must:
+    // a JSON answer nobody reads would otherwise hold its memory for as long as the socket stays.
+    if (!res.writableFinished && !res.destroyed) watchUnflushed(this, this.#o.slowClientMs ?? 60_000);
+  }
+
+  /** Called by the sweeper: the written answer was not taken within the slow-client bound. */
+  tooSlow(): void {
+    if (this.#res.destroyed || this.#res.writableFinished) return;
+    this.#o.onEvent?.("client_too_slow");
+    this.#res.destroy();
   }
 
   get maxResponseBytes(): number {
@@ -392,6 +387,37 @@ class Owner implements ResponseOwner, RelayHost, ChannelHost {
 }
 
 const DEFAULT_MAX_RESPONSE = 8 * 1024 * 1024;
+
+/**
+ * Responses whose answer is written whole but not yet taken by the client's socket, with the time
+ * they must be taken by. One sweeper for all of them: a timer per response would cost every
+ * request (its bytes are still corked in the socket when the answer is written).
+ */
+const unflushed = new Map<Owner, number>();
+let sweeper: NodeJS.Timeout | undefined;
+
+function watchUnflushed(owner: Owner, withinMs: number): void {
+  unflushed.set(owner, Date.now() + withinMs);
+  if (sweeper) return;
+  sweeper = setInterval(sweepUnflushed, SWEEP_MS);
+  sweeper.unref();
+}
+
+function sweepUnflushed(): void {
+  const now = Date.now();
+  for (const [owner, deadline] of unflushed) {
+    if (now < deadline) continue;
+    unflushed.delete(owner);
+    owner.tooSlow();
+  }
+  if (unflushed.size === 0 && sweeper) {
+    clearInterval(sweeper);
+    sweeper = undefined;
+  }
+}
+
+/** How often written answers are checked against the slow-client bound (its resolution). */
+const SWEEP_MS = 250;
 
 /** The JSON-RPC error text answering one request inside an open stream. */
 export function failureMessage(id: JsonRpcId, denial: FailureDenial): string {
