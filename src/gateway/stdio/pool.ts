@@ -85,18 +85,22 @@ interface Member {
 
 const QUEUE_PER_CHILD = 32;
 
-/** Who a pooled child serves: a principal, and the identity it was told at start, if any. */
-interface Owner {
+/** Who a child serves: a principal, and the identity it was told at start, if any. */
+export interface ChildOwner {
   principal: string;
   key: string;
 }
 
 /**
- * A child told its caller's identity at start (`MCPGATE_SCOPES`, the assertion's `client_id`,
- * `tenant`, `kind`) serves only requests of that identity: the same principal with other scopes (a
- * narrower token) gets a child of its own, never one that believes it holds the wider scopes.
+ * Who a child serves. A child told its caller's identity at start (`MCPGATE_SCOPES`, the assertion's
+ * `client_id`, `tenant`, `kind`) serves only requests of that identity: the same principal with other
+ * scopes (a narrower token) never reaches a child that believes it holds the wider scopes — in the
+ * pool it gets a child of its own, on a session it is refused. A child told nothing serves its
+ * principal (`key` is the principal).
+ *
+ * @example ownerOf(identity, ctx.spawnEnv !== undefined).key // '["key:alice",["read"],null,null,"api_key"]'
  */
-function ownerOf(identity: Identity, told: boolean): Owner {
+export function ownerOf(identity: Identity, told: boolean): ChildOwner {
   const { principal } = identity;
   if (!told) return { principal, key: principal };
   const key = JSON.stringify([
@@ -136,7 +140,7 @@ export function createStdioPool(options: StdioPoolOptions): StdioPool {
     if (n > 0) map.set(k, n);
     else map.delete(k);
   };
-  const reserve = (who: Owner, by: 1 | -1) => {
+  const reserve = (who: ChildOwner, by: 1 | -1) => {
     bump(reserved, who.key, by);
     if (who.key !== who.principal) bump(reserved, who.principal, by);
     reservedTotal += by;
@@ -147,7 +151,7 @@ export function createStdioPool(options: StdioPoolOptions): StdioPool {
   let closed = false;
   const shareOfPool = Math.max(1, Math.ceil(options.size / 2));
 
-  function spawnMember(who: Owner, env?: Record<string, string>): Member | undefined {
+  function spawnMember(who: ChildOwner, env?: Record<string, string>): Member | undefined {
     const member: Member = { relay: undefined as unknown as ChildRelay, ...who, busy: true, ready: false };
     try {
       member.relay = options.startChild(
@@ -187,7 +191,7 @@ export function createStdioPool(options: StdioPoolOptions): StdioPool {
   }
 
   async function acquire(
-    who: Owner,
+    who: ChildOwner,
     spawnEnv?: () => Promise<Record<string, string>>,
   ): Promise<Member | "full" | "failed" | "principal" | "queue"> {
     const { principal, key } = who;

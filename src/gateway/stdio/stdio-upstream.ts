@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { displayOf } from "../../core/identity.js";
 import { redactSessionId } from "../../gate/gate.js";
 import type { ForwardResult } from "../../http/front-door.js";
 import { accepts } from "../../http/response-owner.js";
@@ -7,7 +8,7 @@ import type { Logger } from "../../observe/logger.js";
 import type { ForwardContext, Upstream } from "../upstream.js";
 import { buildChildEnv } from "./child-process.js";
 import { type ChildSupervisor, createChildSupervisor } from "./children.js";
-import { createStdioPool, initializeChild, type StdioPool } from "./pool.js";
+import { createStdioPool, initializeChild, ownerOf, type StdioPool } from "./pool.js";
 import { type ChildRelay, whenAborted } from "./relay.js";
 
 export interface StdioUpstreamOptions {
@@ -68,6 +69,13 @@ export function defaultChildrenPerPrincipal(maxChildren: number): number {
 interface Session {
   id: string;
   principal: string;
+  /**
+   * The identity its child was told at spawn (`ownerOf`): with an identity mode, the principal and
+   * its scopes, client, tenant, kind; without one, the principal alone.
+   */
+  key: string;
+  /** Whether the child was spawned with an identity environment (`ctx.spawnEnv`). */
+  told: boolean;
   relay: ChildRelay;
   tag: string;
 }
@@ -232,7 +240,9 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
     }
     // A child that refuses initialize gets no session: relay its error and end it.
     const minted = answer.accepted && relay.child.alive;
-    if (minted) sessions.set(id, { id, principal: admission.identity.principal, relay, tag });
+    const told = ctx.spawnEnv !== undefined;
+    const { key } = ownerOf(admission.identity, told);
+    if (minted) sessions.set(id, { id, principal, key, told, relay, tag });
     else void relay.child.terminate(killGraceMs);
     if (!(await owner.bind(200, minted ? id : undefined))) {
       // The gate could not bind the new session (state store down): end it; 503 was answered.
@@ -262,10 +272,17 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
       owner.refuse({ kind: "session_unknown" });
       return undefined;
     }
-    if (s.principal !== admission.identity.principal) {
-      // Defence in depth (the gate's own binding check runs first when a state store is set):
-      // another principal's session is answered as unknown, and the gate is not told, so it does
-      // not forget the owner's binding.
+    if (ownerOf(admission.identity, s.told).key !== s.key) {
+      // Answered as the gate answers a session used by another principal (gate.ts, session check:
+      // 404, -31003), and the gate is not told (no bind(404)), so it does not forget the owner's
+      // binding. Another principal: defence in depth, the gate's binding check runs first. The same
+      // principal with other scopes, client or tenant (a narrower token): the gate admits it, but
+      // the child was told the identity that opened the session and would act on its scopes.
+      if (s.principal === admission.identity.principal)
+        logger.warn(
+          { upstream: s.tag, actor: displayOf(admission.identity) },
+          "stdio session refused: its child was told another identity of this principal",
+        );
       owner.refuse({ kind: "session_unknown" });
       return undefined;
     }
