@@ -209,13 +209,14 @@ async function serveMcpRequest(
     ...route.owner,
     onEvent(event) {
       // Audited for library users and the gateway alike: an upstream refusing the gateway's
-      // credential (the operator's problem to see, at warn), and a stream or long request the
-      // gateway ended while it lasted — its credential ended (revoked, expired), or its client
+      // credential (the operator's problem to see, at warn), a session refused as another
+      // identity's (a stdio child told the identity that opened it), and a stream or long request
+      // the gateway ended while it lasted — its credential ended (revoked, expired), or its client
       // left answers unread too long.
       const ended = event === "lifetime_ended" || event === "client_too_slow";
-      if (event === "upstream_credentials" || ended) {
+      if (event === "upstream_credentials" || event === "session_mismatch" || ended) {
         gate.options.observer?.audit?.({
-          type: ended ? "stream_ended" : "upstream_credentials",
+          type: ended ? "stream_ended" : event,
           time: isoNow(),
           actor: summary.principal,
           requestId,

@@ -41,7 +41,7 @@ export interface ResponseOwnerOptions {
    */
   slowClientMs?: number;
   /** Told about upstream credential refusals and bind failures (audit, logs). */
-  onEvent?(event: "upstream_credentials" | "bind_failed" | "client_too_slow" | "lifetime_ended"): void;
+  onEvent?(event: OwnerEvent): void;
   /**
    * Memory for answers the client has not taken yet, per caller and in all (http/answer-budget.ts):
    * what an upstream answer holds here, from its first byte read to its last taken by the client's
@@ -49,6 +49,15 @@ export interface ResponseOwnerOptions {
    */
   answerBudget?: AnswerBudget;
 }
+
+/** What the owner tells the front door (audit, logs). */
+export type OwnerEvent =
+  | "upstream_credentials"
+  | "bind_failed"
+  | "client_too_slow"
+  | "lifetime_ended"
+  /** An upstream refused the request as another identity's session (a stdio child told another identity). */
+  | "session_mismatch";
 
 export interface ResponseOwner {
   readonly plan: ResponsePlan;
@@ -99,6 +108,8 @@ export interface ResponseOwner {
   answerLocally(headers?: Record<string, string>): void;
   /** For in-process servers: merge the gate's own answers (refused batch elements) into their response. */
   mergeLocalAnswers(): void;
+  /** Tell the front door an upstream refused the request as another identity's session (audited). */
+  event(event: "session_mismatch"): void;
 }
 
 /** True when the request's `Accept` names `type` (e.g. "text/event-stream"). */
@@ -330,7 +341,7 @@ class Owner implements ResponseOwner, RelayHost, ChannelHost {
     this.#sse = true;
   }
 
-  event(event: "upstream_credentials"): void {
+  event(event: "upstream_credentials" | "session_mismatch"): void {
     this.#o.onEvent?.(event);
   }
 

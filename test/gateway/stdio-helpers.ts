@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { CredentialVerifier } from "../../src/authn/verifier.js";
-import type { Authorizer } from "../../src/core/contracts.js";
+import type { Authorizer, GateObserver } from "../../src/core/contracts.js";
 import { createGate } from "../../src/gate/gate.js";
 import { createGatewayServer, type Mount } from "../../src/gateway/server.js";
 import {
@@ -50,6 +50,8 @@ export async function startStdioGateway(
     verifier?: CredentialVerifier;
     /** Response owner options of the mount (bounds, the answer budget). */
     owner?: Mount["owner"];
+    /** The gate's observer (audit events, request summaries). */
+    observer?: GateObserver;
   } = {},
 ): Promise<TestGateway> {
   const logLines: string[] = [];
@@ -57,7 +59,7 @@ export async function startStdioGateway(
     level: "debug",
     destination: { write: (line: string) => void logLines.push(line) },
   });
-  const { authorizer, identity, verifier: given, owner, ...rest } = options;
+  const { authorizer, identity, verifier: given, owner, observer, ...rest } = options;
   const upstream = createStdioUpstream({
     command: TINY_SERVER,
     logger,
@@ -69,6 +71,7 @@ export async function startStdioGateway(
     verifiers: [given ?? verifier],
     publicUrl: "http://127.0.0.1/mcp",
     ...(authorizer ? { authorizer } : {}),
+    ...(observer ? { observer } : {}),
   });
   const server = createGatewayServer({
     mounts: [

@@ -1,6 +1,7 @@
 import { decodeJwt } from "jose";
 import { afterEach, describe, expect, it } from "vitest";
 import type { CredentialVerifier } from "../../src/authn/verifier.js";
+import type { AuditEvent } from "../../src/core/audit-event.js";
 import type { Identity } from "../../src/core/identity.js";
 import type { Mount } from "../../src/gateway/server.js";
 import { createAssertionSigner } from "../../src/identity/assertion-signer.js";
@@ -120,7 +121,12 @@ async function childSaw(g: TestGateway, token: string, h: Record<string, string>
 
 describe("stdio sessions told an identity serve only that identity", () => {
   it("refuses a narrower credential of the same principal with the gate's answer to another principal, before the child hears it", async () => {
-    gw = await startStdioGateway({ verifier, identity: await assertionHook() });
+    const audits: AuditEvent[] = [];
+    gw = await startStdioGateway({
+      verifier,
+      identity: await assertionHook(),
+      observer: { audit: (e) => void audits.push(e) },
+    });
     const h = await openSession(gw, WIDE);
     const pid = gw.upstream.sessionPid(h["mcp-session-id"]!);
     expect(pid).toBeDefined();
@@ -168,7 +174,12 @@ describe("stdio sessions told an identity serve only that identity", () => {
     expect(await answerOf(del)).toEqual(bobAnswer);
     // Another tenant of the same principal, with the same scopes: refused too.
     expect(await answerOf(await rawPost(gw.url, TENANT, NOTE_X, h))).toEqual(bobAnswer);
-    expect(gw.logLines.some((l) => l.includes("told another identity of this principal"))).toBe(true);
+    // Audited as the gate audits another principal's use: five refusals of key:alice, one of bob.
+    const mismatches = audits.filter((e) => e.type === "session_mismatch");
+    expect(mismatches.filter((e) => e.actor?.includes("alice"))).toHaveLength(5);
+    expect(mismatches.every((e) => e.sessionId !== undefined && e.sessionId !== h["mcp-session-id"])).toBe(
+      true,
+    );
 
     // The child received none of it, and the owner's session lives on (the gate did not forget it).
     expect(await childSaw(gw, WIDE, h, 10)).toEqual({ heard: 0, sleeps: 0 });

@@ -1,5 +1,4 @@
 import { randomUUID } from "node:crypto";
-import { displayOf } from "../../core/identity.js";
 import { redactSessionId } from "../../gate/gate.js";
 import type { ForwardResult } from "../../http/front-door.js";
 import { accepts } from "../../http/response-owner.js";
@@ -278,11 +277,7 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
       // binding. Another principal: defence in depth, the gate's binding check runs first. The same
       // principal with other scopes, client or tenant (a narrower token): the gate admits it, but
       // the child was told the identity that opened the session and would act on its scopes.
-      if (s.principal === admission.identity.principal)
-        logger.warn(
-          { upstream: s.tag, actor: displayOf(admission.identity) },
-          "stdio session refused: its child was told another identity of this principal",
-        );
+      if (s.principal === admission.identity.principal) owner.event("session_mismatch");
       owner.refuse({ kind: "session_unknown" });
       return undefined;
     }
