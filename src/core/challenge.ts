@@ -211,7 +211,9 @@ export function renderDenial(denial: Denial, ctx: ChallengeContext = {}): HttpRe
     case "identity_unavailable":
     case "client_too_slow": {
       const e = failureOf(denial);
-      return rpcError(e.status, e.code, e.message, e.status === 503 ? { "retry-after": "1" } : {});
+      // A dropped answer (its call ran) is not to be retried blindly: no Retry-After for it.
+      const retry = e.status === 503 && denial.kind !== "client_too_slow";
+      return rpcError(e.status, e.code, e.message, retry ? { "retry-after": "1" } : {});
     }
     case "credential_expired": {
       // A 401 like any other for a credential no longer valid (RFC 6750 §3, DESIGN.md §2): the

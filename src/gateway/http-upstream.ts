@@ -272,8 +272,7 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
   }
 
   return {
-    reserve,
-    unreserve,
+    share: { take: reserve, release: unreserve },
     forward,
     async close() {
       // In-flight streams were ended by the server already; never wait on a long-lived SSE stream.

@@ -82,18 +82,21 @@ function mountsOf(options: GatewayServerOptions): Mount[] {
 }
 
 /**
- * Forward an admitted request through a mount: the caller's share of the upstream, the identity
- * hook, then the upstream (wrapped by `aroundForward`). The response owner answers any failure.
+ * Forward an admitted request through a mount: the caller's shares (unread answers, the upstream's
+ * connections), the identity hook, then the upstream (wrapped by `aroundForward`). The response owner answers any failure.
  */
 async function forwardThrough(mount: Mount, entry: Entry): Promise<ForwardResult> {
   const { upstream } = mount;
-  // The caller's share of the upstream first: a caller at its share costs no identity work.
-  const denied = upstream.reserve?.(entry);
+  // The caller's shares first — of the memory for unread answers, of the upstream's connections:
+  // a caller past either costs no identity work, and its call does not run.
+  const { owner, admission, plan } = entry;
+  const answers = admission.method === "GET" || plan.forward.some((m) => m.type === "request");
+  const denied = (answers ? owner.roomForAnswer() : undefined) ?? upstream.share?.take(entry);
   if (denied) {
-    entry.owner.refuse(denied);
+    owner.refuse(denied);
     return { result: "refused" };
   }
-  const reserved = upstream.reserve !== undefined;
+  const reserved = upstream.share !== undefined;
   try {
     const ctx: ForwardContext = {
       req: entry.req,
@@ -127,11 +130,20 @@ async function forwardThrough(mount: Mount, entry: Entry): Promise<ForwardResult
       ? mount.aroundForward(ctx, forwardTo(upstream))
       : upstream.forward(ctx));
   } finally {
-    if (reserved) upstream.unreserve?.(entry);
+    if (reserved) upstream.share!.release(entry);
   }
 }
 
-const forwardTo = (upstream: Upstream) => (ctx: ForwardContext) => upstream.forward(ctx);
+/** `upstream.forward` as a function of its own, made once per upstream (not per request). */
+const forwarders = new WeakMap<Upstream, (ctx: ForwardContext) => Promise<ForwardResult>>();
+function forwardTo(upstream: Upstream): (ctx: ForwardContext) => Promise<ForwardResult> {
+  let f = forwarders.get(upstream);
+  if (!f) {
+    f = (ctx) => upstream.forward(ctx);
+    forwarders.set(upstream, f);
+  }
+  return f;
+}
 
 /**
  * The gateway's HTTP front: healthz, PRM, extra routes, and its MCP endpoints (one front door,

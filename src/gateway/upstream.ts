@@ -8,14 +8,12 @@ import type { Entry, ForwardResult } from "../http/front-door.js";
  */
 export interface Upstream {
   /**
-   * Take what the request will hold of this upstream (a caller's share of its connections) before
-   * anything is spent on it — the identity hook may call a token endpoint: undefined when taken
-   * (give it back with `unreserve` once the forward settles), else the refusal to answer.
-   * Optional; `forward` takes it itself when the context is not `reserved`.
+   * What a request holds of this upstream (a caller's share of its connections), taken by the
+   * mount before anything is spent on the request — the identity hook may call a token endpoint —
+   * and given back once the forward settles. Optional; `forward` takes it itself when the context
+   * is not `reserved`.
    */
-  reserve?(entry: Entry): Denial | undefined;
-  /** Give back what `reserve` took for `entry`. */
-  unreserve?(entry: Entry): void;
+  readonly share?: UpstreamShare;
   /** Relay one admitted request; the answer goes through `ctx.owner`. Never throws after writing. */
   forward(ctx: ForwardContext): Promise<ForwardResult>;
   /**
@@ -41,8 +39,16 @@ export interface ForwardContext extends Entry {
    * pooled 2026-era one): requests that start no child sign nothing. Throws when it cannot be made.
    */
   spawnEnv?: () => Promise<Record<string, string>>;
-  /** The upstream's `reserve` was taken for this request (by the mount, before its identity hook). */
+  /** The upstream's `share` was taken for this request (by the mount, before its identity hook). */
   readonly reserved?: boolean;
+}
+
+/** See `Upstream.share`. */
+export interface UpstreamShare {
+  /** Take the request's share: undefined when taken, else the refusal to answer. */
+  take(entry: Entry): Denial | undefined;
+  /** Give back what `take` took for `entry`. */
+  release(entry: Entry): void;
 }
 
 /** The upstream identity hook's answer (see `Mount.identity`). */

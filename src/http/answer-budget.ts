@@ -10,7 +10,20 @@
  * if (budget.take("key:abc", chunk.length) !== "ok") refuse();
  */
 export interface AnswerBudget {
-  /** Hold `n` more characters for `caller`: "caller" past its share, "full" past the total (nothing taken then). */
+  /** Most characters one caller holds. */
+  readonly perCaller: number;
+  /**
+   * Whether `caller` may hold `n` more characters now, taking nothing: "caller" past its share,
+   * "full" past what is left to it of the total (see `take`).
+   */
+  check(caller: string, n: number): "ok" | "caller" | "full";
+  /**
+   * Hold `n` more characters for `caller`: "caller" past its share, "full" past the total (nothing
+   * taken then). The last `perCaller` characters of the total (at most a quarter of it) are kept
+   * for callers that would hold at most a quarter of a share, so a few callers at their share never
+   * leave the others without (as the connection pool keeps its last connections for callers under
+   * their share).
+   */
   take(caller: string, n: number): "ok" | "caller" | "full";
   /** Give back `n` characters `caller` held. */
   release(caller: string, n: number): void;
@@ -39,12 +52,20 @@ export function createAnswerBudget(options: AnswerBudgetOptions): AnswerBudget {
   const { perCaller, total } = options;
   const held = new Map<string, number>();
   let all = 0;
+  const headroom = Math.min(perCaller, Math.floor(total / 4));
+  const check = (caller: string, n: number): "ok" | "caller" | "full" => {
+    const mine = held.get(caller) ?? 0;
+    if (mine + n > perCaller) return "caller";
+    const limit = mine + n <= perCaller / 4 ? total : total - headroom;
+    return all + n > limit ? "full" : "ok";
+  };
   return {
+    perCaller,
+    check,
     take(caller, n) {
-      const mine = held.get(caller) ?? 0;
-      if (mine + n > perCaller) return "caller";
-      if (all + n > total) return "full";
-      held.set(caller, mine + n);
+      const verdict = check(caller, n);
+      if (verdict !== "ok") return verdict;
+      held.set(caller, (held.get(caller) ?? 0) + n);
       all += n;
       return "ok";
     },

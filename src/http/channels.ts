@@ -23,9 +23,8 @@ export interface ChannelHost {
   drained(): Promise<void>;
   refuse(denial: Denial): void;
   readonly maxResponseBytes: number;
-  /** The answer budget (see `ResponseOwnerOptions.answerBudget`): hold, give back, and end. */
+  /** The answer budget (see `ResponseOwnerOptions.answerBudget`): hold, and the whole answer written. */
   hold(n: number): "ok" | "caller" | "full";
-  release(n: number): void;
   written(): void;
 }
 
@@ -50,27 +49,15 @@ export class SseChannel implements Channel {
   }
   send(text: string): boolean {
     if (this.#res.writableEnded || this.#res.destroyed) return true;
-    const n = text.length;
-    // Held until the client's socket takes it: a caller whose unread answers fill its share (or
-    // the gateway's) loses this stream, as a client too slow to read does.
-    const held = this.#owner.hold(n);
-    if (held !== "ok") {
-      this.#owner.refuse(
-        held === "caller"
-          ? { kind: "client_too_slow" }
-          : { kind: "capacity", message: "too many unread answers" },
-      );
-      return true;
-    }
-    return this.#res.write(formatSseEvent(text, MESSAGE_EVENT), () => this.#owner.release(n));
+    // Not counted against the answer budget: while a stream is not read, the child's output is not
+    // read (ChildRelay), so what waits here is one message at most.
+    return this.#res.write(formatSseEvent(text, MESSAGE_EVENT));
   }
   drained(): Promise<void> {
     return this.#owner.drained();
   }
   close(): void {
-    if (this.#res.writableEnded) return;
-    this.#res.end();
-    this.#owner.written();
+    if (!this.#res.writableEnded) this.#res.end();
   }
 }
 
@@ -105,10 +92,12 @@ export class JsonChannel implements Channel {
     }
     const held = this.#owner.hold(text.length);
     if (held !== "ok") {
+      // The call has run: past the share its answer is dropped (-31012; a caller with no room for
+      // one more answer was refused before forwarding, with 429).
       this.#done = true;
       this.#owner.refuse(
         held === "caller"
-          ? { kind: "in_flight_limit", what: "unread answers", retryAfterSec: 1 }
+          ? { kind: "client_too_slow" }
           : { kind: "capacity", message: "too many unread answers" },
       );
       return true;

@@ -110,6 +110,12 @@ export interface ResponseOwner {
   mergeLocalAnswers(): void;
   /** Tell the front door an upstream refused the request as another identity's session (audited). */
   event(event: "session_mismatch"): void;
+  /**
+   * Whether the caller's answers not yet taken by their clients leave room for one more answer
+   * (the answer budget): undefined, or the refusal to answer before anything is forwarded — past
+   * this point the call would run and its answer could only be dropped.
+   */
+  roomForAnswer(): Denial | undefined;
 }
 
 /** True when the request's `Accept` names `type` (e.g. "text/event-stream"). */
@@ -345,6 +351,16 @@ class Owner implements ResponseOwner, RelayHost, ChannelHost {
     this.#o.onEvent?.(event);
   }
 
+  roomForAnswer(): Denial | undefined {
+    const budget = this.#o.answerBudget;
+    if (!budget) return undefined;
+    const caller = this.admission.identity.principal;
+    if (budget.check(caller, Math.min(this.maxResponseBytes, budget.perCaller)) === "caller")
+      return { kind: "in_flight_limit", what: "unread answers", retryAfterSec: 1 };
+    if (budget.check(caller, 0) === "full") return { kind: "capacity", message: "too many unread answers" };
+    return undefined;
+  }
+
   hold(n: number): "ok" | "caller" | "full" {
     const budget = this.#o.answerBudget;
     if (!budget || n <= 0 || this.#res.destroyed) return "ok";
@@ -366,6 +382,19 @@ class Owner implements ResponseOwner, RelayHost, ChannelHost {
     // Until then the client must take it within the slow-client bound, as a stream's reader must:
     // a JSON answer nobody reads would otherwise hold its memory for as long as the socket stays.
     if (!res.writableFinished && !res.destroyed) watchUnflushed(this, this.#o.slowClientMs ?? 60_000);
+  }
+
+  /**
+   * Bytes of the written answer the client's socket has not taken yet. A large write is taken by
+   * the kernel piece by piece, which only libuv's write queue shows (`writableLength` drops once
+   * the whole write is done): that queue when the socket has one, else `writableLength`.
+   */
+  get unflushed(): number {
+    const handle = (this.#res.socket as { _handle?: { writeQueueSize?: unknown } } | null)?._handle;
+    const queued = handle?.writeQueueSize;
+    return typeof queued === "number"
+      ? queued + this.#res.writableLength - (this.#res.socket?.writableLength ?? 0)
+      : this.#res.writableLength;
   }
 
   /** Called by the sweeper: the written answer was not taken within the slow-client bound. */
@@ -404,11 +433,11 @@ const DEFAULT_MAX_RESPONSE = 8 * 1024 * 1024;
  * they must be taken by. One sweeper for all of them: a timer per response would cost every
  * request (its bytes are still corked in the socket when the answer is written).
  */
-const unflushed = new Map<Owner, number>();
+const unflushed = new Map<Owner, { deadline: number; withinMs: number; left: number }>();
 let sweeper: NodeJS.Timeout | undefined;
 
 function watchUnflushed(owner: Owner, withinMs: number): void {
-  unflushed.set(owner, Date.now() + withinMs);
+  unflushed.set(owner, { deadline: Date.now() + withinMs, withinMs, left: Number.POSITIVE_INFINITY });
   if (sweeper) return;
   sweeper = setInterval(sweepUnflushed, SWEEP_MS);
   sweeper.unref();
@@ -416,8 +445,16 @@ function watchUnflushed(owner: Owner, withinMs: number): void {
 
 function sweepUnflushed(): void {
   const now = Date.now();
-  for (const [owner, deadline] of unflushed) {
-    if (now < deadline) continue;
+  for (const [owner, w] of unflushed) {
+    // A client that keeps taking the answer, however slowly, is not too slow: the bound counts
+    // from its last progress, as a stream's does from its last drain.
+    const left = owner.unflushed;
+    if (left < w.left) {
+      w.left = left;
+      w.deadline = now + w.withinMs;
+      continue;
+    }
+    if (now < w.deadline) continue;
     unflushed.delete(owner);
     owner.tooSlow();
   }

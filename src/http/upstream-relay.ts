@@ -270,12 +270,14 @@ function relaySse(
       finish();
     };
     // The gateway gives the answer up: its unanswered requests get an error each (their client would
-    // otherwise wait to its own timeout), after what was already mapped; the stream then ends.
+    // otherwise wait to its own timeout), after what was already mapped; the stream then ends. A
+    // resumable stream is only ended: its client resumes it (Last-Event-ID) and gets the answers —
+    // an error now would be a second answer to the same id then.
     const giveUp = (denial: FailureDenial, result: RelayResult) =>
       settle(() => {
         body.destroy();
         let out = pending;
-        for (const id of ids.abandon(options.requests ?? [])) out += unanswered(id, denial);
+        if (!resumable) for (const id of ids.abandon(options.requests ?? [])) out += unanswered(id, denial);
         if (!res.destroyed) res.end(out === "" ? undefined : out);
         h.written();
         resolve(result);
@@ -285,7 +287,7 @@ function relaySse(
         headOut = true;
         res.flushHeaders();
       }
-      if (idleMs > 0 && !settled) idle = setTimeout(onIdle, idleMs);
+      if (idleMs > 0 && !settled && !seen.serverRequest) idle = setTimeout(onIdle, idleMs);
     };
     const onIdle = () => {
       // Paused for a client that does not read: the silence is ours (the slow-client bound applies).
@@ -295,6 +297,9 @@ function relaySse(
       }
       giveUp({ kind: "upstream_timeout" }, "timeout");
     };
+    // What mapEvent saw: a request from the server (elicitation, sampling, roots) waits on the
+    // client — a person may take long to answer — so from then on the idle bound does not apply.
+    const seen = { serverRequest: false };
     const flush = () => {
       scheduled = false;
       if (settled || res.destroyed || pending === "") return;
@@ -329,7 +334,11 @@ function relaySse(
       try {
         for (const ev of parser.push(text)) {
           if (ev.id !== undefined) resumable = true;
-          pending += mapEvent(h.plan, ev, ids);
+          pending += mapEvent(h.plan, ev, ids, seen);
+        }
+        if (seen.serverRequest && idle) {
+          clearTimeout(idle);
+          idle = undefined;
         }
       } catch {
         // An event past MAX_SSE_EVENT_BYTES: the stream is cut, and what it would have answered
@@ -376,6 +385,12 @@ function relaySse(
   });
 }
 
+/** A JSON-RPC request (or a batch holding one): a message with a method and an id. */
+function isRequest(value: unknown): boolean {
+  if (Array.isArray(value)) return value.some(isRequest);
+  return value !== null && typeof value === "object" && "method" in value && "id" in value;
+}
+
 /** The gateway's answer, as an SSE event, to a request whose upstream answer will never come. */
 function unanswered(id: JsonRpcId, denial: FailureDenial = { kind: "upstream_malformed" }): string {
   return formatSseEvent(renderRpcError(id, denial), MESSAGE_EVENT);
@@ -385,6 +400,7 @@ function mapEvent(
   plan: ResponsePlan,
   ev: { raw: string; data?: string; id?: string; event?: string },
   ids: WireIds,
+  seen: { serverRequest: boolean },
 ): string {
   if (ev.data === undefined) return ev.raw;
   // A dropped message keeps its event id (so resumption still counts it) but carries nothing.
@@ -397,6 +413,7 @@ function mapEvent(
     // it as an answer (a JSON body in this state is refused too): it is not relayed.
     return dropped;
   }
+  if (!seen.serverRequest && isRequest(value)) seen.serverRequest = true;
   const { value: mapped, changed } = ids.inboundValue(value, plan.visible, plan.era);
   if (!changed) return ev.raw;
   if (mapped === undefined || (Array.isArray(mapped) && mapped.length === 0)) return dropped;
@@ -425,10 +442,14 @@ class BudgetSpent extends Error {
   }
 }
 
-/** The denial for a spent answer budget, before the answer's head is out. */
-function budgetDenial(scope: "caller" | "full"): Denial {
+/**
+ * The denial for a spent answer budget while the answer is read: the call has run, so its answer
+ * is dropped (-31012, not to be retried blindly) — a caller with no room for one more answer was
+ * refused before forwarding (429, `ResponseOwner.roomForAnswer`).
+ */
+function budgetDenial(scope: "caller" | "full"): FailureDenial {
   return scope === "caller"
-    ? { kind: "in_flight_limit", what: "unread answers", retryAfterSec: 1 }
+    ? { kind: "client_too_slow" }
     : { kind: "capacity", message: "too many unread answers" };
 }
 

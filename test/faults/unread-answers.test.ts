@@ -8,7 +8,7 @@ import { createGatewayServer } from "../../src/gateway/server.js";
 import { type AnswerBudget, createAnswerBudget } from "../../src/http/answer-budget.js";
 import { createLogger } from "../../src/observe/logger.js";
 import { startStdioGateway } from "../gateway/stdio-helpers.js";
-import { KEYS, twoCallers } from "../helpers/callers.js";
+import { callersFrom, KEYS, twoCallers } from "../helpers/callers.js";
 import { connectClient, rawPost, rawSession } from "../helpers/client.js";
 import { startTestGateway } from "../helpers/gateway.js";
 import { startRecordingUpstream } from "../helpers/upstream.js";
@@ -89,13 +89,21 @@ function unreadRequest(url: string, headers: Record<string, string>, body: strin
 }
 
 /** A gateway in front of `upstreamUrl` with an answer budget of its own (to read its counts). */
-async function gatewayWith(upstreamUrl: string, budget: AnswerBudget, slowClientMs = 60_000) {
+/** Callers c1…c5, each its own principal `key:cN` (its token is its name: test only). */
+const manyCallers = callersFrom(Object.fromEntries(["c1", "c2", "c3", "c4", "c5"].map((c) => [c, c])));
+
+async function gatewayWith(
+  upstreamUrl: string,
+  budget: AnswerBudget,
+  slowClientMs = 60_000,
+  verifier = twoCallers,
+) {
   const gw = createGatewayServer({
     mounts: [
       {
         name: "default",
         path: "/mcp",
-        gate: createGate({ verifiers: [twoCallers], publicUrl: "http://127.0.0.1/mcp" }),
+        gate: createGate({ verifiers: [verifier], publicUrl: "http://127.0.0.1/mcp" }),
         upstream: createHttpUpstream({ url: upstreamUrl, timeoutMs: 5_000 }),
         owner: { answerBudget: budget, slowClientMs },
       },
@@ -112,21 +120,28 @@ describe.each([
   ["JSON", true],
   ["SSE", false],
 ])("unread %s answers of one caller", (_kind, jsonResponse) => {
-  it("hold at most the caller's share; past it the caller is refused while another is served", async () => {
+  it("past the caller's share: its next calls are refused before they run (429), another caller is served", async () => {
     const up = await startBigUpstream(jsonResponse);
     const budget = createAnswerBudget({ perCaller: 8 * MiB, total: 64 * MiB });
     const url = await gatewayWith(up.url, budget);
     const alice = await sessionHeaders(url, KEYS.alice);
-    // Six 7 MiB answers Alice never reads (more than the kernel's socket buffers take: what is left
+    const calls = () => up.rpcCalls().filter((c) => c === "tools/call:big").length;
+    // A 7 MiB answer Alice never reads (more than the kernel's socket buffers take: what is left
     // stays in the gateway until her client reads).
-    const unread = Array.from({ length: 6 }, (_, i) => unreadRequest(url, alice, bigCall(100 + i, 7 * MiB)));
-    await expect
-      .poll(() => up.rpcCalls().filter((c) => c === "tools/call:big").length, { timeout: 5_000 })
-      .toBe(6);
-    await new Promise((r) => setTimeout(r, 500));
-    // What the gateway holds for her is bounded by her share, whatever she asked for.
+    const first = unreadRequest(url, alice, bigCall(100, 7 * MiB));
+    await expect.poll(() => budget.heldBy("key:alice"), { timeout: 5_000 }).toBeGreaterThan(4 * MiB);
+    // Her next calls find no room for one more answer: refused, and never sent upstream (a call
+    // whose answer could only be dropped must not run).
+    const more = Array.from({ length: 3 }, (_, i) => unreadRequest(url, alice, bigCall(101 + i, 7 * MiB)));
+    const seen = await Promise.all(more.map((u) => u.read()));
+    for (const t of seen) {
+      expect(t.startsWith("HTTP/1.1 429")).toBe(true);
+      expect(t).toContain('"code":-31002');
+      expect(t).toContain("unread answers");
+      expect(t.toLowerCase()).toContain("retry-after: 1");
+    }
+    expect(calls()).toBe(1);
     expect(budget.heldBy("key:alice")).toBeLessThanOrEqual(8 * MiB);
-    expect(budget.heldBy("key:alice")).toBeGreaterThan(0);
 
     // Bob is served whole, at once.
     const bob = await connectClient(url, KEYS.bob);
@@ -134,22 +149,55 @@ describe.each([
     const answer = await bob.client.callTool({ name: "big", arguments: { size: 2 * MiB } });
     expect((answer.content as Array<{ text: string }>)[0]!.text).toHaveLength(2 * MiB);
 
-    // The answers refused to Alice say why: her unread answers (429 -31002 before an answer
-    // began; in a stream already open, -31012, as a client too slow to read).
-    const seen = await Promise.all(unread.map((u) => u.read()));
-    const refused = seen.filter((t) =>
-      jsonResponse
-        ? t.startsWith("HTTP/1.1 429") && t.includes('"code":-31002') && t.includes("unread answers")
-        : t.includes('"code":-31012'),
-    );
-    expect(refused.length).toBeGreaterThanOrEqual(4);
-
-    // Once her clients leave, her share is whole again.
-    for (const u of unread) u.socket.destroy();
+    // Once her client leaves, her share is whole again.
+    first.socket.destroy();
     await expect.poll(() => budget.held, { timeout: 3_000 }).toBe(0);
     const again = await rawPost(url, bigCall(7, 1 * MiB), alice);
     expect(again.status).toBe(200);
     expect(again.text.length).toBeGreaterThan(1 * MiB);
+  });
+
+  it("sent at once: what the share cannot hold is dropped with -31012 (the call ran: no Retry-After)", async () => {
+    const up = await startBigUpstream(jsonResponse);
+    const budget = createAnswerBudget({ perCaller: 8 * MiB, total: 64 * MiB });
+    const url = await gatewayWith(up.url, budget);
+    const alice = await sessionHeaders(url, KEYS.alice);
+    const unread = Array.from({ length: 5 }, (_, i) => unreadRequest(url, alice, bigCall(100 + i, 7 * MiB)));
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(budget.heldBy("key:alice")).toBeLessThanOrEqual(8 * MiB);
+    const seen = await Promise.all(unread.map((u) => u.read()));
+    // Refused before they ran (429), or dropped once their answer came (-31012): never held.
+    const dropped = seen.filter((t) => t.includes('"code":-31012'));
+    const refused = seen.filter((t) => t.startsWith("HTTP/1.1 429"));
+    expect(dropped.length + refused.length).toBeGreaterThanOrEqual(4);
+    for (const t of dropped) {
+      if (jsonResponse) expect(t.startsWith("HTTP/1.1 503")).toBe(true);
+      expect(t.toLowerCase()).not.toContain("retry-after");
+    }
+    for (const u of unread) u.socket.destroy();
+    await expect.poll(() => budget.held, { timeout: 3_000 }).toBe(0);
+  });
+});
+
+describe("the answer budget of all callers", () => {
+  it("keeps its last share for callers holding little: two callers' unread answers never shut out a third", async () => {
+    const up = await startBigUpstream(true);
+    // A share of 8 MiB, 32 in all: 8 MiB is kept for callers that would hold at most 2 MiB.
+    const budget = createAnswerBudget({ perCaller: 8 * MiB, total: 32 * MiB });
+    const url = await gatewayWith(up.url, budget, 60_000, manyCallers);
+    const unread: Array<ReturnType<typeof unreadRequest>> = [];
+    for (const who of ["c1", "c2", "c3"]) {
+      unread.push(unreadRequest(url, await sessionHeaders(url, who), bigCall(1, 7 * MiB)));
+      await expect.poll(() => budget.heldBy(`key:${who}`), { timeout: 5_000 }).toBeGreaterThan(4 * MiB);
+    }
+    // A fourth large answer does not fit in what is left but the kept share…
+    const fourth = unreadRequest(url, await sessionHeaders(url, "c4"), bigCall(1, 7 * MiB));
+    expect(await fourth.read()).toMatch(/^HTTP\/1.1 503[\s\S]*"code":-31009/);
+    // …which a caller asking for a small answer still gets.
+    const small = await rawPost(url, bigCall(2, 1 * MiB), await sessionHeaders(url, "c5"));
+    expect(small.status).toBe(200);
+    expect(small.text.length).toBeGreaterThan(1 * MiB);
+    for (const u of unread) u.socket.destroy();
   });
 });
 
@@ -173,8 +221,37 @@ describe("an answer its client never takes", () => {
   });
 });
 
+describe("an answer its client takes slowly", () => {
+  it("is not dropped while the client keeps taking it, however long that takes past the bound", async () => {
+    const up = await startBigUpstream(true);
+    const budget = createAnswerBudget({ perCaller: 64 * MiB, total: 64 * MiB });
+    const url = await gatewayWith(up.url, budget, 1_000);
+    const alice = await sessionHeaders(url, KEYS.alice);
+    const size = 7.5 * MiB;
+    const slow = unreadRequest(url, alice, bigCall(5, size));
+    // About 1.3 MiB/s, 64 KiB at a time: several times the slow-client bound to take it all.
+    let got = 0;
+    let burst = 0;
+    slow.socket.on("data", (c: Buffer) => {
+      got += c.length;
+      burst += c.length;
+      if (burst >= 64 * 1024) slow.socket.pause();
+    });
+    const t0 = performance.now();
+    while (got < size && !slow.closed && performance.now() - t0 < 15_000) {
+      burst = 0;
+      slow.socket.resume();
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(performance.now() - t0).toBeGreaterThan(2_000);
+    expect(slow.closed).toBe(false);
+    expect(got).toBeGreaterThan(size);
+    await expect.poll(() => budget.held, { timeout: 3_000 }).toBe(0);
+  });
+});
+
 describe("limits.answerBufferPerCaller in mcpgate serve", () => {
-  it("reaches the relay: a caller past its share of unread answers gets 429, another caller is served", async () => {
+  it("reaches the relay: a caller past its share of unread answers gets 429, and its call does not run", async () => {
     const up = await startBigUpstream(true);
     const key = "unread-answers-key-0123456789abcdef";
     const gw = await startTestGateway(
@@ -184,13 +261,16 @@ describe("limits.answerBufferPerCaller in mcpgate serve", () => {
     );
     cleanups.push(() => gw.close());
     const h = await sessionHeaders(gw.url, key);
-    const unread = Array.from({ length: 4 }, (_, i) => unreadRequest(gw.url, h, bigCall(10 + i, 7 * MiB)));
-    await expect
-      .poll(() => up.rpcCalls().filter((c) => c === "tools/call:big").length, { timeout: 5_000 })
-      .toBe(4);
+    const calls = () => up.rpcCalls().filter((c) => c === "tools/call:big").length;
+    const first = unreadRequest(gw.url, h, bigCall(10, 7 * MiB));
+    await expect.poll(calls, { timeout: 5_000 }).toBe(1);
     await new Promise((r) => setTimeout(r, 500));
-    const seen = await Promise.all(unread.map((u) => u.read()));
-    expect(seen.filter((t) => t.startsWith("HTTP/1.1 429")).length).toBeGreaterThanOrEqual(2);
+    // Her unread answer leaves no room in an 8 MiB share for one more: refused before it runs.
+    const next = await rawPost(gw.url, bigCall(11, 7 * MiB), h);
+    expect(next.status).toBe(429);
+    expect(next.text).toContain("unread answers");
+    expect(calls()).toBe(1);
+    first.socket.destroy();
   });
 });
 
@@ -208,7 +288,10 @@ describe.each([
     );
     await new Promise((r) => setTimeout(r, 1_500));
     expect(budget.heldBy("key:alice")).toBeLessThanOrEqual(8 * MiB);
-    expect(budget.heldBy("key:alice")).toBeGreaterThan(0);
+    // A collected JSON answer is held; a stream is not (while it is not read, the child's output
+    // is not read either).
+    if (accept === "application/json") expect(budget.heldBy("key:alice")).toBeGreaterThan(0);
+    else expect(budget.heldBy("key:alice")).toBe(0);
     // Bob's own child answers him whole.
     const bob = await sessionHeaders(gw.url, KEYS.bob);
     const answer = await rawPost(gw.url, bigCall(1, 2 * MiB), bob);
@@ -216,11 +299,10 @@ describe.each([
     expect(answer.text.length).toBeGreaterThan(2 * MiB);
     const seen = await Promise.all(unread.map((u) => u.read()));
     if (accept === "application/json") {
-      // Collected answers are refused past the share (429 before the answer begins).
-      const refused = seen.filter((t) => t.startsWith("HTTP/1.1 429") && t.includes("unread answers"));
+      // Collected answers past the share: refused before the call (429) or dropped after (-31012).
+      const refused = seen.filter((t) => t.includes('"code":-31002') || t.includes('"code":-31012'));
       expect(refused.length).toBeGreaterThanOrEqual(3);
     }
-    // (Streams need no refusal: while one of them is not read, the child's output is not read.)
     for (const u of unread) u.socket.destroy();
     await expect.poll(() => budget.held, { timeout: 3_000 }).toBe(0);
   });

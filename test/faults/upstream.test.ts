@@ -339,26 +339,28 @@ describe("upstream whose SSE event never ends", () => {
   });
 });
 
-describe("upstream that ends its SSE answer without the answer", () => {
-  /** The "stream" tool sends one progress event (with an event id when `ids`) and ends the stream. */
-  async function startEndingUpstream(ids: boolean): Promise<CannedUpstream> {
-    const up = await startCannedUpstream((seen, res) => {
-      if (!seen.body.includes('"tools/call"')) return false;
-      res.writeHead(200, { "content-type": "text/event-stream" });
-      const progress = JSON.stringify({
-        jsonrpc: "2.0",
-        method: "notifications/progress",
-        params: { progress: 1 },
-      });
-      res.end(`${ids ? "id: e1\n" : ""}event: message\ndata: ${progress}\n\n`);
-      return true;
+/** An upstream whose "stream" tool sends one progress event (with an event id when `ids`), then ends the stream (`end`) or goes quiet. */
+async function startProgressOnlyUpstream(o: { ids: boolean; end: boolean }): Promise<CannedUpstream> {
+  const up = await startCannedUpstream((seen, res) => {
+    if (!seen.body.includes('"tools/call"')) return false;
+    res.writeHead(200, { "content-type": "text/event-stream" });
+    const progress = JSON.stringify({
+      jsonrpc: "2.0",
+      method: "notifications/progress",
+      params: { progress: 1 },
     });
-    cleanups.push(() => up.close());
-    return up;
-  }
+    const event = `${o.ids ? "id: e1\n" : ""}event: message\ndata: ${progress}\n\n`;
+    if (o.end) res.end(event);
+    else res.write(event);
+    return true;
+  });
+  cleanups.push(() => up.close());
+  return up;
+}
 
+describe("upstream that ends its SSE answer without the answer", () => {
   it("answers the request itself when the stream cannot be resumed (no event ids): -31007", async () => {
-    const gw = await gatewayFor((await startEndingUpstream(false)).url);
+    const gw = await gatewayFor((await startProgressOnlyUpstream({ ids: false, end: true })).url);
     const r = await post(gw.url, call(5));
     const events = sseData(r.text).map((d) => JSON.parse(d));
     expect(events.map((e) => e.method ?? e.error?.code)).toEqual(["notifications/progress", -31007]);
@@ -366,8 +368,26 @@ describe("upstream that ends its SSE answer without the answer", () => {
   });
 
   it("leaves a resumable stream's request to its client (it may resume with Last-Event-ID)", async () => {
-    const gw = await gatewayFor((await startEndingUpstream(true)).url);
+    const gw = await gatewayFor((await startProgressOnlyUpstream({ ids: true, end: true })).url);
     const r = await post(gw.url, call(5));
+    expect(sseData(r.text).map((d) => JSON.parse(d).method)).toEqual(["notifications/progress"]);
+    expect(r.text).toContain("id: e1");
+  });
+});
+
+describe("upstream whose resumable SSE answer goes quiet", () => {
+  it("is ended at the idle bound without an answer of the gateway's (its client resumes it and gets the upstream's)", async () => {
+    const up = await startProgressOnlyUpstream({ ids: true, end: false });
+    const gw = await startTestGateway(
+      { upstream: { url: up.url, streamIdleTimeout: "300ms" }, guard: { failures: 1_000_000 } },
+      { MCP_API_KEY: KEY },
+      "warn",
+    );
+    cleanups.push(() => gw.close());
+    const r = await post(gw.url, call(5));
+    expect(r.ms).toBeLessThan(3_000);
+    // Only the upstream's event: an error of the gateway's for id 5 now would be a second answer
+    // to it once the client resumes the stream and the upstream replays its own.
     expect(sseData(r.text).map((d) => JSON.parse(d).method)).toEqual(["notifications/progress"]);
     expect(r.text).toContain("id: e1");
   });

@@ -1,7 +1,9 @@
 import { randomBytes } from "node:crypto";
 import type { Socket } from "node:net";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import { McpError } from "@modelcontextprotocol/sdk/types.js";
+import { ElicitRequestSchema, McpError } from "@modelcontextprotocol/sdk/types.js";
 import { afterEach, describe, expect, it } from "vitest";
 import { JSONRPC } from "../../src/core/challenge.js";
 import { connectClient } from "../helpers/client.js";
@@ -27,6 +29,16 @@ async function start(upstream: Record<string, unknown> = {}) {
   const up = await startRecordingUpstream({
     makeServer: () => {
       const server = new McpServer({ name: "quiet", version: "1.0.0" }, { capabilities: { logging: {} } });
+      server.registerTool("ask", { description: "asks the person, then answers" }, async (extra) => {
+        const answer = await server.server.elicitInput(
+          {
+            message: "Go on?",
+            requestedSchema: { type: "object", properties: { yes: { type: "boolean" } } },
+          },
+          { relatedRequestId: extra.requestId },
+        );
+        return { content: [{ type: "text", text: answer.action }] };
+      });
       server.registerTool("hang", { description: "says it works, then never answers" }, async (extra) => {
         await extra.sendNotification({
           method: "notifications/message",
@@ -120,6 +132,27 @@ describe("a POST's SSE answer that goes quiet (upstream.streamIdleTimeout)", () 
     await new Promise((r) => setTimeout(r, 1_500));
     expect(callsOpen.size).toBe(1);
     ac.abort();
+  });
+});
+
+describe("a POST's SSE answer waiting on its client (elicitation)", () => {
+  it("is not given up while a person takes longer than the idle bound to answer", async () => {
+    const { gw } = await start({ streamIdleTimeout: "400ms" });
+    const transport = new StreamableHTTPClientTransport(new URL(gw.url), {
+      requestInit: { headers: { Authorization: `Bearer ${KEY}` } },
+    });
+    const client = new Client(
+      { name: "asks-a-person", version: "1.0.0" },
+      { capabilities: { elicitation: {} } },
+    );
+    client.setRequestHandler(ElicitRequestSchema, async () => {
+      await new Promise((r) => setTimeout(r, 1_200));
+      return { action: "accept", content: { yes: true } };
+    });
+    await client.connect(transport);
+    cleanups.push(() => client.close());
+    const result = await client.callTool({ name: "ask", arguments: {} }, undefined, { timeout: 20_000 });
+    expect(result.content).toEqual([{ type: "text", text: "accept" }]);
   });
 });
 

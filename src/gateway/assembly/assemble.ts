@@ -61,7 +61,11 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     try {
       part = await building();
     } catch (err) {
-      for (const close of opened.reverse()) await close().catch(() => {});
+      // A close that throws at once must not skip the others.
+      for (const close of opened.reverse())
+        await Promise.resolve()
+          .then(close)
+          .catch(() => {});
       throw err;
     }
     opened.push(() => part.close());
