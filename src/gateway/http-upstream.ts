@@ -76,6 +76,9 @@ function callerShare(options: { share: number; pool?: number; max?: number }) {
   };
 }
 
+/** What the gateway's own requests accept (the MCP POST rule: both). */
+const ACCEPT_BOTH = "application/json, text/event-stream";
+
 /** Client request headers relayed upstream (allow-list: everything else, incl. Authorization and cookies, stays here). */
 const FORWARD_HEADERS = [
   "accept",
@@ -244,31 +247,70 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
     const upstreamMs = performance.now() - started;
     if (sessionId && ((method === "DELETE" && upstream.statusCode < 300) || upstream.statusCode === 404))
       sessions.forget(sessionId);
+    // Requests the gateway gives up in a session (their stream went quiet, or was cut) may still
+    // be at work upstream: each is cancelled there (MCP cancellation, fire and forget).
+    const onGiveUp =
+      sessionId === undefined
+        ? undefined
+        : (wires: string[]) => {
+            for (const requestId of wires)
+              tellUpstream(
+                "POST",
+                ctx,
+                { "mcp-session-id": sessionId, "content-type": "application/json", accept: ACCEPT_BOTH },
+                JSON.stringify({
+                  jsonrpc: "2.0",
+                  method: "notifications/cancelled",
+                  params: { requestId, reason: "the gateway gave up the answer" },
+                }),
+              );
+          };
     const result = await owner.relay(
       { status: upstream.statusCode, headers: upstream.headers, body: upstream.body },
       ids,
-      { idleTimeoutMs: timeoutMs, streamIdleMs, ...(requests ? { requests } : {}) },
+      {
+        idleTimeoutMs: timeoutMs,
+        streamIdleMs,
+        ...(requests ? { requests } : {}),
+        ...(onGiveUp ? { onGiveUp } : {}),
+      },
     );
     // A session the upstream minted but the gate would not bind (the caller's share or the store
     // was full: issue 14 item 3; or the store was down) never reaches the client: end it upstream
     // too, rather than leave it to the upstream's idle timeout.
     const minted = upstream.headers["mcp-session-id"];
-    if (result === "refused" && admission.initialize && typeof minted === "string") {
-      agent
-        .request({
-          origin: target.origin,
-          path,
-          method: "DELETE",
-          headers: { ...upstreamHeaders({}, fixed, ctx.headers, "2025"), "mcp-session-id": minted },
-          headersTimeout: timeoutMs,
-        })
-        .then(
-          (r) => r.body.dump().catch(() => {}),
-          () => {},
-        );
-    }
+    if (result === "refused" && admission.initialize && typeof minted === "string")
+      tellUpstream("DELETE", ctx, { "mcp-session-id": minted });
     offAbort();
     return { result, upstreamMs };
+  }
+
+  /**
+   * Tell the upstream something about `ctx`'s session on the gateway's behalf, in the background,
+   * with the request's own credentials and protocol version: its answer is read and dropped, a
+   * failure ignored (what is told is advisory: a DELETE, a cancellation).
+   */
+  function tellUpstream(
+    method: "POST" | "DELETE",
+    ctx: ForwardContext,
+    headers: Record<string, string>,
+    body?: string,
+  ): void {
+    const version = ctx.req.headers["mcp-protocol-version"];
+    const relayed = typeof version === "string" ? { "mcp-protocol-version": version } : {};
+    agent
+      .request({
+        origin: target.origin,
+        path,
+        method,
+        headers: { ...upstreamHeaders(relayed, fixed, ctx.headers, "2025"), ...headers },
+        ...(body !== undefined ? { body } : {}),
+        headersTimeout: timeoutMs,
+      })
+      .then(
+        (r) => r.body.dump().catch(() => {}),
+        () => {},
+      );
   }
 
   return {

@@ -41,6 +41,8 @@ export interface RelayOptions {
   streamIdleMs?: number;
   /** Wire ids of the requests this POST forwarded: answered by the gateway when their stream is given up. */
   requests?: readonly string[];
+  /** Told the wire ids of requests the gateway gave up while the upstream may still work on them. */
+  onGiveUp?(wireIds: string[]): void;
 }
 
 /** An HTTP upstream's answer, as undici hands it over. */
@@ -277,7 +279,12 @@ function relaySse(
       settle(() => {
         body.destroy();
         let out = pending;
-        if (!resumable) for (const id of ids.abandon(options.requests ?? [])) out += unanswered(id, denial);
+        if (!resumable) {
+          const lost = ids.abandon(options.requests ?? []);
+          for (const { clientId } of lost) out += unanswered(clientId, denial);
+          // The upstream may still be at work on them: tell it they are given up.
+          if (lost.length > 0) options.onGiveUp?.(lost.map((l) => l.wire));
+        }
         if (!res.destroyed) res.end(out === "" ? undefined : out);
         h.written();
         resolve(result);
@@ -361,7 +368,7 @@ function relaySse(
         parser.flush();
         // An upstream may end a resumable stream before its answers (the client resumes it). One
         // without event ids that ends unanswered leaves its client nothing to wait for: say so.
-        if (!resumable) for (const id of ids.abandon(options.requests ?? [])) pending += unanswered(id);
+        if (!resumable) for (const { clientId } of ids.abandon(options.requests ?? [])) pending += unanswered(clientId);
         if (!res.destroyed) res.end(pending === "" ? undefined : pending);
         h.written();
         resolve("ok");

@@ -135,10 +135,10 @@ export class WireIds {
    * They are forgotten here: an answer arriving later is read as a replay would be (the client
    * drops a second answer to one id).
    *
-   * @example for (const id of ids.abandon(sent)) write(renderRpcError(id, { kind: "upstream_timeout" }));
+   * @example for (const { clientId } of ids.abandon(sent)) write(renderRpcError(clientId, { kind: "upstream_timeout" }));
    */
-  abandon(wireIds: readonly string[]): JsonRpcId[] {
-    const out: JsonRpcId[] = [];
+  abandon(wireIds: readonly string[]): Array<{ wire: string; clientId: JsonRpcId }> {
+    const out: Array<{ wire: string; clientId: JsonRpcId }> = [];
     for (const wire of wireIds) {
       const head = this.#headOf(wire);
       const p = this.#pending.get(head);
@@ -146,7 +146,7 @@ export class WireIds {
       this.#pending.delete(head);
       const idJson = JSON.stringify(p.clientId);
       if (this.#latest.get(idJson) === head) this.#latest.delete(idJson);
-      out.push(p.clientId);
+      out.push({ wire, clientId: p.clientId });
     }
     return out;
   }

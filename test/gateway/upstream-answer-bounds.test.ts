@@ -26,6 +26,8 @@ afterEach(async () => {
 /** An SDK upstream with `hang` (a log message, then silence) and `die` (a log message, then its connection is cut). */
 async function start(upstream: Record<string, unknown> = {}) {
   let socketOfCall: Socket | undefined;
+  // `hang` calls whose work the upstream was told to stop (their signal aborted: a cancellation).
+  const stopped: string[] = [];
   const up = await startRecordingUpstream({
     makeServer: () => {
       const server = new McpServer({ name: "quiet", version: "1.0.0" }, { capabilities: { logging: {} } });
@@ -45,6 +47,7 @@ async function start(upstream: Record<string, unknown> = {}) {
           params: { level: "info", data: "working" },
         });
         await new Promise((r) => extra.signal.addEventListener("abort", r));
+        stopped.push(String(extra.requestId));
         return { content: [] };
       });
       server.registerTool(
@@ -85,7 +88,7 @@ async function start(upstream: Record<string, unknown> = {}) {
     (await import("@modelcontextprotocol/sdk/types.js")).LoggingMessageNotificationSchema,
     (n) => void logs.push(String(n.params.data)),
   );
-  return { gw, client, logs, callsOpen };
+  return { gw, client, logs, callsOpen, up, stopped };
 }
 
 async function failure(p: Promise<unknown>): Promise<{ error: unknown; ms: number }> {
@@ -100,7 +103,7 @@ async function failure(p: Promise<unknown>): Promise<{ error: unknown; ms: numbe
 
 describe("a POST's SSE answer that goes quiet (upstream.streamIdleTimeout)", () => {
   it("is given up after the idle bound: the client's request gets 504-class JSON-RPC error, the upstream is let go", async () => {
-    const { gw, client, logs, callsOpen } = await start({ streamIdleTimeout: "500ms" });
+    const { gw, client, logs, callsOpen, up, stopped } = await start({ streamIdleTimeout: "500ms" });
     // The client's standalone GET stream is in flight for as long as the session lasts.
     await expect.poll(() => gw.server.inFlight(), { timeout: 2_000 }).toBe(1);
     const { error, ms } = await failure(
@@ -113,6 +116,10 @@ describe("a POST's SSE answer that goes quiet (upstream.streamIdleTimeout)", () 
     expect(ms).toBeGreaterThanOrEqual(450);
     expect(ms).toBeLessThan(5_000);
     await expect.poll(() => callsOpen.size, { timeout: 2_000 }).toBe(0);
+    // The upstream was told to stop the work (MCP cancellation of the id it was sent), and did.
+    await expect.poll(() => stopped.length, { timeout: 2_000 }).toBe(1);
+    expect(up.rpcCalls()).toContain("notifications/cancelled");
+    expect(stopped[0]).toMatch(/^mcpgate-/);
     await expect.poll(() => gw.server.inFlight(), { timeout: 2_000 }).toBe(1);
     // The request log says what happened.
     const line = gw.logs.map((l) => JSON.parse(l)).find((l) => l.decision === "upstream_timeout");

@@ -196,7 +196,10 @@ describe("WireIds.abandon: requests whose answer stream was given up", () => {
     const out = ids.outbound([call(1), call(2), call(3)]);
     const [w1, w2, w3] = out.wireIds as [string, string, string];
     expect(ids.inbound({ jsonrpc: "2.0", id: w2, result: {} }, undefined, "2025")).toMatchObject({ id: 2 });
-    expect(ids.abandon([w1, w2, w3, "p-unknown"])).toEqual([1, 3]);
+    expect(ids.abandon([w1, w2, w3, "p-unknown"])).toEqual([
+      { wire: w1, clientId: 1 },
+      { wire: w3, clientId: 3 },
+    ]);
     expect(ids.size).toBe(0);
     expect(ids.cancellable).toBe(0);
     expect(ids.abandon([w1, w3])).toEqual([]);
@@ -208,7 +211,7 @@ describe("WireIds.abandon: requests whose answer stream was given up", () => {
     const ids = new WireIds("p-", 4096, "session-1");
     const [wire] = ids.outbound([call(9)]).wireIds as [string];
     expect(wire).toMatch(/^p-1\./);
-    expect(ids.abandon([wire])).toEqual([9]);
+    expect(ids.abandon([wire])).toEqual([{ wire, clientId: 9 }]);
     expect(ids.size).toBe(0);
   });
 });
