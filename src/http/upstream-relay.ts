@@ -368,7 +368,8 @@ function relaySse(
         parser.flush();
         // An upstream may end a resumable stream before its answers (the client resumes it). One
         // without event ids that ends unanswered leaves its client nothing to wait for: say so.
-        if (!resumable) for (const { clientId } of ids.abandon(options.requests ?? [])) pending += unanswered(clientId);
+        if (!resumable)
+          for (const { clientId } of ids.abandon(options.requests ?? [])) pending += unanswered(clientId);
         if (!res.destroyed) res.end(pending === "" ? undefined : pending);
         h.written();
         resolve("ok");
