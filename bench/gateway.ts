@@ -1,14 +1,20 @@
 /**
  * tools/call through the gateway vs the same upstream direct vs a bare pass-through proxy (no MCP
- * awareness, one SHA-256 key check: bench/bare-proxy.ts), same run, alternating rounds, for a
- * stateful and a stateless SDK upstream. Prints requests/s, p50/p99, the throughput ratios, and the
- * server CPU per request of each process (from /proc), so the gateway's extra CPU over direct can be
- * compared with the bare proxy's. `--before REV` adds the gateway of another commit (extracted with
- * `git archive`, nothing in the repository changes) as a fourth target: default 2ffd3d9, the tree
- * before issue 13; `--before none` skips it. Gateways run compiled, as `mcpgate serve` does (both
- * trees are built with tsc first); the upstream and the bare proxy, whose per-request code is
- * library code or inline callbacks, run under tsx. Loopback only, bounded (~2 × rounds × 4 × roundMs).
- *   npx tsx bench/gateway.ts [--rounds 4] [--round-ms 3000] [--concurrency 10] [--mode stateful|stateless|both] [--before REV|none]
+ * awareness, one SHA-256 key check: bench/bare-proxy.ts), same run, for a stateful and a stateless
+ * SDK upstream. Prints requests/s, p50/p99, the throughput ratios, and the server CPU per request
+ * of each process (from /proc), so the gateway's extra CPU over direct can be compared with the bare
+ * proxy's. `--before REV` adds the gateway of another commit (extracted with `git archive`, nothing
+ * in the repository changes) as a fourth target: default 2ffd3d9, the tree before issue 13;
+ * `--before none` skips it. Gateways run compiled, as `mcpgate serve` does (both trees are built
+ * with tsc first); the upstream and the bare proxy, whose per-request code is library code or
+ * inline callbacks, run under tsx.
+ *
+ * The targets run in rounds of a balanced order (each in each position, and after each other, as
+ * often), in `--instances` fresh sets of processes: one process of the same code can measure
+ * several per cent faster or slower than the next, so one set alone says little about a few per
+ * cent. `--before HEAD` measures that spread (the same code in two slots). Loopback only, bounded
+ * (~modes × instances × rounds × 4 × roundMs).
+ *   npx tsx bench/gateway.ts [--instances 3] [--rounds 4] [--round-ms 3000] [--concurrency 10] [--mode stateful|stateless|both] [--before REV|none]
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
@@ -22,6 +28,7 @@ import { buildTree, extractTree, load, openSession, startGatewayProcess, summari
 const { values } = parseArgs({
   options: {
     rounds: { type: "string", default: "4" },
+    instances: { type: "string", default: "3" },
     "round-ms": { type: "string", default: "3000" },
     concurrency: { type: "string", default: "10" },
     "log-level": { type: "string", default: "info" },
@@ -30,6 +37,7 @@ const { values } = parseArgs({
   },
 });
 const rounds = Number(values.rounds);
+const instances = Number(values.instances);
 const roundMs = Number(values["round-ms"]);
 const concurrency = Number(values.concurrency);
 const KEY = "bench-static-key-0123456789abcdef";
@@ -61,7 +69,19 @@ buildTree();
 const beforeRoot = values.before === "none" ? undefined : extractTree(values.before!);
 const f = (x: number) => x.toFixed(2);
 
-async function run(mode: "stateful" | "stateless") {
+/**
+ * Row orders of a Williams design for `n` treatments: each treatment in each position, and after
+ * each other treatment, equally often (n rows for an even n, 2n for an odd one).
+ */
+function williams(n: number): number[][] {
+  const first: number[] = [];
+  for (let i = 0, lo = 0, hi = n - 1; i < n; i++) first.push(i % 2 === 0 ? lo++ : hi--);
+  const rows = Array.from({ length: n }, (_, r) => first.map((x) => (x + r) % n));
+  return n % 2 === 0 ? rows : [...rows, ...rows.map((row) => [...row].reverse())];
+}
+
+/** The processes of one instance of the setup: an upstream and the proxies in front of it. */
+async function startInstance(mode: "stateful" | "stateless") {
   const upstream = await start([
     new URL("./upstream-process.ts", import.meta.url).pathname,
     ...(mode === "stateless" ? ["--stateless"] : []),
@@ -95,7 +115,23 @@ async function run(mode: "stateful" | "stateless") {
     );
   const call = (t: Target) => () => sessions[t].call("add", { a: 1, b: 2 });
   for (const t of targets) await load(call(t), concurrency, 1000);
+  return {
+    upstream,
+    proxies,
+    targets,
+    call,
+    async stop() {
+      for (const x of Object.values(sessions)) await x.close();
+      for (const p of [...Object.values(proxies).map((x) => x!.proc), upstream.proc]) {
+        p.kill("SIGTERM");
+        await once(p, "exit");
+      }
+    },
+  };
+}
 
+async function run(mode: "stateful" | "stateless") {
+  const targets: Target[] = ["direct", "gateway", "bare", ...(beforeRoot ? (["before"] as const) : [])];
   const zero = () => Object.fromEntries(targets.map((t) => [t, 0])) as Record<Target, number>;
   const latencies = Object.fromEntries(targets.map((t) => [t, [] as number[]])) as Record<Target, number[]>;
   const secs = zero();
@@ -106,24 +142,36 @@ async function run(mode: "stateful" | "stateless") {
   const clientCpu = zero();
   // Per round, each target's requests/s: a round's ratios pair runs made within seconds of each other.
   const roundRps: Array<Record<Target, number>> = [];
-  for (let r = 0; r < rounds; r++) {
-    roundRps.push(zero());
-    // Rotate the order each round, so no target always runs first (or after the same one).
-    const order = targets.map((_, k) => targets[(k + r) % targets.length]!);
-    for (const t of order) {
-      const proxy = proxies[t]?.proc;
-      const u0 = cpuMs(upstream.proc.pid!);
-      const p0 = proxy ? cpuMs(proxy.pid!) : 0;
-      const c0 = process.cpuUsage();
-      const res = await load(call(t), concurrency, roundMs);
-      const c = process.cpuUsage(c0);
-      clientCpu[t] += (c.user + c.system) / 1000;
-      upCpu[t] += cpuMs(upstream.proc.pid!) - u0;
-      if (proxy) proxyCpu[t] += cpuMs(proxy.pid!) - p0;
-      latencies[t].push(...res.latencies);
-      secs[t] += res.seconds;
-      roundRps[r]![t] = res.latencies.length / res.seconds;
+  // Each instance is a fresh set of processes: the same code measures several per cent apart from
+  // one process to the next (seen here: the same gateway at 283 and 312 µs a request in two
+  // processes of one run), so a result is an average over processes, not one process's luck.
+  for (let i = 0; i < instances; i++) {
+    const inst = await startInstance(mode);
+    const { upstream, proxies, call } = inst;
+    for (let r = 0; r < rounds; r++) {
+      const round = zero();
+      roundRps.push(round);
+      // A balanced order (a Williams design): over a full cycle of rounds each target runs once in
+      // each position and right after each other target once, so neither position nor what ran
+      // just before (the upstream's heap, the CPU's caches) favours one target.
+      const design = williams(targets.length);
+      const order = design[r % design.length]!.map((k) => targets[k]!);
+      for (const t of order) {
+        const proxy = proxies[t]?.proc;
+        const u0 = cpuMs(upstream.proc.pid!);
+        const p0 = proxy ? cpuMs(proxy.pid!) : 0;
+        const c0 = process.cpuUsage();
+        const res = await load(call(t), concurrency, roundMs);
+        const c = process.cpuUsage(c0);
+        clientCpu[t] += (c.user + c.system) / 1000;
+        upCpu[t] += cpuMs(upstream.proc.pid!) - u0;
+        if (proxy) proxyCpu[t] += cpuMs(proxy.pid!) - p0;
+        latencies[t].push(...res.latencies);
+        secs[t] += res.seconds;
+        round[t] = res.latencies.length / res.seconds;
+      }
     }
+    await inst.stop();
   }
   const s = Object.fromEntries(targets.map((t) => [t, summarize(latencies[t], secs[t])])) as Record<
     Target,
@@ -133,7 +181,7 @@ async function run(mode: "stateful" | "stateless") {
   const upDirect = perReqUs(upCpu.direct, "direct");
   const extra = (t: Target) => perReqUs(proxyCpu[t], t) + perReqUs(upCpu[t], t) - upDirect;
   console.log(
-    `\n${mode} SDK upstream — tools/call, concurrency ${concurrency}, ${rounds} rotating rounds of ${roundMs} ms per target; gateway log level ${values["log-level"]}` +
+    `\n${mode} SDK upstream — tools/call, concurrency ${concurrency}, ${instances} instances × ${rounds} balanced rounds of ${roundMs} ms per target; gateway log level ${values["log-level"]}` +
       (beforeRoot ? `; "before" = the gateway at ${values.before}` : ""),
   );
   for (const t of targets)
@@ -161,11 +209,6 @@ async function run(mode: "stateful" | "stateless") {
   console.log(
     `extra server CPU per request over direct: ${extras.join(", ")}; gateway/bare ${f(extra("gateway") / extra("bare"))}   (target ≤ 1.5)`,
   );
-  for (const x of Object.values(sessions)) await x.close();
-  for (const p of [...Object.values(proxies).map((x) => x!.proc), upstream.proc]) {
-    p.kill("SIGTERM");
-    await once(p, "exit");
-  }
 }
 
 const modes =
