@@ -212,7 +212,8 @@ export function renderDenial(denial: Denial, ctx: ChallengeContext = {}): HttpRe
     case "client_too_slow": {
       const e = failureOf(denial);
       // A dropped answer (its call ran) is not to be retried blindly: no Retry-After for it.
-      const retry = e.status === 503 && denial.kind !== "client_too_slow";
+      const ran = denial.kind === "client_too_slow" || (denial.kind === "capacity" && denial.ran === true);
+      const retry = e.status === 503 && !ran;
       return rpcError(e.status, e.code, e.message, retry ? { "retry-after": "1" } : {});
     }
     case "credential_expired": {

@@ -48,7 +48,8 @@ export type Denial =
    */
   | { kind: "in_flight_limit"; what: "requests" | "streams" | "unread answers"; retryAfterSec: number }
   | { kind: "store_unavailable" }
-  | { kind: "capacity"; message: string }
+  /** Full (503, `Retry-After`). `ran`: the call had run when its answer was dropped — no `Retry-After`. */
+  | { kind: "capacity"; message: string; ran?: true }
   | { kind: "upstream_unavailable" }
   | { kind: "upstream_timeout" }
   /** The upstream answered 401/403: its credential problem, never a challenge for our caller. */

@@ -98,7 +98,7 @@ export class JsonChannel implements Channel {
       this.#owner.refuse(
         held === "caller"
           ? { kind: "client_too_slow" }
-          : { kind: "capacity", message: "too many unread answers" },
+          : { kind: "capacity", message: "too many unread answers", ran: true },
       );
       return true;
     }

@@ -332,7 +332,7 @@ function relaySse(
         giveUp(
           held === "caller"
             ? { kind: "client_too_slow" }
-            : { kind: "capacity", message: "too many unread answers" },
+            : { kind: "capacity", message: "too many unread answers", ran: true },
           "refused",
         );
         return;
@@ -458,7 +458,7 @@ class BudgetSpent extends Error {
 function budgetDenial(scope: "caller" | "full"): FailureDenial {
   return scope === "caller"
     ? { kind: "client_too_slow" }
-    : { kind: "capacity", message: "too many unread answers" };
+    : { kind: "capacity", message: "too many unread answers", ran: true };
 }
 
 async function readBounded(body: Readable, h: RelayHost, idleMs: number): Promise<string> {

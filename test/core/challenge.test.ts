@@ -95,6 +95,16 @@ describe("renderDenial", () => {
     }
   });
 
+  it("invites a retry (Retry-After) of a 503 only when the call did not run", () => {
+    expect(renderDenial({ kind: "capacity", message: "full" }).headers["retry-after"]).toBe("1");
+    const ran = renderDenial({ kind: "capacity", message: "full", ran: true });
+    expect(ran.status).toBe(503);
+    expect(ran.headers["retry-after"]).toBeUndefined();
+    const dropped = renderDenial({ kind: "client_too_slow" });
+    expect(dropped.status).toBe(503);
+    expect(dropped.headers["retry-after"]).toBeUndefined();
+  });
+
   it("answers an upstream's 401/403 as 502, never with a challenge", () => {
     const spec = renderDenial(
       { kind: "upstream_credentials" },
