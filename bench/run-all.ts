@@ -20,6 +20,7 @@ const ALL = [
   "identity",
   "authserver",
   "tracing",
+  "unread-answers",
 ];
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith("-"));
 const unknown = wanted.filter((w) => !ALL.includes(w));
