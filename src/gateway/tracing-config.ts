@@ -103,7 +103,12 @@ export function resolveTracing(config: TracingConfig, env: NodeJS.ProcessEnv): T
       tracesUrl(variable(env, "OTEL_EXPORTER_OTLP_ENDPOINT") ?? DEFAULT_BASE));
   // Refused here, before anything is loaded (and by `config check`): the exporter's own error
   // quotes the URL whole, userinfo and query included — where a collector's credential may sit.
-  if (!isHttpUrl(url)) {
+  // Every endpoint variable set is checked, not only the one used: the exporter reads them all,
+  // and warns with the URL of any it cannot parse.
+  const given = ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"]
+    .map((name) => variable(env, name))
+    .filter((v) => v !== undefined);
+  if (!isHttpUrl(url) || given.some((v) => !isHttpUrl(v))) {
     throw new McpGateError(
       "ERR_CONFIG_INVALID",
       "tracing: the OTLP traces endpoint is not an http(s) URL " +
@@ -116,7 +121,9 @@ export function resolveTracing(config: TracingConfig, env: NodeJS.ProcessEnv): T
     const named = variable(env, "OTEL_TRACES_SAMPLER")?.toLowerCase();
     if (named && (SAMPLERS as readonly string[]).includes(named)) sampler = named as SamplerName;
     else if (named)
-      warnings.push(`OTEL_TRACES_SAMPLER=${named} is not supported; using parentbased_always_on`);
+      warnings.push(
+        `OTEL_TRACES_SAMPLER=${JSON.stringify(named.slice(0, 64))} is not supported; using parentbased_always_on`,
+      );
     else if (config?.sampleRatio !== undefined) sampler = "parentbased_traceidratio";
   }
   let ratio = config?.sampleRatio ?? 1;

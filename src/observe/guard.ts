@@ -149,8 +149,8 @@ function ipv6Groups(address: string): number[] {
  * The counter key of a source (failed authentications, registrations): an IPv4 address itself; an IPv6 address by
  * its /64 (RFC 4291 §2.5.4: a /64 is one link, and every IPv6 host is handed one, so counting single
  * addresses would give each caller 2^64 budgets); an IPv4-mapped address (`::ffff:a.b.c.d`, either
- * spelling) as the IPv4 one. Brackets and zone ids are ignored. Anything that is not an address is
- * its own key.
+ * spelling) as the IPv4 one. Brackets and zone ids are ignored. Anything that is not an address
+ * shares the one key `invalid`.
  *
  * @example guardKeyOf("2001:db8:1:2:aaaa::1") // "2001:db8:1:2::/64"
  */
@@ -160,7 +160,9 @@ export function guardKeyOf(source: string): string {
   if (a.includes("%")) a = a.slice(0, a.indexOf("%"));
   const family = isIP(a);
   if (family === 4) return a;
-  if (family !== 6) return source;
+  // Not an address (a forged hop: sourceOf says "invalid"): one key for all such sources, so no
+  // caller can name a budget, or someone else's.
+  if (family !== 6) return "invalid";
   const g = ipv6Groups(a);
   if (g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff) {
     return [g[6]! >> 8, g[6]! & 0xff, g[7]! >> 8, g[7]! & 0xff].join(".");
@@ -239,7 +241,10 @@ export function createGuard(options: GuardOptions = {}): CredentialGuard {
       // A hop a trusted proxy wrote is an address; anything else is forged: one shared bucket.
       return isIP(hop) ? hop : "invalid";
     }
-    return chain[0]!;
+    // Fewer hops than trusted proxies: the first one is the client's own word — an address, or
+    // the one shared bucket, never a key of its choosing.
+    const first = chain[0]!;
+    return isIP(first) ? first : "invalid";
   }
 
   return {

@@ -33,7 +33,7 @@ describe("registrationSourceKey: IPv4 per address, IPv6 per /64", () => {
     ["fe80::1%eth0", "fe80::/64"],
     ["::1", "::/64"],
     ["::", "::/64"],
-    ["unknown", "unknown"],
+    ["unknown", "invalid"],
   ])("%s → %s", (source, key) => {
     expect(registrationSourceKey(source)).toBe(key);
   });

@@ -48,6 +48,32 @@ describe("mcpgate config check", () => {
     expect(r.stdout).not.toContain("very-secret-upstream-token");
   });
 
+  it("never prints a credential written in a URL with --json (userinfo, query values)", () => {
+    const f = join(dir, "url-secrets.yaml");
+    writeFileSync(
+      f,
+      [
+        "upstream:",
+        '  url: "http://127.0.0.1:3000/mcp?key=${UP_KEY}"',
+        'state: { redis: "redis://:${REDIS_PW}@127.0.0.1:6379" }',
+        'tracing: { endpoint: "https://tenant:${COLLECTOR_PW}@collector.example/otlp?api_key=${COLLECTOR_KEY}" }',
+        "",
+      ].join("\n"),
+    );
+    const secrets = {
+      UP_KEY: "up-key-s3cret-000",
+      REDIS_PW: "redis-s3cret-333",
+      COLLECTOR_PW: "pw-s3cret-111",
+      COLLECTOR_KEY: "key-s3cret-222",
+    };
+    const r = run(["config", "check", "--json", f], secrets);
+    expect(r.status).toBe(0);
+    for (const s of Object.values(secrets)) expect(r.stdout).not.toContain(s);
+    // What is not secret stays readable.
+    expect(r.stdout).toContain("collector.example/otlp");
+    expect(r.stdout).toContain("127.0.0.1:6379");
+  });
+
   it("checks the OTEL_* endpoint variables as serve resolves them, never printing the URL (exit 2)", () => {
     const f = join(dir, "ok-otel.yaml");
     writeFileSync(f, "upstream:\n  url: http://127.0.0.1:3000/mcp\n");
@@ -65,7 +91,14 @@ describe("mcpgate config check", () => {
       OTEL_TRACES_SAMPLER: "sometimes",
     });
     expect(warned.status).toBe(0);
-    expect(warned.stderr).toContain("warning: tracing: OTEL_TRACES_SAMPLER=sometimes is not supported");
+    expect(warned.stderr).toContain('warning: tracing: OTEL_TRACES_SAMPLER="sometimes" is not supported');
+    // Every endpoint variable set is checked, not only the one used (the exporter reads them all).
+    const both = run(["config", "check", f], {
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "http://127.0.0.1:4318/v1/traces",
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://u:${secret}@[::1`,
+    });
+    expect(both.status).toBe(2);
+    expect(both.stderr).not.toContain(secret);
   });
 });
 

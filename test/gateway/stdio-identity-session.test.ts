@@ -154,7 +154,7 @@ describe("stdio sessions told an identity serve only that identity", () => {
     });
 
     // The narrower credential of the same principal: the same answer, exactly, for a request, a
-    // notification, a GET stream and a DELETE.
+    // notification and a GET stream.
     const call = {
       jsonrpc: "2.0",
       id: 4,
@@ -167,16 +167,11 @@ describe("stdio sessions told an identity serve only that identity", () => {
       headers: { authorization: `Bearer ${NARROW}`, ...h, accept: "text/event-stream" },
     });
     expect(await answerOf(get)).toEqual(bobAnswer);
-    const del = await fetch(gw.url, {
-      method: "DELETE",
-      headers: { authorization: `Bearer ${NARROW}`, ...h },
-    });
-    expect(await answerOf(del)).toEqual(bobAnswer);
     // Another tenant of the same principal, with the same scopes: refused too.
     expect(await answerOf(await rawPost(gw.url, TENANT, NOTE_X, h))).toEqual(bobAnswer);
-    // Audited as the gate audits another principal's use: five refusals of key:alice, one of bob.
+    // Audited as the gate audits another principal's use: four refusals of key:alice, one of bob.
     const mismatches = audits.filter((e) => e.type === "session_mismatch");
-    expect(mismatches.filter((e) => e.actor?.includes("alice"))).toHaveLength(5);
+    expect(mismatches.filter((e) => e.actor?.includes("alice"))).toHaveLength(4);
     expect(mismatches.every((e) => e.sessionId !== undefined && e.sessionId !== h["mcp-session-id"])).toBe(
       true,
     );
@@ -191,6 +186,21 @@ describe("stdio sessions told an identity serve only that identity", () => {
     expect(await tool(gw, REFRESHED, h, 20, "sleep")).toBe("slept");
     expect(await childSaw(gw, REFRESHED, h, 21)).toEqual({ heard: 2, sleeps: 1 });
     expect(gw.upstream.sessionPid(h["mcp-session-id"]!)).toBe(pid);
+
+    // The principal may always end its own session, whatever its credential now says (a DELETE
+    // tells the child nothing): its child is not left counted against its share until it idles.
+    // Another principal still may not.
+    const bobDel = await fetch(gw.url, {
+      method: "DELETE",
+      headers: { authorization: `Bearer ${BOB}`, ...h },
+    });
+    expect(await answerOf(bobDel)).toEqual(bobAnswer);
+    const del = await fetch(gw.url, {
+      method: "DELETE",
+      headers: { authorization: `Bearer ${NARROW}`, ...h },
+    });
+    expect(del.status).toBeLessThan(300);
+    await expect.poll(() => gw!.upstream.sessionPid(h["mcp-session-id"]!)).toBeUndefined();
   });
 
   it("lets every credential of the session's principal use it without an identity hook (the child was told nothing)", async () => {

@@ -130,6 +130,18 @@ describe("source address: X-Forwarded-For only when trusted", () => {
     expect(listed.sourceOf("10.0.0.1", xff("203.0.113.5, 10.9.9.9, 10.0.0.2"))).toBe("203.0.113.5");
     expect(two.sourceOf("10.0.0.1", xff("not-an-ip, 10.0.0.2"))).toBe("invalid");
   });
+
+  it("never lets a client name its own key when it came through fewer proxies than trusted", () => {
+    const three = createGuard({ trustProxy: 3 });
+    // Two hops where three are trusted: the first is the client's own word.
+    expect(three.sourceOf("10.0.0.1", xff("attacker-1"))).toBe("invalid");
+    expect(three.sourceOf("10.0.0.1", xff("attacker-2"))).toBe("invalid");
+    expect(three.sourceOf("10.0.0.1", xff("2001:db8:9:9::/64"))).toBe("invalid");
+    expect(three.sourceOf("10.0.0.1", xff("203.0.113.7"))).toBe("203.0.113.7");
+    // Whatever reaches the key function, a non-address is one shared key.
+    expect(guardKeyOf("attacker-1")).toBe("invalid");
+    expect(guardKeyOf("2001:db8:9:9::/64")).toBe("invalid");
+  });
 });
 
 describe("Redis guard store: every instance agrees", () => {

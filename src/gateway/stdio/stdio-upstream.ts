@@ -271,7 +271,10 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
       owner.refuse({ kind: "session_unknown" });
       return undefined;
     }
-    if (ownerOf(admission.identity, s.told).key !== s.key) {
+    // The same principal may always end its own session (DELETE tells the child nothing): a caller
+    // whose scopes changed must not be left with a child counted against its share until it idles.
+    const ending = admission.method === "DELETE" && s.principal === admission.identity.principal;
+    if (!ending && ownerOf(admission.identity, s.told).key !== s.key) {
       // Answered as the gate answers a session used by another principal (gate.ts, session check:
       // 404, -31003), and the gate is not told (no bind(404)), so it does not forget the owner's
       // binding. Another principal: defence in depth, the gate's binding check runs first. The same
