@@ -41,6 +41,8 @@ function redactUrl(raw: string): string {
   } catch {
     return "[redacted: not a URL]";
   }
+  // Nothing to hide: printed as written (URL's own spelling would add a "/", reorder, escape).
+  if (!u.username && !u.password && u.search === "") return raw;
   if (u.username) u.username = "redacted";
   if (u.password) u.password = "redacted";
   for (const name of [...u.searchParams.keys()]) u.searchParams.set(name, "redacted");
