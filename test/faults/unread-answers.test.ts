@@ -78,11 +78,20 @@ function unreadRequest(url: string, headers: Record<string, string>, body: strin
       return closed;
     },
     /** Read what arrived so far (and what follows for a moment): the status line and the text. */
+    /** Read what arrived and what follows, until nothing more comes for 300 ms (at most 10 s). */
     async read(): Promise<string> {
       const chunks: Buffer[] = [];
-      socket.on("data", (c: Buffer) => chunks.push(c));
+      let last = Date.now();
+      socket.on("data", (c: Buffer) => {
+        chunks.push(c);
+        last = Date.now();
+      });
       socket.resume();
-      await new Promise((r) => setTimeout(r, 300));
+      const t0 = Date.now();
+      while (Date.now() - t0 < 10_000 && !closed) {
+        await new Promise((r) => setTimeout(r, 50));
+        if (chunks.length > 0 && Date.now() - last >= 300) break;
+      }
       return Buffer.concat(chunks).toString("latin1");
     },
   };
