@@ -35,13 +35,19 @@ const READABLE_PART = /^(?:[a-z]{0,23}|\d{1,15}|[a-z0-9]{1,4})$/i;
 
 /**
  * The path's rule applied to one DNS label: a label of 16+ characters with a digit, or 24+ without,
- * is a credential unless every hyphen-separated part of it reads as a word or a number.
+ * is a credential unless every hyphen-separated part of it reads as a word or a number — and it
+ * reads as a name: at most two short tokens mixing letters and digits (`ec2`, `k8s`), at most one
+ * long number. A key cut into short groups (`3f9a-1c2e-5b7d-…`, two 15-digit halves) does not.
  * IDNA A-labels (`xn--…`, RFC 5890 §2.3.2.1) are encoded names, not keys.
  */
 function scrubLabel(label: string): string {
   if (label.length < 16 || (label.length < 24 && !/\d/.test(label))) return label;
   if (/^xn--/i.test(label)) return label;
-  return label.split("-").every((part) => READABLE_PART.test(part)) ? label : "REDACTED";
+  const parts = label.split("-");
+  if (!parts.every((part) => READABLE_PART.test(part))) return "REDACTED";
+  const mixed = parts.filter((p) => /\d/.test(p) && /[a-z]/i.test(p)).length;
+  const longNumbers = parts.filter((p) => /^\d{6,}$/.test(p)).length;
+  return mixed <= 2 && longNumbers <= 1 ? label : "REDACTED";
 }
 
 /**

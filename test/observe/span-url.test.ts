@@ -32,6 +32,9 @@ describe("spanUrl", () => {
     ["https://3f9a1c2e-5b7d-4f11-aa42-1234567890ab.mcp.example.com/mcp", "REDACTED.mcp.example.com"],
     ["https://tenant.abcdefghijklmnopqrstuvwxyz.example.com/mcp", "tenant.REDACTED.example.com"],
     ["https://sk-live-abcdef0123456789abcdef.example.com:8443/k/mcp", "REDACTED.example.com"],
+    // A key cut into short groups, or into long numbers.
+    ["https://3f9a-1c2e-5b7d-4f11-9a2b-0c1d.tenant.example.com/mcp", "REDACTED.tenant.example.com"],
+    ["https://123456789012345-678901234567890.example.com/mcp", "REDACTED.example.com"],
   ])("scrubs a key in the host name of %s, in url.full and server.address", (raw, host) => {
     const url = spanUrl(raw);
     expect(url?.host).toBe(host);
@@ -58,6 +61,8 @@ describe("spanUrl", () => {
     ],
     ["http://ip-172-31-22-145.ec2.internal/mcp", "ip-172-31-22-145.ec2.internal"],
     ["http://ec2-54-123-45-67.compute-1.amazonaws.com/mcp", "ec2-54-123-45-67.compute-1.amazonaws.com"],
+    ["https://project-123456789012.example.com/mcp", "project-123456789012.example.com"],
+    ["https://k8s-node-a1b2-production.example.com/mcp", "k8s-node-a1b2-production.example.com"],
     ["https://xn--eckwd4c7cu47r2wfqw7a0ecl32k.jp/mcp", "xn--eckwd4c7cu47r2wfqw7a0ecl32k.jp"],
   ])("keeps the ordinary host name of %s", (raw, host) => {
     expect(spanUrl(raw)?.host).toBe(host);
