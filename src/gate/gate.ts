@@ -243,7 +243,7 @@ export function createGate(options: GateOptions): Gate {
     verdict: ReturnType<typeof authorizeMessages> | undefined,
   ): ResponsePlan {
     const visible = verdict?.visible;
-    if (admission.method !== "POST") return bodylessPlan(admission.era, visible);
+    if (admission.method !== "POST") return bodylessPlan(admission.era, admission.method === "GET", visible);
     const localResponses = verdict?.localResponses ?? [];
     const forwardable = allowed.length > 0 && !verdict?.refusedNotification;
     return freezePlan({
@@ -253,6 +253,7 @@ export function createGate(options: GateOptions): Gate {
       forwardIsWhole: forwardable && allowed.length === admission.messages.length,
       localResponses,
       bindSession: admission.initialize && allowed.some((m) => m.method === "initialize"),
+      expectsAnswers: forwardable && allowed.some((m) => m.type === "request"),
       era: admission.era,
       ...(visible ? { visible } : {}),
     });

@@ -25,6 +25,8 @@ export interface ResponsePlan {
   readonly visible?: VisibilityPredicate;
   /** The response head may mint a session to bind to the caller (`initialize`). */
   readonly bindSession: boolean;
+  /** The upstream's answer carries messages for the client: a GET stream, or a forwarded request. */
+  readonly expectsAnswers: boolean;
   readonly era: Era;
 }
 
@@ -35,14 +37,15 @@ export function freezePlan(plan: ResponsePlan): ResponsePlan {
   return Object.freeze(plan);
 }
 
-/** The plan of a request that carries no messages (GET, DELETE). */
-export function bodylessPlan(era: Era, visible?: VisibilityPredicate): ResponsePlan {
+/** The plan of a request that carries no messages (a GET stream, a DELETE). */
+export function bodylessPlan(era: Era, stream: boolean, visible?: VisibilityPredicate): ResponsePlan {
   return freezePlan({
     answer: "forward",
     forward: [],
     forwardIsWhole: true,
     localResponses: [],
     bindSession: false,
+    expectsAnswers: stream,
     era,
     ...(visible ? { visible } : {}),
   });

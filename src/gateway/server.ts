@@ -89,9 +89,8 @@ async function forwardThrough(mount: Mount, entry: Entry): Promise<ForwardResult
   const { upstream } = mount;
   // The caller's shares first — of the memory for unread answers, of the upstream's connections:
   // a caller past either costs no identity work, and its call does not run.
-  const { owner, admission, plan } = entry;
-  const answers = admission.method === "GET" || plan.forward.some((m) => m.type === "request");
-  const denied = (answers ? owner.roomForAnswer() : undefined) ?? upstream.share?.take(entry);
+  const { owner, plan } = entry;
+  const denied = (plan.expectsAnswers ? owner.roomForAnswer() : undefined) ?? upstream.share?.take(entry);
   if (denied) {
     owner.refuse(denied);
     return { result: "refused" };

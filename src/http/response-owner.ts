@@ -1,7 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { type FailureDenial, renderRpcError } from "../core/challenge.js";
 import { SessionLimitError } from "../core/errors.js";
-import type { Denial, JsonRpcId } from "../core/outcome.js";
+import type { Denial } from "../core/outcome.js";
 import type { Admission, Gate, ResponsePlan } from "../gate/gate.js";
 import type { WireIds } from "../mcp/wire-ids.js";
 import type { AnswerBudget } from "./answer-budget.js";
@@ -466,8 +465,3 @@ function sweepUnflushed(): void {
 
 /** How often written answers are checked against the slow-client bound (its resolution). */
 const SWEEP_MS = 250;
-
-/** The JSON-RPC error text answering one request inside an open stream. */
-export function failureMessage(id: JsonRpcId, denial: FailureDenial): string {
-  return renderRpcError(id, denial);
-}

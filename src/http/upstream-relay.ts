@@ -118,8 +118,7 @@ export async function relayUpstream(
   }
   const headers = relayedHeaders(up.headers);
   const contentType = String(up.headers["content-type"] ?? "").toLowerCase();
-  const method = h.admission.method;
-  const expectsAnswers = method === "GET" || plan.forward.some((m) => m.type === "request");
+  const { expectsAnswers } = plan;
   try {
     if (contentType.startsWith("text/event-stream"))
       return await relaySse(h, status, headers, body, ids, options);

@@ -135,12 +135,32 @@ describe("step 4–9: admit the authenticated request with its body", () => {
       answer: "forward",
       forwardIsWhole: true,
       bindSession: false,
+      expectsAnswers: true,
       era: "2025",
     });
     expect(r.plan.visible?.("tools", "secret_admin")).toBe(false);
     expect(() => {
       (r.admission as { era: string }).era = "2026";
     }).toThrow(TypeError);
+  });
+
+  it("says whether the upstream's answer carries messages: a request or a GET stream does, a notification or a DELETE does not", async () => {
+    const plan = async (body: unknown) => {
+      const r = await admit(body, json);
+      return r.ok ? r.plan.expectsAnswers : undefined;
+    };
+    expect(await plan({ jsonrpc: "2.0", id: 1, method: "ping" })).toBe(true);
+    expect(await plan({ jsonrpc: "2.0", method: "notifications/initialized" })).toBe(false);
+    const g = gateWith({});
+    const bodyless = async (method: "GET" | "DELETE") => {
+      const headers = { ...json, accept: "text/event-stream" };
+      const a = await g.authenticate({ method, headers });
+      if (!a.ok) throw new Error("not authenticated");
+      const r = await g.admitAuthenticated(a.auth, { method, headers });
+      return r.ok ? r.plan.expectsAnswers : r.denial.kind;
+    };
+    expect(await bodyless("GET")).toBe(true);
+    expect(await bodyless("DELETE")).toBe(false);
   });
 
   it("answers refused batch elements itself and forwards the rest", async () => {

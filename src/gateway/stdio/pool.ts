@@ -270,7 +270,7 @@ export function createStdioPool(options: StdioPoolOptions): StdioPool {
   async function forward(ctx: ForwardContext, started: number): Promise<ForwardResult> {
     const { admission, plan, owner } = ctx;
     const messages = plan.forward.map((m) => m.raw);
-    if (!plan.forward.some((m) => m.type === "request")) {
+    if (!plan.expectsAnswers) {
       // Stateless notifications have no process to reach that would remember them.
       await owner.bind(202, undefined);
       if (plan.localResponses.length > 0) owner.answerLocally();

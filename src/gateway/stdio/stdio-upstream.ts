@@ -303,7 +303,7 @@ export function createStdioUpstream(options: StdioUpstreamOptions): StdioUpstrea
       return { result: "refused", upstreamMs: performance.now() - started };
     };
     if (s.relay.inputBacklogged) return backlogged();
-    if (!plan.forward.some((m) => m.type === "request")) {
+    if (!plan.expectsAnswers) {
       // The bound was checked just above, with nothing in between: false means the child is gone.
       if (!s.relay.post(messages)) {
         await owner.bind(404, undefined);
