@@ -55,14 +55,32 @@ describe.each([
   ["postgres", onPlace("postgres")],
   ["redis", onPlace("redis")],
 ] as const)("credentials stored by digest only, %s", (_name, backend) => {
-  it("keeps no refresh token, code, session or interaction id in clear, and the flow and refresh still work", async () => {
+  /** A server on the backend, a registered client, and one code flow through it; closed after `run`. */
+  async function afterOneFlow(
+    run: (o: {
+      b: ReturnType<typeof backend>;
+      t: Awaited<ReturnType<typeof startTestAuthServer>>;
+      client: Awaited<ReturnType<typeof register>>;
+      agent: RecordingAgent;
+      flow: Awaited<ReturnType<typeof codeFlow>>;
+    }) => Promise<void>,
+  ): Promise<void> {
     const b = backend();
     await b.store.init();
     const t = await startTestAuthServer({ store: b.store });
     try {
       const client = await register(t.issuer, [REDIRECT]);
       const agent = new RecordingAgent();
-      const { code, token: tok } = await codeFlow(t, client.client_id, REDIRECT, agent);
+      await run({ b, t, client, agent, flow: await codeFlow(t, client.client_id, REDIRECT, agent) });
+    } finally {
+      await t.close();
+      await b.store.close();
+    }
+  }
+
+  it("keeps no refresh token, code, session or interaction id in clear, and the flow and refresh still work", async () => {
+    await afterOneFlow(async ({ b, t, client, agent, flow }) => {
+      const { code, token: tok } = flow;
       expect(tok.status).toBe(200);
       const next = await refresh(t.issuer, tok.body.refresh_token!, client.client_id);
       expect(next.status, JSON.stringify(next.body)).toBe(200);
@@ -93,20 +111,12 @@ describe.each([
       expect(dump).toContain(client.client_id); // the dump is real: it holds the records
       expect(dump).toContain(sha256(next.body.refresh_token!));
       for (const secret of secrets) expect(dump).not.toContain(secret);
-    } finally {
-      await t.close();
-      await b.store.close();
-    }
+    });
   });
 
   it("still accepts a refresh token and a session stored by raw id before hashing, but no digest as a token", async () => {
-    const b = backend();
-    await b.store.init();
-    const t = await startTestAuthServer({ store: b.store });
-    try {
-      const client = await register(t.issuer, [REDIRECT]);
-      const agent = new RecordingAgent();
-      const { token: tok } = await codeFlow(t, client.client_id, REDIRECT, agent);
+    await afterOneFlow(async ({ b, t, client, agent, flow }) => {
+      const { token: tok } = flow;
       const refreshToken = tok.body.refresh_token!;
       const sessionId = agent.cookies.get("_session")!;
 
@@ -138,9 +148,6 @@ describe.each([
       expect(refreshed.status, JSON.stringify(refreshed.body)).toBe(200);
       const reuse = await refresh(t.issuer, refreshToken, client.client_id);
       expect(reuse.body.error).toBe("invalid_grant");
-    } finally {
-      await t.close();
-      await b.store.close();
-    }
+    });
   });
 });
