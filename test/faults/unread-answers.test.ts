@@ -213,6 +213,33 @@ describe("the answer budget of all callers", () => {
   });
 });
 
+describe("a caller past what the total leaves it", () => {
+  it("is refused before its call runs (503 -31009, Retry-After): nothing is sent upstream", async () => {
+    const up = await startBigUpstream(true);
+    // A share of 16, 64 in all: callers holding more than 4 may use 48 of it.
+    const budget = createAnswerBudget({ perCaller: 16 * MiB, total: 64 * MiB });
+    const url = await gatewayWith(up.url, budget);
+    const alice = await sessionHeaders(url, KEYS.alice);
+    // Alice holds 5 (a large holder), others 44: the 48 large holders may use is spent.
+    expect(budget.take("key:alice", 5 * MiB)).toBe("ok");
+    for (const [who, n] of [
+      ["x1", 16],
+      ["x2", 16],
+      ["x3", 11],
+    ] as const)
+      expect(budget.take(who, n * MiB)).toBe("ok");
+    expect(budget.take("light", 1 * MiB)).toBe("ok");
+    const refused = await rawPost(url, bigCall(3, 1 * MiB), alice);
+    expect(refused.status).toBe(503);
+    expect(refused.json()).toMatchObject({ error: { code: -31009 } });
+    expect(refused.headers.get("retry-after")).toBe("1");
+    expect(up.rpcCalls().filter((c) => c === "tools/call:big")).toHaveLength(0);
+    // A caller holding nothing still gets its answer (the kept share).
+    const bob = await rawPost(url, bigCall(4, 1 * MiB), await sessionHeaders(url, KEYS.bob));
+    expect(bob.status).toBe(200);
+  });
+});
+
 describe("an answer its client never takes", () => {
   it("is dropped after the slow-client bound, and what it held is given back", async () => {
     const up = await startBigUpstream(true);

@@ -6,7 +6,7 @@ import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { ElicitRequestSchema, McpError } from "@modelcontextprotocol/sdk/types.js";
 import { afterEach, describe, expect, it } from "vitest";
 import { JSONRPC } from "../../src/core/challenge.js";
-import { connectClient } from "../helpers/client.js";
+import { connectClient, rawSession } from "../helpers/client.js";
 import { startTestGateway } from "../helpers/gateway.js";
 import { startRecordingUpstream } from "../helpers/upstream.js";
 
@@ -41,6 +41,19 @@ async function start(upstream: Record<string, unknown> = {}) {
         );
         return { content: [{ type: "text", text: answer.action }] };
       });
+      server.registerTool(
+        "flood",
+        { description: "8 MiB of log messages, then the answer" },
+        async (extra) => {
+          const chunk = "x".repeat(64 * 1024);
+          for (let i = 0; i < 128; i++)
+            await extra.sendNotification({
+              method: "notifications/message",
+              params: { level: "info", data: chunk },
+            });
+          return { content: [{ type: "text", text: "flooded" }] };
+        },
+      );
       server.registerTool("hang", { description: "says it works, then never answers" }, async (extra) => {
         await extra.sendNotification({
           method: "notifications/message",
@@ -139,6 +152,29 @@ describe("a POST's SSE answer that goes quiet (upstream.streamIdleTimeout)", () 
     await new Promise((r) => setTimeout(r, 1_500));
     expect(callsOpen.size).toBe(1);
     ac.abort();
+  });
+});
+
+describe("a POST's SSE answer its client is slow to read", () => {
+  it("is not given up for the silence the gateway itself makes by not reading the upstream (backpressure)", async () => {
+    const { gw } = await start({ streamIdleTimeout: "400ms" });
+    const h = await rawSession(gw.url, `Bearer ${KEY}`);
+    const res = await fetch(gw.url, {
+      method: "POST",
+      headers: { ...h, "content-type": "application/json", accept: "application/json, text/event-stream" },
+      body: JSON.stringify({
+        jsonrpc: "2.0",
+        id: 9,
+        method: "tools/call",
+        params: { name: "flood", arguments: {} },
+      }),
+    });
+    // The client takes nothing for well past the idle bound: the gateway stops reading the upstream,
+    // which is then silent only because of that.
+    await new Promise((r) => setTimeout(r, 1_500));
+    const text = await res.text();
+    expect(text).not.toContain("-31005");
+    expect(text).toContain("flooded");
   });
 });
 
