@@ -178,24 +178,10 @@ export function createHttpUpstream(options: HttpUpstreamOptions): Upstream {
     share.release(entry.admission.identity.principal);
   }
 
+  /** Relay one request; the caller's share was taken by the mount (`share`, before its identity hook). */
   async function forward(ctx: ForwardContext): Promise<ForwardResult> {
-    const dispatcher = ctx.admission.method === "GET" ? streamAgent : agent;
-    // Taken already by the mount (before its identity hook), or here.
-    if (ctx.reserved) return forwardNow(ctx, dispatcher);
-    const denied = reserve(ctx);
-    if (denied) {
-      ctx.owner.refuse(denied);
-      return { result: "refused" };
-    }
-    try {
-      return await forwardNow(ctx, dispatcher);
-    } finally {
-      unreserve(ctx);
-    }
-  }
-
-  async function forwardNow(ctx: ForwardContext, dispatcher: Agent): Promise<ForwardResult> {
     const { req, admission, plan, owner } = ctx;
+    const dispatcher = admission.method === "GET" ? streamAgent : agent;
     const started = performance.now();
     const method = admission.method as "GET" | "POST" | "DELETE";
     const sessionId = admission.era === "2025" ? admission.sessionId : undefined;

@@ -95,7 +95,6 @@ async function forwardThrough(mount: Mount, entry: Entry): Promise<ForwardResult
     owner.refuse(denied);
     return { result: "refused" };
   }
-  const reserved = upstream.share !== undefined;
   try {
     const ctx: ForwardContext = {
       req: entry.req,
@@ -105,7 +104,6 @@ async function forwardThrough(mount: Mount, entry: Entry): Promise<ForwardResult
       owner: entry.owner,
       headers: {},
       meta: {},
-      reserved,
     };
     if (mount.identity) {
       let id: UpstreamIdentity;
@@ -129,7 +127,7 @@ async function forwardThrough(mount: Mount, entry: Entry): Promise<ForwardResult
       ? mount.aroundForward(ctx, forwardTo(upstream))
       : upstream.forward(ctx));
   } finally {
-    if (reserved) upstream.share!.release(entry);
+    upstream.share?.release(entry);
   }
 }
 

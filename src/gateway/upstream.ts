@@ -10,8 +10,7 @@ export interface Upstream {
   /**
    * What a request holds of this upstream (a caller's share of its connections), taken by the
    * mount before anything is spent on the request — the identity hook may call a token endpoint —
-   * and given back once the forward settles. Optional; `forward` takes it itself when the context
-   * is not `reserved`.
+   * and given back once the forward settles (gateway/server.ts). Optional.
    */
   readonly share?: UpstreamShare;
   /** Relay one admitted request; the answer goes through `ctx.owner`. Never throws after writing. */
@@ -39,8 +38,6 @@ export interface ForwardContext extends Entry {
    * pooled 2026-era one): requests that start no child sign nothing. Throws when it cannot be made.
    */
   spawnEnv?: () => Promise<Record<string, string>>;
-  /** The upstream's `share` was taken for this request (by the mount, before its identity hook). */
-  readonly reserved?: boolean;
 }
 
 /** See `Upstream.share`. */
